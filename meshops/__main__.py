@@ -1,0 +1,3 @@
+from meshops.cli.main import main
+
+raise SystemExit(main())

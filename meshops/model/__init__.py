@@ -1,0 +1,65 @@
+"""mesh.yaml v1: models, the located loader and semantic checks."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from meshops.errors import ValidationFailed
+from meshops.model.loader import Document, parse_yaml, read_document
+
+if TYPE_CHECKING:
+    from meshops.model.mesh import Mesh
+    from meshops.policy import AccessTable
+
+
+@dataclass
+class Loaded:
+    """A mesh that passed validation, with its source for locating later messages."""
+
+    mesh: Mesh
+    document: Document
+
+    @cached_property
+    def access(self) -> AccessTable:
+        from meshops.model.checks import access_table
+
+        return access_table(self.mesh)
+
+
+def from_document(doc: Document, *, run_tests: bool = True) -> Loaded:
+    """Validate a parsed document: schema, semantic checks, then policy tests."""
+    from pydantic import ValidationError
+
+    from meshops.model.checks import access_table, semantic_problems, test_problems
+    from meshops.model.loader import pydantic_problems
+    from meshops.model.mesh import Mesh
+
+    if not isinstance(doc.data, dict):
+        raise ValidationFailed([doc.problem((), "the top level must be a mapping")])
+    try:
+        mesh = Mesh.model_validate(doc.data)
+    except ValidationError as exc:
+        raise ValidationFailed(pydantic_problems(doc, exc, Mesh)) from None
+    problems = semantic_problems(mesh, doc)
+    if problems:
+        raise ValidationFailed(problems)
+    loaded = Loaded(mesh, doc)
+    if run_tests:
+        failures = test_problems(mesh, doc, access_table(mesh))
+        if failures:
+            raise ValidationFailed(failures)
+    return loaded
+
+
+def load_file(path: Path, display: str | None = None, *, run_tests: bool = True) -> Loaded:
+    return from_document(read_document(path, display), run_tests=run_tests)
+
+
+def load_text(content: str | bytes, name: str = "mesh.yaml", *, run_tests: bool = True) -> Loaded:
+    return from_document(parse_yaml(content, name), run_tests=run_tests)
+
+
+__all__ = ["Document", "Loaded", "from_document", "load_file", "load_text"]

@@ -1,0 +1,222 @@
+"""Semantic checks: what relates fields to each other. Each returns located problems."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from ipaddress import IPv4Address, IPv6Address
+
+from meshops.errors import Problem
+from meshops.model.loader import Document
+from meshops.model.mesh import Mesh
+from meshops.policy import AccessTable, compile_policies
+
+
+def semantic_problems(mesh: Mesh, doc: Document) -> list[Problem]:
+    problems: list[Problem] = []
+    for check in (
+        _references,
+        _addresses,
+        _endpoints,
+        _lifetimes,
+        _proxies,
+    ):
+        problems.extend(doc.problem(path, msg) for path, msg in check(mesh))
+    return problems
+
+
+Found = Iterator[tuple[tuple[str | int, ...], str]]
+
+
+def _references(mesh: Mesh) -> Found:
+    nodes, idents, groups = set(mesh.nodes), set(mesh.identities), set(mesh.groups)
+    for name, ident in mesh.identities.items():
+        for i, node in enumerate(ident.nodes):
+            if node not in nodes:
+                yield ("identities", name, "nodes", i), f"unknown node {node!r}{_near(node, nodes)}"
+        if len(set(ident.nodes)) != len(ident.nodes):
+            yield ("identities", name, "nodes"), "a node is listed twice"
+    for group, members in mesh.groups.items():
+        if group in idents:
+            yield ("groups", group), f"group {group!r} has the same name as an identity"
+        for i, member in enumerate(members):
+            if member not in idents:
+                yield ("groups", group, i), f"unknown identity {member!r}{_near(member, idents)}"
+    for p, policy in enumerate(mesh.policies):
+        for field, refs in (("from", policy.from_), ("to", policy.to)):
+            for i, ref in enumerate(refs):
+                problem = _principal_problem(ref, idents, groups)
+                if problem:
+                    yield ("policies", p, field, i), f"policy {policy.name!r}: {problem}"
+    names = [policy.name for policy in mesh.policies]
+    for p, name in enumerate(names):
+        if name in names[:p]:
+            yield ("policies", p, "name"), f"policy name {name!r} is used twice"
+    for t, test in enumerate(mesh.tests):
+        for field, ref in (("from", test.from_), ("to", test.to)):
+            if ref not in idents:
+                yield ("tests", t, field), f"unknown identity {ref!r}{_near(ref, idents)}"
+
+
+def _principal_problem(ref: str, idents: set[str], groups: set[str]) -> str | None:
+    if ref == "*":
+        return None
+    if ref.startswith("group:"):
+        group = ref[len("group:") :]
+        return None if group in groups else f"unknown group {group!r}{_near(group, groups)}"
+    if ref in idents:
+        return None
+    if ref in groups:
+        return f"{ref!r} is a group; write it as 'group:{ref}'"
+    return f"unknown identity {ref!r}{_near(ref, idents)}"
+
+
+def _near(word: str, choices: set[str]) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(word, sorted(choices), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _addresses(mesh: Mesh) -> Found:
+    net, net6 = mesh.wireguard.network, mesh.wireguard.network6
+    taken: dict[IPv4Address | IPv6Address, str] = {}
+    for name, node in mesh.nodes.items():
+        if node.address is not None:
+            where = ("nodes", name, "address")
+            if node.address not in net:
+                yield where, f"address {node.address} is outside the network {net}"
+            elif node.address in (net.network_address, net.broadcast_address):
+                yield where, f"address {node.address} is the network or broadcast address of {net}"
+            elif node.address in taken:
+                yield (
+                    where,
+                    f"address {node.address} is already used by node {taken[node.address]!r}",
+                )
+            else:
+                taken[node.address] = name
+        if node.address6 is not None:
+            where = ("nodes", name, "address6")
+            if net6 is None:
+                yield where, "address6 needs wireguard.network6 to be set"
+            elif node.address6 not in net6:
+                yield where, f"address6 {node.address6} is outside network6 {net6}"
+            elif node.address6 in taken:
+                yield where, f"address6 {node.address6} is already used by {taken[node.address6]!r}"
+            else:
+                taken[node.address6] = name
+    if len(mesh.nodes) > net.num_addresses - 2:
+        yield (
+            ("wireguard", "network"),
+            (
+                f"network {net} has room for {net.num_addresses - 2} nodes, the mesh has "
+                f"{len(mesh.nodes)}"
+            ),
+        )
+
+
+def _endpoints(mesh: Mesh) -> Found:
+    seen: dict[str, str] = {}
+    for name, node in mesh.nodes.items():
+        key = str(node.endpoint)
+        if key in seen:
+            yield (
+                ("nodes", name, "endpoint"),
+                f"endpoint {key} is already used by node {seen[key]!r}",
+            )
+        else:
+            seen[key] = name
+
+
+def _lifetimes(mesh: Mesh) -> Found:
+    root, node_ca = mesh.ca.root_ttl, mesh.ca.node_ca_ttl
+    if node_ca > root:
+        yield ("ca", "node_ca_ttl"), f"node_ca_ttl {node_ca} is longer than root_ttl {root}"
+    if mesh.certs.ttl > node_ca:
+        yield ("certs", "ttl"), f"ttl {mesh.certs.ttl} is longer than ca.node_ca_ttl {node_ca}"
+    before = mesh.certs.renew_before
+    if before.before_expiry(mesh.certs.ttl) >= mesh.certs.ttl:
+        yield (
+            ("certs", "renew_before"),
+            f"renew_before {before} is not shorter than ttl {mesh.certs.ttl}",
+        )
+    for name, ident in mesh.identities.items():
+        ttl = mesh.leaf_ttl(name)
+        if ident.ttl is not None and ident.ttl > node_ca:
+            yield (
+                ("identities", name, "ttl"),
+                (f"ttl {ident.ttl} is longer than ca.node_ca_ttl {node_ca}"),
+            )
+        if ident.ttl is not None and ident.ttl <= 0:
+            yield ("identities", name, "ttl"), "ttl must be positive"
+        renew = mesh.leaf_renew_before(name)
+        if renew.before_expiry(ttl) >= ttl and (ident.ttl or ident.renew_before):
+            field = "renew_before" if ident.renew_before else "ttl"
+            yield (
+                ("identities", name, field),
+                (f"renew_before {renew} is not shorter than the ttl {ttl} of {name!r}"),
+            )
+    for field, value in (("root_ttl", root), ("node_ca_ttl", node_ca)):
+        if value <= 0:
+            yield ("ca", field), f"{field} must be positive"
+    if mesh.certs.ttl <= 0:
+        yield ("certs", "ttl"), "ttl must be positive"
+
+
+def _proxies(mesh: Mesh) -> Found:
+    listen: dict[tuple[str, int], str] = {}
+    configs: dict[tuple[str, str], str] = {}
+    for name, ident in mesh.identities.items():
+        if ident.proxy is None:
+            continue
+        for node in ident.nodes:
+            key = (node, ident.proxy.listen)
+            if key in listen:
+                yield (
+                    ("identities", name, "proxy", "listen"),
+                    (
+                        f"port {ident.proxy.listen} on node {node!r} is already used by "
+                        f"{listen[key]!r}'s proxy"
+                    ),
+                )
+            listen.setdefault(key, name)
+            if ident.proxy.config:
+                ckey = (node, ident.proxy.config)
+                if ckey in configs:
+                    yield (
+                        ("identities", name, "proxy", "config"),
+                        (
+                            f"config {ident.proxy.config} on node {node!r} is already written "
+                            f"by {configs[ckey]!r}"
+                        ),
+                    )
+                configs.setdefault(ckey, name)
+        if mesh.wireguard.port == ident.proxy.listen:
+            yield (
+                ("identities", name, "proxy", "listen"),
+                (f"port {ident.proxy.listen} is the WireGuard port"),
+            )
+
+
+def access_table(mesh: Mesh) -> AccessTable:
+    groups = {name: list(members) for name, members in mesh.groups.items()}
+    return compile_policies(mesh.policies, mesh.identities, groups)
+
+
+def test_problems(mesh: Mesh, doc: Document, table: AccessTable) -> list[Problem]:
+    """Evaluate `tests:`; each failing test is a problem at its own line."""
+    problems = []
+    for t, test in enumerate(mesh.tests):
+        if test.from_ not in mesh.identities or test.to not in mesh.identities:
+            continue  # already reported as a reference problem
+        grant = table.decide(test.from_, test.to, test.method, test.path)
+        got = "allow" if grant else "deny"
+        if got != test.expect:
+            why = f" by policy {grant.policy!r}" if grant else " (no policy allows it)"
+            problems.append(
+                doc.problem(
+                    ("tests", t),
+                    f"policy test failed: {test.from_} -> {test.to} {test.request}: "
+                    f"expected {test.expect}, got {got}{why}",
+                )
+            )
+    return problems

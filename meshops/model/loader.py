@@ -1,0 +1,295 @@
+"""Load mesh.yaml keeping every value's line and column, and reject what YAML allows
+silently but people never mean (duplicate keys) or what can hurt (alias bombs, depth).
+
+The composed node tree is converted by hand so that each value's position is recorded
+under its path (`("nodes", "web-1", "endpoint")`); validation errors from pydantic
+and from the semantic checks are then located by path.
+"""
+
+from __future__ import annotations
+
+import difflib
+import types
+import typing
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from meshops.errors import Location, MeshError, Problem, ValidationFailed
+
+PathKey = tuple[str | int, ...]
+
+MAX_BYTES = 16 * 1024 * 1024
+MAX_DEPTH = 64
+MAX_VALUES = 2_000_000  # values produced, aliases expanded: bounds a "billion laughs"
+
+try:  # the C composer is several times faster on large meshes
+    _Loader: type[yaml.SafeLoader] = yaml.CSafeLoader  # type: ignore[assignment]
+except AttributeError:  # pragma: no cover - libyaml missing
+    _Loader = yaml.SafeLoader
+
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+_MAP_TAG = "tag:yaml.org,2002:map"
+_SEQ_TAG = "tag:yaml.org,2002:seq"
+
+
+@dataclass
+class Document:
+    """Plain data from a YAML file plus where each value came from."""
+
+    name: str
+    data: Any
+    marks: dict[PathKey, Location] = field(default_factory=dict)
+
+    def locate(self, path: Iterable[str | int]) -> Location | None:
+        """The location of the value at `path`, or of its nearest located ancestor."""
+        key = tuple(path)
+        while key:
+            if key in self.marks:
+                return self.marks[key]
+            key = key[:-1]
+        return self.marks.get((), None)
+
+    def problem(self, path: Iterable[str | int], message: str) -> Problem:
+        key = tuple(path)
+        return Problem(self.locate(key), format_path(key), message)
+
+
+def format_path(path: Iterable[str | int]) -> str:
+    out = ""
+    for part in path:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out
+
+
+class _Converter:
+    def __init__(self, name: str):
+        self.name = name
+        self.marks: dict[PathKey, Location] = {}
+        self.problems: list[Problem] = []
+        self.budget = MAX_VALUES
+        self.scalars = yaml.constructor.SafeConstructor()
+
+    def loc(self, node: yaml.Node) -> Location:
+        return Location(self.name, node.start_mark.line + 1, node.start_mark.column + 1)
+
+    def convert(self, node: yaml.Node, path: PathKey, depth: int) -> Any:
+        self.budget -= 1
+        if self.budget < 0:
+            raise MeshError(
+                f"{self.loc(node)}: the document expands to more than {MAX_VALUES:,} values "
+                "(aliases nested too deeply?); refusing to load it"
+            )
+        if depth > MAX_DEPTH:
+            raise MeshError(f"{self.loc(node)}: nesting deeper than {MAX_DEPTH} levels")
+        self.marks.setdefault(path, self.loc(node))
+        if isinstance(node, yaml.MappingNode):
+            return self.mapping(node, path, depth)
+        if isinstance(node, yaml.SequenceNode):
+            return [self.convert(item, (*path, i), depth + 1) for i, item in enumerate(node.value)]
+        return self.scalar(node)
+
+    def scalar(self, node: yaml.Node) -> Any:
+        if node.tag.startswith("tag:yaml.org,2002:"):
+            if node.tag in ("tag:yaml.org,2002:timestamp", "tag:yaml.org,2002:binary"):
+                return str(node.value)  # dates are strings in mesh.yaml
+            return self.scalars.construct_object(node, deep=True)
+        raise MeshError(f"{self.loc(node)}: unsupported YAML tag {node.tag}")
+
+    def mapping(self, node: yaml.MappingNode, path: PathKey, depth: int) -> dict[str, Any]:
+        result: dict[str, Any] = {}
+        explicit: dict[str, Location] = {}
+        merged: dict[str, Any] = {}
+        for key_node, value_node in node.value:
+            if key_node.tag == _MERGE_TAG:
+                merged.update(self.merge_source(value_node, path, depth))
+                continue
+            key = self.scalar(key_node)
+            if not isinstance(key, str | int | float | bool) or isinstance(key, bool):
+                self.problems.append(
+                    Problem(self.loc(key_node), format_path(path), f"unsupported key {key!r}")
+                )
+                continue
+            key = str(key)
+            where = self.loc(key_node)
+            if key in explicit:
+                self.problems.append(
+                    Problem(
+                        where,
+                        format_path((*path, key)),
+                        f"duplicate key {key!r} (first defined at line {explicit[key].line}); "
+                        "YAML would silently keep only the last one",
+                    )
+                )
+                continue
+            explicit[key] = where
+            self.marks[(*path, key)] = where
+            result[key] = self.convert(value_node, (*path, key), depth + 1)
+        for key, value in merged.items():
+            result.setdefault(key, value)
+        return result
+
+    def merge_source(self, node: yaml.Node, path: PathKey, depth: int) -> dict[str, Any]:
+        sources = node.value if isinstance(node, yaml.SequenceNode) else [node]
+        merged: dict[str, Any] = {}
+        for source in reversed(sources):
+            if not isinstance(source, yaml.MappingNode):
+                raise MeshError(f"{self.loc(source)}: '<<' merges only mappings")
+            merged.update(self.mapping(source, path, depth + 1))
+        return merged
+
+
+def parse_yaml(content: bytes | str, name: str) -> Document:
+    """Parse YAML text into a located Document, or raise ValidationFailed / MeshError."""
+    if isinstance(content, bytes):
+        if len(content) > MAX_BYTES:
+            raise MeshError(f"{name}: file is {len(content):,} bytes; the limit is {MAX_BYTES:,}")
+        try:
+            text = content.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            line = content[: exc.start].count(b"\n") + 1
+            col = exc.start - (content.rfind(b"\n", 0, exc.start) + 1) + 1
+            where_bytes = Location(name, line, col)
+            raise ValidationFailed(
+                [Problem(where_bytes, "", f"not valid UTF-8 (byte 0x{content[exc.start]:02x})")]
+            ) from None
+    else:
+        text = content
+    if len(text) > MAX_BYTES:
+        raise MeshError(f"{name}: file is larger than {MAX_BYTES:,} bytes")
+    try:
+        node = yaml.compose(text, Loader=_Loader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = Location(name, mark.line + 1, mark.column + 1) if mark else None
+        message = " ".join(filter(None, [exc.context, exc.problem])) or "invalid YAML"
+        raise ValidationFailed([Problem(where, "", f"YAML syntax error: {message}")]) from None
+    except yaml.YAMLError as exc:
+        raise ValidationFailed([Problem(None, "", f"{name}: YAML error: {exc}")]) from None
+    except RecursionError:
+        raise MeshError(f"{name}: nesting too deep to parse") from None
+    if node is None:
+        raise ValidationFailed([Problem(Location(name, 1, 1), "", "the file is empty")])
+    converter = _Converter(name)
+    try:
+        data = converter.convert(node, (), 0)
+    except RecursionError:
+        raise MeshError(f"{name}: nesting too deep to load") from None
+    if converter.problems:
+        raise ValidationFailed(converter.problems)
+    return Document(name, data, converter.marks)
+
+
+def read_document(path: Path, display: str | None = None) -> Document:
+    """Read and parse a YAML file, with errors naming it as the user did."""
+    name = display or str(path)
+    try:
+        with path.open("rb") as fh:
+            content = fh.read(MAX_BYTES + 1)
+    except FileNotFoundError:
+        raise MeshError(
+            f"{name}: no such file", hint="run `meshops init` to create one, or pass -f FILE"
+        ) from None
+    except IsADirectoryError:
+        raise MeshError(f"{name}: is a directory, expected a mesh.yaml file") from None
+    except OSError as exc:
+        raise MeshError(f"{name}: cannot read: {exc.strerror}") from None
+    return parse_yaml(content, name)
+
+
+# -- pydantic errors, located ---------------------------------------------------
+
+
+def pydantic_problems(doc: Document, error: Any, model: type[Any]) -> list[Problem]:
+    """Turn a pydantic ValidationError into located, readable problems."""
+    problems = []
+    for err in error.errors(include_url=False):
+        path = _data_path(doc.data, err["loc"])
+        problems.append(doc.problem(path, _message(err, path, model)))
+    return problems
+
+
+def _data_path(data: Any, loc: tuple[Any, ...]) -> PathKey:
+    """Keep only the parts of a pydantic `loc` that name real keys and indexes.
+
+    pydantic inserts union member names ("list[str]", "function-plain[...]") into
+    `loc`; users should see the path in their file.
+    """
+    path: list[str | int] = []
+    current = data
+    for i, part in enumerate(loc):
+        if isinstance(current, dict) and str(part) in current:
+            path.append(str(part))
+            current = current[str(part)]
+        elif isinstance(current, list) and isinstance(part, int) and part < len(current):
+            path.append(part)
+            current = current[part]
+        elif isinstance(current, dict) and i == len(loc) - 1 and isinstance(part, str):
+            path.append(part)  # a missing or unknown field: name it
+    return tuple(path)
+
+
+def _message(err: dict[str, Any], path: PathKey, model: type[Any]) -> str:
+    kind = err["type"]
+    msg: str = err["msg"]
+    field_name = path[-1] if path else ""
+    if kind == "missing":
+        return f"missing required field {field_name!r}"
+    if kind == "extra_forbidden":
+        known = _fields_at(model, path[:-1])
+        close = difflib.get_close_matches(str(field_name), known, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        allowed = f" (allowed: {', '.join(sorted(known))})" if known and not close else ""
+        return f"unknown field {field_name!r}{hint}{allowed}"
+    if msg.startswith("Value error, "):
+        msg = msg[len("Value error, ") :]
+    if msg.startswith("Assertion failed, "):
+        msg = msg[len("Assertion failed, ") :]
+    value = err.get("input")
+    if kind not in ("value_error", "assertion_error") and not isinstance(value, dict | list):
+        msg = f"{msg}, got {value!r}"
+    return msg
+
+
+def _fields_at(model: type[Any], path: PathKey) -> list[str]:
+    """The field names a pydantic model accepts at `path` (for did-you-mean hints)."""
+    from pydantic import BaseModel
+
+    current: Any = model
+    for part in path:
+        current = _unwrap(current)
+        if isinstance(current, type) and issubclass(current, BaseModel):
+            info = next(
+                (f for n, f in current.model_fields.items() if (f.alias or n) == part), None
+            )
+            if info is None:
+                return []
+            current = info.annotation
+        elif typing.get_origin(current) in (dict, list):
+            current = typing.get_args(current)[-1]
+        else:
+            return []
+    current = _unwrap(current)
+    if isinstance(current, type) and issubclass(current, BaseModel):
+        return [f.alias or n for n, f in current.model_fields.items()]
+    return []
+
+
+def _unwrap(tp: Any) -> Any:
+    while True:
+        origin = typing.get_origin(tp)
+        if origin is typing.Annotated:
+            tp = typing.get_args(tp)[0]
+        elif origin in (typing.Union, types.UnionType):
+            args = [a for a in typing.get_args(tp) if a is not type(None)]
+            if len(args) != 1:
+                return tp
+            tp = args[0]
+        else:
+            return tp

@@ -1,0 +1,236 @@
+"""mesh.yaml version 1 as pydantic models (CONTRACT.md section 2).
+
+Shapes and field-level checks live here; checks that relate fields to each other
+(references, overlaps, lifetimes) live in `checks.py` so they can report every problem
+at once with its location.
+"""
+
+from __future__ import annotations
+
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+
+from meshops.model.durations import Duration, RenewBefore
+from meshops.model.types import (
+    DnsName,
+    Endpoint,
+    HttpMethod,
+    KeyType,
+    Method,
+    Name,
+    PathPattern,
+    Recipient,
+    TrustDomain,
+)
+
+SUPPORTED_VERSION = 1
+
+
+def _as_list(value: Any) -> Any:
+    """Accept a single value where a list is expected (`to: api` == `to: [api]`)."""
+    return [value] if isinstance(value, str) else value
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class MeshInfo(Strict):
+    name: Name
+    trust_domain: TrustDomain = Field(description="SPIFFE IDs are spiffe://<trust_domain>/<id>")
+    domain: DnsName = Field(description="DNS suffix: <node>.<domain> in certs and /etc/hosts")
+
+
+class Secrets(Strict):
+    format: Literal["age", "sops"] = "age"
+
+
+class CA(Strict):
+    key_type: KeyType = "ecdsa-p256"
+    root_ttl: Duration = Duration.parse("87600h")
+    node_ca_ttl: Duration = Duration.parse("720h")
+    recipients: list[Recipient] = Field(
+        default_factory=list, description="who may unseal the root key"
+    )
+
+
+class Certs(Strict):
+    key_type: KeyType = "ecdsa-p256"
+    ttl: Duration = Duration.parse("48h")
+    renew_before: RenewBefore = RenewBefore.parse("33%")
+
+
+class WireGuard(Strict):
+    interface: str = Field(default="wg-mesh", pattern=r"^[A-Za-z0-9_=+.-]{1,15}$")
+    port: int = Field(default=51820, ge=1, le=65535)
+    network: IPv4Network = IPv4Network("10.42.0.0/16")
+    network6: IPv6Network | None = None
+    keepalive: Duration | None = Duration.parse("25s")
+    mtu: int = Field(default=1420, ge=1280, le=9000)
+
+    @field_validator("network6")
+    @classmethod
+    def _ula_64(cls, value: IPv6Network | None) -> IPv6Network | None:
+        if value is not None:
+            if value.prefixlen != 64:
+                raise ValueError(f"network6 must be a /64, got /{value.prefixlen}")
+            if not value.subnet_of(IPv6Network("fc00::/7")):
+                raise ValueError(f"network6 must be a unique local (fd00::/8) prefix: {value}")
+        return value
+
+    @field_validator("network")
+    @classmethod
+    def _room(cls, value: IPv4Network) -> IPv4Network:
+        if value.prefixlen > 30:
+            raise ValueError(f"network {value} is too small for a mesh; use /30 or larger")
+        return value
+
+
+class MTLS(Strict):
+    mode: Literal["strict", "permissive"] = "strict"
+    min_tls: Literal["1.2", "1.3"] = "1.3"
+
+    @field_validator("min_tls", mode="before")
+    @classmethod
+    def _float_version(cls, value: Any) -> Any:
+        return str(value) if isinstance(value, float) else value
+
+
+class Node(Strict):
+    endpoint: Endpoint
+    recipient: Recipient
+    address: IPv4Address | None = None
+    address6: IPv6Address | None = None
+    labels: dict[str, str] = Field(default_factory=dict)
+    dns: list[DnsName] = Field(default_factory=list)
+    ips: list[IPv4Address | IPv6Address] = Field(default_factory=list)
+
+
+class Proxy(Strict):
+    kind: Literal["caddy", "envoy", "nginx"]
+    listen: int = Field(ge=1, le=65535)
+    upstream: Endpoint
+    config: str | None = Field(default=None, description="absolute path of the rendered config")
+    reload: list[str] = Field(default_factory=list, description="argv run after a change")
+
+    @field_validator("config")
+    @classmethod
+    def _absolute(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith("/"):
+            raise ValueError(f"config must be an absolute path, got {value!r}")
+        return value
+
+
+class Outputs(Strict):
+    dir: str | None = None
+    p12: bool = False
+    combined_pem: bool = False
+
+    @field_validator("dir")
+    @classmethod
+    def _absolute(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith("/"):
+            raise ValueError(f"dir must be an absolute path, got {value!r}")
+        return value
+
+
+class Identity(Strict):
+    nodes: list[Name] = Field(min_length=1)
+    ttl: Duration | None = None
+    key_type: KeyType | None = None
+    renew_before: RenewBefore | None = None
+    dns: list[DnsName] = Field(default_factory=list)
+    ips: list[IPv4Address | IPv6Address] = Field(default_factory=list)
+    proxy: Proxy | None = None
+    outputs: Outputs | None = None
+    on_renew: list[list[str]] = Field(default_factory=list)
+
+    @field_validator("on_renew")
+    @classmethod
+    def _argv(cls, value: list[list[str]]) -> list[list[str]]:
+        for argv in value:
+            if not argv:
+                raise ValueError("each on_renew command is a non-empty argv list")
+        return value
+
+
+def _any_method() -> list[HttpMethod]:
+    return ["*"]
+
+
+class Rule(Strict):
+    methods: list[Method] = Field(default_factory=_any_method)
+    paths: list[PathPattern] = Field(default_factory=lambda: ["*"])
+
+
+class Policy(Strict):
+    name: str = Field(min_length=1)
+    from_: Annotated[list[str], BeforeValidator(_as_list)] = Field(alias="from", min_length=1)
+    to: Annotated[list[str], BeforeValidator(_as_list)] = Field(min_length=1)
+    allow: list[Rule] = Field(default_factory=lambda: [Rule()])
+
+
+class PolicyTest(Strict):
+    from_: str = Field(alias="from")
+    to: str
+    request: str = Field(description="'METHOD /path'")
+    expect: Literal["allow", "deny"]
+
+    @field_validator("request")
+    @classmethod
+    def _request(cls, value: str) -> str:
+        parts = value.split()
+        if len(parts) != 2 or not parts[1].startswith("/"):
+            raise ValueError(f"request must be 'METHOD /path', got {value!r}")
+        return f"{parts[0].upper()} {parts[1]}"
+
+    @property
+    def method(self) -> str:
+        return self.request.split()[0]
+
+    @property
+    def path(self) -> str:
+        return self.request.split()[1]
+
+
+class Mesh(Strict):
+    """The whole desired state: what a mesh.yaml v1 holds."""
+
+    version: int
+    mesh: MeshInfo
+    secrets: Secrets = Field(default_factory=Secrets)
+    ca: CA = Field(default_factory=CA)
+    certs: Certs = Field(default_factory=Certs)
+    wireguard: WireGuard = Field(default_factory=WireGuard)
+    mtls: MTLS = Field(default_factory=MTLS)
+    nodes: dict[Name, Node] = Field(default_factory=dict)
+    identities: dict[Name, Identity] = Field(default_factory=dict)
+    groups: dict[Name, list[Name]] = Field(default_factory=dict)
+    policies: list[Policy] = Field(default_factory=list)
+    tests: list[PolicyTest] = Field(default_factory=list)
+
+    @field_validator("version", mode="before")
+    @classmethod
+    def _version(cls, value: Any) -> Any:
+        if value != SUPPORTED_VERSION or isinstance(value, bool):
+            raise ValueError(
+                f"this meshops understands mesh.yaml version {SUPPORTED_VERSION}, got {value!r}"
+            )
+        return value
+
+    def spiffe_id(self, identity: str) -> str:
+        return f"spiffe://{self.mesh.trust_domain}/{identity}"
+
+    def leaf_ttl(self, identity: str) -> Duration:
+        return self.identities[identity].ttl or self.certs.ttl
+
+    def leaf_renew_before(self, identity: str) -> RenewBefore:
+        return self.identities[identity].renew_before or self.certs.renew_before
+
+    def leaf_key_type(self, identity: str) -> KeyType:
+        return self.identities[identity].key_type or self.certs.key_type
+
+    def identities_on(self, node: str) -> list[str]:
+        return sorted(name for name, ident in self.identities.items() if node in ident.nodes)

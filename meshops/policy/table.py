@@ -1,0 +1,186 @@
+"""The access table: every policy compiled into (caller, callee, method, path) grants.
+
+Default deny: a request passes only if some grant matches it. This table is the one
+source for proxy RBAC, `validate`'s policy tests, `review`'s access diff and `graph`.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Protocol
+
+ANY = "*"
+
+
+def path_matches(pattern: str, path: str) -> bool:
+    """Exact (`/healthz`), prefix (`/v1/*` matches `/v1/` and below) or all (`*`)."""
+    if pattern in (ANY, "/*"):
+        return True
+    if pattern.endswith("*"):
+        return path.startswith(pattern[:-1])
+    return path == pattern
+
+
+def method_matches(pattern: str, method: str) -> bool:
+    return pattern == ANY or pattern == method.upper()
+
+
+@dataclass(frozen=True, order=True)
+class Grant:
+    """One allowed (caller, callee, method, path pattern), and the policy that allowed it."""
+
+    caller: str
+    callee: str
+    method: str
+    path: str
+    policy: str = ""
+
+    @property
+    def key(self) -> tuple[str, str, str, str]:
+        return (self.caller, self.callee, self.method, self.path)
+
+    def matches(self, caller: str, callee: str, method: str, path: str) -> bool:
+        return (
+            self.caller == caller
+            and self.callee == callee
+            and method_matches(self.method, method)
+            and path_matches(self.path, path)
+        )
+
+
+@dataclass(frozen=True)
+class CallerRule:
+    """What one caller may do on one callee: the shape proxies render."""
+
+    caller: str
+    methods: tuple[str, ...]  # ("*",) for any
+    paths: tuple[str, ...]  # ("*",) for any
+
+
+@dataclass(frozen=True)
+class AccessTable:
+    grants: tuple[Grant, ...]
+
+    @cached_property
+    def _by_pair(self) -> dict[tuple[str, str], list[Grant]]:
+        index: dict[tuple[str, str], list[Grant]] = defaultdict(list)
+        for grant in self.grants:
+            index[(grant.caller, grant.callee)].append(grant)
+        return index
+
+    def decide(self, caller: str, callee: str, method: str, path: str) -> Grant | None:
+        """The first grant allowing this request, or None (deny)."""
+        for grant in self._by_pair.get((caller, callee), ()):
+            if grant.matches(caller, callee, method, path):
+                return grant
+        return None
+
+    def allows(self, caller: str, callee: str, method: str, path: str) -> bool:
+        return self.decide(caller, callee, method, path) is not None
+
+    def edges(self) -> set[tuple[str, str]]:
+        """Pairs (caller, callee) with any access at all."""
+        return {pair for pair, grants in self._by_pair.items() if grants}
+
+    def keys(self) -> set[tuple[str, str, str, str]]:
+        return {grant.key for grant in self.grants}
+
+    def rules_for(self, callee: str) -> list[CallerRule]:
+        """Grants into `callee`, grouped per caller and (methods, paths) product.
+
+        Grants from one rule are a product of methods x paths; regroup them so each
+        rendered matcher is `caller AND method in M AND path in P`.
+        """
+        per_caller: dict[str, dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
+        for grant in self.grants:
+            if grant.callee == callee:
+                per_caller[grant.caller][grant.path].add(grant.method)
+        rules: list[CallerRule] = []
+        for caller in sorted(per_caller):
+            by_methods: dict[tuple[str, ...], list[str]] = defaultdict(list)
+            for path, methods in per_caller[caller].items():
+                key = (ANY,) if ANY in methods else tuple(sorted(methods))
+                by_methods[key].append(path)
+            for methods_key in sorted(by_methods):
+                paths = sorted(by_methods[methods_key])
+                if any(p in (ANY, "/*") for p in paths):
+                    paths = [ANY]
+                rules.append(CallerRule(caller, methods_key, tuple(paths)))
+        return rules
+
+    def callees(self) -> list[str]:
+        return sorted({grant.callee for grant in self.grants})
+
+
+class _RuleLike(Protocol):
+    @property
+    def methods(self) -> Sequence[str]: ...
+    @property
+    def paths(self) -> Sequence[str]: ...
+
+
+class _PolicyLike(Protocol):
+    @property
+    def name(self) -> str: ...
+    @property
+    def from_(self) -> Sequence[str]: ...
+    @property
+    def to(self) -> Sequence[str]: ...
+    @property
+    def allow(self) -> Sequence[_RuleLike]: ...
+
+
+def expand_principal(
+    ref: str, identities: Iterable[str], groups: Mapping[str, Sequence[str]]
+) -> list[str]:
+    """`api` -> [api]; `group:frontends` -> its members; `*` -> every identity."""
+    if ref == ANY:
+        return sorted(identities)
+    if ref.startswith("group:"):
+        return sorted(groups.get(ref[len("group:") :], ()))
+    return [ref]
+
+
+def compile_policies(
+    policies: Sequence[_PolicyLike],
+    identities: Iterable[str],
+    groups: Mapping[str, Sequence[str]],
+) -> AccessTable:
+    """Compile policies into the access table (default deny, duplicates folded)."""
+    names = sorted(identities)
+    seen: dict[tuple[str, str, str, str], Grant] = {}
+    for policy in policies:
+        callers = {c for ref in policy.from_ for c in expand_principal(ref, names, groups)}
+        callees = {c for ref in policy.to for c in expand_principal(ref, names, groups)}
+        for rule in policy.allow:
+            methods = [ANY] if ANY in rule.methods else sorted(set(rule.methods))
+            paths = [ANY] if any(p in (ANY, "/*") for p in rule.paths) else sorted(set(rule.paths))
+            for caller in sorted(callers):
+                for callee in sorted(callees):
+                    for method in methods:
+                        for path in paths:
+                            grant = Grant(caller, callee, method, path, policy.name)
+                            seen.setdefault(grant.key, grant)
+    return AccessTable(tuple(sorted(seen.values())))
+
+
+@dataclass(frozen=True)
+class AccessDiff:
+    gained: tuple[Grant, ...]
+    lost: tuple[Grant, ...]
+
+    @property
+    def empty(self) -> bool:
+        return not self.gained and not self.lost
+
+
+def access_diff(before: AccessTable, after: AccessTable) -> AccessDiff:
+    """Which exact (caller, callee, method, path) grants appear or disappear."""
+    old = {g.key: g for g in before.grants}
+    new = {g.key: g for g in after.grants}
+    gained = tuple(sorted(new[k] for k in new.keys() - old.keys()))
+    lost = tuple(sorted(old[k] for k in old.keys() - new.keys()))
+    return AccessDiff(gained, lost)
