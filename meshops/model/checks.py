@@ -212,10 +212,11 @@ def test_problems(mesh: Mesh, doc: Document, table: AccessTable) -> list[Problem
         got = "allow" if grant else "deny"
         if got != test.expect:
             why = f" by policy {grant.policy!r}" if grant else " (no policy allows it)"
+            named = f" {test.name!r}" if test.name else ""
             problems.append(
                 doc.problem(
                     ("tests", t),
-                    f"policy test failed: {test.from_} -> {test.to} {test.request}: "
+                    f"policy test{named} failed: {test.from_} -> {test.to} {test.request}: "
                     f"expected {test.expect}, got {got}{why}",
                 )
             )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import timedelta
+from decimal import Decimal
 from typing import Any
 
 from pydantic import GetCoreSchemaHandler, GetJsonSchemaHandler
@@ -22,6 +23,8 @@ _UNITS = {
 }
 _PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
 DURATION_PATTERN = r"^((\d+(\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h))+$"
+# Go's time.Duration is int64 nanoseconds: about 2,562,047 hours.
+MAX_SECONDS = (2**63 - 1) / 1e9
 
 
 def parse_duration(text: str) -> float:
@@ -41,16 +44,25 @@ def parse_duration(text: str) -> float:
         pos = m.end()
     if pos == 0:
         raise ValueError(f"expected a duration such as 90s, 16h or 720h, got {text!r}")
+    if not total <= MAX_SECONDS:  # also catches inf from absurdly long numbers
+        raise ValueError(f"duration {_short(s)} is too long; the most is 2562047h")
     return total
+
+
+def _short(text: str) -> str:
+    return repr(text if len(text) <= 24 else text[:20] + "...")
 
 
 def format_duration(seconds: float) -> str:
     """Render seconds the way people write them in mesh.yaml (`720h`, `1h30m`, `90s`)."""
     if seconds < 0:
         return "-" + format_duration(-seconds)
+    if seconds != seconds or seconds == float("inf"):
+        return str(seconds)
     whole = int(seconds)
     if whole != seconds:
-        return f"{seconds:g}s"
+        # the shortest text that reads back as exactly this float, never in e-notation
+        return f"{Decimal(repr(seconds)):f}s"
     if whole == 0:
         return "0s"
     hours, rest = divmod(whole, 3600)

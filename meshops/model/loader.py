@@ -68,27 +68,70 @@ def format_path(path: Iterable[str | int]) -> str:
     return out
 
 
+_SCALAR_TAGS = frozenset("tag:yaml.org,2002:" + t for t in ("str", "int", "float", "bool", "null"))
+_TEXT_TAGS = frozenset(("tag:yaml.org,2002:timestamp", "tag:yaml.org,2002:binary"))
+_COLLECTION_TAGS = frozenset(
+    (_MAP_TAG, _SEQ_TAG, "tag:yaml.org,2002:set", "tag:yaml.org,2002:omap")
+)
+
+
+def _refuse(location: Location, message: str) -> ValidationFailed:
+    return ValidationFailed([Problem(location, "", message)])
+
+
 class _Converter:
     def __init__(self, name: str):
         self.name = name
         self.marks: dict[PathKey, Location] = {}
         self.problems: list[Problem] = []
-        self.budget = MAX_VALUES
         self.scalars = yaml.constructor.SafeConstructor()
 
     def loc(self, node: yaml.Node) -> Location:
         return Location(self.name, node.start_mark.line + 1, node.start_mark.column + 1)
 
+    def check_size(self, root: yaml.Node) -> None:
+        """Refuse alias bombs and recursive aliases before expanding anything.
+
+        Aliases share composed nodes, so the expanded size of every node is computed
+        once (memoized by identity): linear in the file, however many times the
+        aliases multiply it.
+        """
+        sizes: dict[int, int] = {}
+        open_nodes: set[int] = set()
+
+        def size(node: yaml.Node, depth: int) -> int:
+            key = id(node)
+            if key in sizes:
+                return sizes[key]
+            if key in open_nodes:
+                raise _refuse(self.loc(node), "an alias refers to a node that contains it")
+            if depth > MAX_DEPTH:
+                raise _refuse(self.loc(node), f"nesting deeper than {MAX_DEPTH} levels")
+            open_nodes.add(key)
+            total = 1
+            if isinstance(node, yaml.MappingNode):
+                total += sum(size(k, depth + 1) + size(v, depth + 1) for k, v in node.value)
+            elif isinstance(node, yaml.SequenceNode):
+                total += sum(size(item, depth + 1) for item in node.value)
+            open_nodes.discard(key)
+            if total > MAX_VALUES:
+                raise _refuse(
+                    self.loc(node),
+                    f"the document expands to more than {MAX_VALUES:,} values "
+                    "(aliases nested too deeply?); refusing to load it",
+                )
+            sizes[key] = total
+            return total
+
+        size(root, 0)
+
     def convert(self, node: yaml.Node, path: PathKey, depth: int) -> Any:
-        self.budget -= 1
-        if self.budget < 0:
-            raise MeshError(
-                f"{self.loc(node)}: the document expands to more than {MAX_VALUES:,} values "
-                "(aliases nested too deeply?); refusing to load it"
-            )
         if depth > MAX_DEPTH:
-            raise MeshError(f"{self.loc(node)}: nesting deeper than {MAX_DEPTH} levels")
+            raise _refuse(self.loc(node), f"nesting deeper than {MAX_DEPTH} levels")
         self.marks.setdefault(path, self.loc(node))
+        collection = isinstance(node, yaml.MappingNode | yaml.SequenceNode)
+        if collection and node.tag not in _COLLECTION_TAGS:
+            raise _refuse(self.loc(node), f"unsupported YAML tag {node.tag}")
         if isinstance(node, yaml.MappingNode):
             return self.mapping(node, path, depth)
         if isinstance(node, yaml.SequenceNode):
@@ -96,11 +139,18 @@ class _Converter:
         return self.scalar(node)
 
     def scalar(self, node: yaml.Node) -> Any:
-        if node.tag.startswith("tag:yaml.org,2002:"):
-            if node.tag in ("tag:yaml.org,2002:timestamp", "tag:yaml.org,2002:binary"):
-                return str(node.value)  # dates are strings in mesh.yaml
+        if not isinstance(node, yaml.ScalarNode):
+            return None  # a collection used as a key; reported by the caller
+        if node.tag in _TEXT_TAGS:
+            return str(node.value)  # dates are strings in mesh.yaml
+        if node.tag not in _SCALAR_TAGS:
+            raise _refuse(self.loc(node), f"unsupported YAML tag {node.tag}")
+        try:
             return self.scalars.construct_object(node, deep=True)
-        raise MeshError(f"{self.loc(node)}: unsupported YAML tag {node.tag}")
+        except (yaml.YAMLError, ValueError, TypeError, OverflowError):
+            raise _refuse(
+                self.loc(node), f"{node.value!r} is not a valid {node.tag.rsplit(':', 1)[-1]}"
+            ) from None
 
     def mapping(self, node: yaml.MappingNode, path: PathKey, depth: int) -> dict[str, Any]:
         result: dict[str, Any] = {}
@@ -111,9 +161,10 @@ class _Converter:
                 merged.update(self.merge_source(value_node, path, depth))
                 continue
             key = self.scalar(key_node)
-            if not isinstance(key, str | int | float | bool) or isinstance(key, bool):
+            if not isinstance(key, str | int | float) or isinstance(key, bool):
+                shown = key if isinstance(key_node, yaml.ScalarNode) else "(a collection)"
                 self.problems.append(
-                    Problem(self.loc(key_node), format_path(path), f"unsupported key {key!r}")
+                    Problem(self.loc(key_node), format_path(path), f"unsupported key {shown!r}")
                 )
                 continue
             key = str(key)
@@ -133,6 +184,8 @@ class _Converter:
             result[key] = self.convert(value_node, (*path, key), depth + 1)
         for key, value in merged.items():
             result.setdefault(key, value)
+        for key, where in explicit.items():  # a merge must not relocate explicit keys
+            self.marks[(*path, key)] = where
         return result
 
     def merge_source(self, node: yaml.Node, path: PathKey, depth: int) -> dict[str, Any]:
@@ -140,7 +193,7 @@ class _Converter:
         merged: dict[str, Any] = {}
         for source in reversed(sources):
             if not isinstance(source, yaml.MappingNode):
-                raise MeshError(f"{self.loc(source)}: '<<' merges only mappings")
+                raise _refuse(self.loc(source), "'<<' merges only mappings")
             merged.update(self.mapping(source, path, depth + 1))
         return merged
 
@@ -149,7 +202,7 @@ def parse_yaml(content: bytes | str, name: str) -> Document:
     """Parse YAML text into a located Document, or raise ValidationFailed / MeshError."""
     if isinstance(content, bytes):
         if len(content) > MAX_BYTES:
-            raise MeshError(f"{name}: file is {len(content):,} bytes; the limit is {MAX_BYTES:,}")
+            raise MeshError(f"{name}: file is larger than the limit of {MAX_BYTES:,} bytes")
         try:
             text = content.decode("utf-8")
         except UnicodeDecodeError as exc:
@@ -162,7 +215,7 @@ def parse_yaml(content: bytes | str, name: str) -> Document:
     else:
         text = content
     if len(text) > MAX_BYTES:
-        raise MeshError(f"{name}: file is larger than {MAX_BYTES:,} bytes")
+        raise MeshError(f"{name}: file is larger than the limit of {MAX_BYTES:,} bytes")
     try:
         node = yaml.compose(text, Loader=_Loader)
     except yaml.MarkedYAMLError as exc:
@@ -178,6 +231,7 @@ def parse_yaml(content: bytes | str, name: str) -> Document:
         raise ValidationFailed([Problem(Location(name, 1, 1), "", "the file is empty")])
     converter = _Converter(name)
     try:
+        converter.check_size(node)
         data = converter.convert(node, (), 0)
     except RecursionError:
         raise MeshError(f"{name}: nesting too deep to load") from None
@@ -224,6 +278,8 @@ def _data_path(data: Any, loc: tuple[Any, ...]) -> PathKey:
     path: list[str | int] = []
     current = data
     for i, part in enumerate(loc):
+        if part == "[key]":  # pydantic marks an invalid mapping key; the key itself is named
+            continue
         if isinstance(current, dict) and str(part) in current:
             path.append(str(part))
             current = current[str(part)]

@@ -7,6 +7,7 @@ at once with its location.
 
 from __future__ import annotations
 
+import typing
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 from typing import Annotated, Any, Literal
 
@@ -161,8 +162,9 @@ def _any_method() -> list[HttpMethod]:
 
 
 class Rule(Strict):
-    methods: list[Method] = Field(default_factory=_any_method)
-    paths: list[PathPattern] = Field(default_factory=lambda: ["*"])
+    # an empty list would silently allow nothing: say "*" for any, or leave it out
+    methods: list[Method] = Field(default_factory=_any_method, min_length=1)
+    paths: list[PathPattern] = Field(default_factory=lambda: ["*"], min_length=1)
 
 
 class Policy(Strict):
@@ -172,7 +174,11 @@ class Policy(Strict):
     allow: list[Rule] = Field(default_factory=lambda: [Rule()])
 
 
+_REQUEST_METHODS = frozenset(typing.get_args(HttpMethod)) - {"*"}
+
+
 class PolicyTest(Strict):
+    name: str | None = Field(default=None, description="optional, shown when the test fails")
     from_: str = Field(alias="from")
     to: str
     request: str = Field(description="'METHOD /path'")
@@ -184,7 +190,13 @@ class PolicyTest(Strict):
         parts = value.split()
         if len(parts) != 2 or not parts[1].startswith("/"):
             raise ValueError(f"request must be 'METHOD /path', got {value!r}")
-        return f"{parts[0].upper()} {parts[1]}"
+        method = parts[0].upper()
+        if method not in _REQUEST_METHODS:
+            raise ValueError(
+                f"request {value!r}: {parts[0]!r} is not an HTTP method "
+                f"({', '.join(sorted(_REQUEST_METHODS))})"
+            )
+        return f"{method} {parts[1]}"
 
     @property
     def method(self) -> str:

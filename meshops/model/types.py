@@ -136,7 +136,7 @@ class Endpoint:
                 if host[0].isdigit() and host.replace(".", "").isdigit():
                     raise ValueError(f"{host!r} is not a valid IPv4 address")
                 host = _check_dns(host)
-        if not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
+        if not (port_text.isascii() and port_text.isdigit()) or not 1 <= int(port_text) <= 65535:
             raise ValueError(f"port must be a number from 1 to 65535, got {port_text!r}")
         return cls(host, int(port_text))
 
@@ -213,13 +213,16 @@ class Recipient:
             if len(fields) < 2:
                 raise ValueError(f"{fields[0]} key is missing its base64 body")
             try:
-                blob = base64.b64decode(fields[1], validate=True)
-                (length,) = struct.unpack(">I", blob[:4])
-                inner = blob[4 : 4 + length].decode()
-            except (binascii.Error, struct.error, UnicodeDecodeError):
+                parts = _ssh_wire_strings(base64.b64decode(fields[1], validate=True))
+                inner = parts[0].decode()
+            except (binascii.Error, ValueError, UnicodeDecodeError):
                 raise ValueError(f"{_short(text)} is not a valid SSH public key") from None
             if inner != fields[0]:
                 raise ValueError(f"SSH key says {fields[0]} but its body holds {inner}")
+            if inner == "ssh-ed25519" and (len(parts) != 2 or len(parts[1]) != 32):
+                raise ValueError(f"{_short(text)}: an ssh-ed25519 key holds 32 bytes")
+            if inner == "ssh-rsa" and (len(parts) != 3 or len(parts[2].lstrip(b"\0")) < 256):
+                raise ValueError(f"{_short(text)}: an ssh-rsa key needs at least 2048 bits")
             kind: Literal["ssh-ed25519", "ssh-rsa"] = (
                 "ssh-ed25519" if fields[0] == "ssh-ed25519" else "ssh-rsa"
             )
@@ -245,6 +248,24 @@ class Recipient:
             "type": "string",
             "pattern": r"^(age1[0-9a-z]{58}|ssh-(ed25519|rsa) [A-Za-z0-9+/=]+( .*)?)$",
         }
+
+
+def _ssh_wire_strings(blob: bytes) -> list[bytes]:
+    """Split an SSH public key blob into its length-prefixed fields (RFC 4253)."""
+    parts = []
+    pos = 0
+    while pos < len(blob):
+        if pos + 4 > len(blob):
+            raise ValueError("truncated")
+        (length,) = struct.unpack(">I", blob[pos : pos + 4])
+        pos += 4
+        if pos + length > len(blob):
+            raise ValueError("truncated")
+        parts.append(blob[pos : pos + length])
+        pos += length
+    if not parts:
+        raise ValueError("empty")
+    return parts
 
 
 def _short(text: str) -> str:
