@@ -1,0 +1,194 @@
+"""The access graph (who may call whom) rendered as Mermaid or Graphviz DOT (pure).
+
+Built from the one access table. Identities are grouped by the set of nodes they run
+on: an identity on several nodes appears once, in a group labelled with all of them
+(Mermaid and DOT cannot place one vertex in two subgraphs). Output is deterministic:
+everything is sorted.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from meshops.policy import AccessTable
+
+EdgeStatus = Literal["same", "gained", "lost", "changed"]
+MAX_LABEL = 60
+_GROUP_LABEL_NODES = 4
+
+_STYLE_MERMAID: dict[EdgeStatus, str] = {
+    "gained": "stroke:#2da44e,stroke-width:3px",
+    "lost": "stroke:#cf222e,stroke-width:2px,stroke-dasharray:5 5",
+    "changed": "stroke:#bf8700,stroke-width:2px",
+}
+_ARROW_MERMAID: dict[EdgeStatus, str] = {
+    "same": "-->",
+    "gained": "==>",
+    "lost": "-.->",
+    "changed": "-->",
+}
+_STYLE_DOT: dict[EdgeStatus, str] = {
+    "same": "",
+    "gained": ', color="#2da44e", penwidth=2',
+    "lost": ', color="#cf222e", style=dashed',
+    "changed": ', color="#bf8700"',
+}
+
+
+@dataclass(frozen=True)
+class Edge:
+    caller: str
+    callee: str
+    label: str
+    status: EdgeStatus = "same"
+
+
+@dataclass(frozen=True)
+class Group:
+    """Identities that run on exactly the same nodes."""
+
+    nodes: tuple[str, ...]
+    identities: tuple[str, ...]
+
+    @property
+    def label(self) -> str:
+        shown = ", ".join(self.nodes[:_GROUP_LABEL_NODES])
+        extra = len(self.nodes) - _GROUP_LABEL_NODES
+        return f"{shown} +{extra} more" if extra > 0 else shown
+
+
+@dataclass(frozen=True)
+class Graph:
+    groups: tuple[Group, ...]
+    edges: tuple[Edge, ...]
+
+    def count(self, status: EdgeStatus) -> int:
+        return sum(1 for edge in self.edges if edge.status == status)
+
+
+def pair_label(table: AccessTable, caller: str, callee: str) -> str:
+    """What `caller` may do on `callee`, in a line: `GET,HEAD /v1/*; POST /v1/jobs`."""
+    parts = []
+    for rule in table.rules_for(callee):
+        if rule.caller != caller:
+            continue
+        methods = "any method" if rule.methods == ("*",) else ",".join(rule.methods)
+        paths = "any path" if rule.paths == ("*",) else ", ".join(rule.paths)
+        parts.append(
+            "any request"
+            if (methods, paths) == ("any method", "any path")
+            else f"{methods} {paths}"
+        )
+    label = "; ".join(parts)
+    if len(label) > MAX_LABEL:
+        label = label[: MAX_LABEL - 1].rstrip() + "…"
+    return label
+
+
+def _groups(placements: Mapping[str, Sequence[str]]) -> tuple[Group, ...]:
+    by_nodes: dict[tuple[str, ...], list[str]] = defaultdict(list)
+    for identity, nodes in placements.items():
+        by_nodes[tuple(sorted(nodes))].append(identity)
+    return tuple(Group(nodes, tuple(sorted(ids))) for nodes, ids in sorted(by_nodes.items()))
+
+
+def access_graph(placements: Mapping[str, Sequence[str]], table: AccessTable) -> Graph:
+    """The graph of one mesh: identity -> nodes placements and its access table."""
+    edges = tuple(
+        Edge(caller, callee, pair_label(table, caller, callee))
+        for caller, callee in sorted(table.edges())
+    )
+    return Graph(_groups(placements), edges)
+
+
+def change_graph(
+    base_placements: Mapping[str, Sequence[str]],
+    base: AccessTable,
+    head_placements: Mapping[str, Sequence[str]],
+    head: AccessTable,
+) -> Graph:
+    """The union of two graphs, each edge marked gained, lost, changed or the same."""
+    placements = {**base_placements, **head_placements}
+    base_pairs, head_pairs = base.edges(), head.edges()
+    base_keys = _keys_by_pair(base)
+    head_keys = _keys_by_pair(head)
+    edges = []
+    for caller, callee in sorted(base_pairs | head_pairs):
+        pair = (caller, callee)
+        if pair not in base_pairs:
+            edges.append(Edge(caller, callee, pair_label(head, caller, callee), "gained"))
+        elif pair not in head_pairs:
+            edges.append(Edge(caller, callee, pair_label(base, caller, callee), "lost"))
+        else:
+            status: EdgeStatus = "same" if base_keys[pair] == head_keys[pair] else "changed"
+            edges.append(Edge(caller, callee, pair_label(head, caller, callee), status))
+    return Graph(_groups(placements), tuple(edges))
+
+
+def _keys_by_pair(table: AccessTable) -> dict[tuple[str, str], set[tuple[str, str]]]:
+    index: dict[tuple[str, str], set[tuple[str, str]]] = defaultdict(set)
+    for grant in table.grants:
+        index[(grant.caller, grant.callee)].add((grant.method, grant.path))
+    return index
+
+
+def _mermaid_id(identity: str) -> str:
+    # names are [a-z0-9-]; the prefix keeps ids clear of Mermaid keywords (`end`)
+    return "id_" + identity.replace("-", "_")
+
+
+def _mermaid_text(text: str) -> str:
+    return text.replace('"', "#quot;")
+
+
+def render_mermaid(graph: Graph, *, direction: str = "LR") -> str:
+    """A Mermaid `flowchart`; gained edges thick green, lost dashed red, changed amber."""
+    lines = [f"flowchart {direction}"]
+    for index, group in enumerate(graph.groups):
+        lines.append(f'  subgraph g{index}["{_mermaid_text(group.label)}"]')
+        for identity in group.identities:
+            lines.append(f'    {_mermaid_id(identity)}["{identity}"]')
+        lines.append("  end")
+    styles: dict[EdgeStatus, list[str]] = defaultdict(list)
+    for index, edge in enumerate(graph.edges):
+        label = edge.label
+        if edge.status in ("gained", "lost"):
+            label = f"{edge.status}: {label}"
+        arrow = _ARROW_MERMAID[edge.status]
+        lines.append(
+            f'  {_mermaid_id(edge.caller)} {arrow}|"{_mermaid_text(label)}"| '
+            f"{_mermaid_id(edge.callee)}"
+        )
+        if edge.status in _STYLE_MERMAID:
+            styles[edge.status].append(str(index))
+    marked: tuple[EdgeStatus, ...] = ("gained", "lost", "changed")
+    for status in marked:
+        if styles[status]:
+            lines.append(f"  linkStyle {','.join(styles[status])} {_STYLE_MERMAID[status]}")
+    return "\n".join(lines) + "\n"
+
+
+def _dot_text(text: str) -> str:
+    return text.replace("\\", "\\\\").replace('"', '\\"')
+
+
+def render_dot(graph: Graph) -> str:
+    """Graphviz DOT: one cluster per node set, labelled edges."""
+    lines = ["digraph access {", "  rankdir=LR;", '  node [shape=box, fontname="sans-serif"];']
+    for index, group in enumerate(graph.groups):
+        lines.append(f'  subgraph "cluster_{index}" {{')
+        lines.append(f'    label="{_dot_text(group.label)}";')
+        for identity in group.identities:
+            lines.append(f'    "{identity}";')
+        lines.append("  }")
+    for edge in graph.edges:
+        label = edge.label if edge.status in ("same", "changed") else f"{edge.status}: {edge.label}"
+        lines.append(
+            f'  "{edge.caller}" -> "{edge.callee}" [label="{_dot_text(label)}"'
+            f"{_STYLE_DOT[edge.status]}];"
+        )
+    lines.append("}")
+    return "\n".join(lines) + "\n"
