@@ -1,0 +1,129 @@
+"""What a node CA or a leaf certificate should hold, as plain values.
+
+These specs are what `compile` produces and what issuance and renewal read. They do not
+import `cryptography`, so building a desired state (and `review`) stays cheap.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from ipaddress import IPv4Address, IPv6Address, ip_address
+from typing import TYPE_CHECKING
+
+from meshops.model.types import KeyType
+
+if TYPE_CHECKING:
+    from meshops.model.mesh import Mesh
+
+IPAddress = IPv4Address | IPv6Address
+
+# Certificates start this long before `now` so a peer whose clock is a little behind
+# still accepts a freshly issued certificate.
+CLOCK_SKEW_SECONDS = 300.0
+
+
+def _unique(items: Iterable[str]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(items))
+
+
+def _unique_ips(items: Iterable[IPAddress | str]) -> tuple[IPAddress, ...]:
+    return tuple(dict.fromkeys(ip_address(i) for i in items))
+
+
+@dataclass(frozen=True)
+class NodeCASpec:
+    """A node's intermediate CA: which names its leaves may carry (name constraints).
+
+    `dns_names` are the extra DNS names of the node and of the identities placed on it;
+    the mesh `domain` is always permitted too. `ips` are the node's overlay address(es)
+    plus listed IPs.
+    """
+
+    node: str
+    trust_domain: str
+    domain: str
+    dns_names: tuple[str, ...] = ()
+    ips: tuple[IPAddress, ...] = ()
+    key_type: KeyType = "ecdsa-p256"
+
+    @property
+    def common_name(self) -> str:
+        return f"{self.node} node CA"
+
+    @property
+    def permitted_dns(self) -> tuple[str, ...]:
+        """DNS subtrees: the mesh domain, then extra names (a wildcard permits its parent)."""
+        names = [self.domain]
+        for name in self.dns_names:
+            base = name[2:] if name.startswith("*.") else name
+            if not _within(base, self.domain):
+                names.append(base)
+        return _unique(names)
+
+    @classmethod
+    def for_node(cls, mesh: Mesh, node: str, *, overlay: Sequence[IPAddress | str]) -> NodeCASpec:
+        """The node CA spec for `node`; `overlay` are its allocated overlay address(es)."""
+        spec = mesh.nodes[node]
+        dns = list(spec.dns)
+        ips: list[IPAddress | str] = [*overlay, *spec.ips]
+        for name in mesh.identities_on(node):
+            ident = mesh.identities[name]
+            dns.extend(ident.dns)
+            ips.extend(ident.ips)
+        return cls(
+            node=node,
+            trust_domain=mesh.mesh.trust_domain,
+            domain=mesh.mesh.domain,
+            dns_names=_unique(dns),
+            ips=_unique_ips(ips),
+            key_type=mesh.ca.key_type,
+        )
+
+
+@dataclass(frozen=True)
+class LeafSpec:
+    """A workload's X.509-SVID on one node (CONTRACT.md section 5).
+
+    `dns` are the identity's extra names; `ips` are the node's overlay address(es) and
+    the identity's `ips`.
+    """
+
+    identity: str
+    node: str
+    trust_domain: str
+    domain: str
+    ttl_seconds: float
+    key_type: KeyType = "ecdsa-p256"
+    dns: tuple[str, ...] = ()
+    ips: tuple[IPAddress, ...] = field(default=())
+
+    @property
+    def spiffe_id(self) -> str:
+        return f"spiffe://{self.trust_domain}/{self.identity}"
+
+    @property
+    def dns_names(self) -> tuple[str, ...]:
+        """Every DNS SAN, in order: `<identity>.<domain>`, `<node>.<domain>`, extras."""
+        return _unique([f"{self.identity}.{self.domain}", f"{self.node}.{self.domain}", *self.dns])
+
+    @classmethod
+    def for_identity(
+        cls, mesh: Mesh, identity: str, node: str, *, overlay: Sequence[IPAddress | str]
+    ) -> LeafSpec:
+        """The leaf spec of `identity` on `node`; `overlay` are the node's overlay addresses."""
+        ident = mesh.identities[identity]
+        return cls(
+            identity=identity,
+            node=node,
+            trust_domain=mesh.mesh.trust_domain,
+            domain=mesh.mesh.domain,
+            ttl_seconds=float(mesh.leaf_ttl(identity)),
+            key_type=mesh.leaf_key_type(identity),
+            dns=_unique(ident.dns),
+            ips=_unique_ips([*overlay, *ident.ips]),
+        )
+
+
+def _within(name: str, domain: str) -> bool:
+    return name == domain or name.endswith("." + domain)
