@@ -1,0 +1,255 @@
+"""Per-node impact of a change, computed from the two meshes alone (pure).
+
+A stand-in for the engine's per-node plan: every node peers with every other node, a
+removed node disappears as a peer everywhere, an endpoint or address change is one
+peer changed in place on the others, identity placements add or remove certificates,
+and a proxy whose inputs changed (its settings, the access rules into its identity,
+the mTLS settings) is re-rendered and reloaded. What only live state can tell (key
+rotations, expiring certificates) is the engine's to report.
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from meshops.model.mesh import Mesh
+from meshops.policy import AccessTable
+
+NodeStatus = Literal["added", "removed", "changed"]
+
+
+@dataclass(frozen=True)
+class NodeImpact:
+    """What a change does on one host."""
+
+    node: str
+    status: NodeStatus
+    own_changes: tuple[str, ...] = ()  # this node's own entry: endpoint, recipient, ...
+    certs_added: tuple[str, ...] = ()  # identities newly issued here
+    certs_removed: tuple[str, ...] = ()
+    certs_changed: tuple[str, ...] = ()  # reissued: SANs, lifetime, key type, trust domain
+    peers_added: tuple[str, ...] = ()
+    peers_removed: tuple[str, ...] = ()
+    peers_changed: tuple[str, ...] = ()  # changed in place: endpoint, allowed IPs, keepalive
+    proxies_changed: tuple[str, ...] = ()  # proxy addresses re-rendered (added, changed, removed)
+    session_resets: tuple[str, ...] = ()  # peers whose tunnel must handshake again
+    reloads: tuple[str, ...] = ()  # commands run: proxy reloads and on_renew hooks
+    hosts_changed: bool = False  # the managed /etc/hosts block changes
+
+
+def _peer_view(mesh: Mesh, node: str) -> tuple[Any, ...]:
+    entry = mesh.nodes[node]
+    return (str(entry.endpoint), entry.address, entry.address6)
+
+
+def _cert_inputs(mesh: Mesh, node: str, identity: str) -> tuple[Any, ...]:
+    ident, host = mesh.identities[identity], mesh.nodes[node]
+    return (
+        mesh.mesh.trust_domain,
+        mesh.mesh.domain,
+        float(mesh.leaf_ttl(identity)),
+        mesh.leaf_key_type(identity),
+        tuple(ident.dns),
+        tuple(str(ip) for ip in ident.ips),
+        host.address,
+        host.address6,
+        mesh.wireguard.network,
+    )
+
+
+def _proxy_inputs(mesh: Mesh, table: AccessTable, identity: str) -> tuple[Any, ...] | None:
+    proxy = mesh.identities[identity].proxy
+    if proxy is None:
+        return None
+    return (proxy.model_dump(mode="json"), table.rules_for(identity), mesh.mtls, mesh.mesh)
+
+
+def _proxy_address(mesh: Mesh, identity: str) -> str:
+    proxy = mesh.identities[identity].proxy
+    assert proxy is not None
+    return f'proxy.{proxy.kind}["{identity}"]'
+
+
+def _own_changes(before: Mesh, after: Mesh, node: str) -> list[str]:
+    old, new = before.nodes[node], after.nodes[node]
+    out = []
+    if old.endpoint != new.endpoint:
+        out.append(f"endpoint {old.endpoint} -> {new.endpoint}")
+    if old.address != new.address or old.address6 != new.address6:
+        out.append("overlay address changed")
+    if old.recipient != new.recipient:
+        out.append("recipient changed: its node CA and WireGuard keys are resealed")
+    if old.dns != new.dns or old.ips != new.ips:
+        out.append("extra names changed: node CA reissued")
+    if before.ca.key_type != after.ca.key_type or before.ca.node_ca_ttl != after.ca.node_ca_ttl:
+        out.append("CA settings changed: node CA reissued")
+    if before.wireguard.interface != after.wireguard.interface:
+        out.append(f"interface {before.wireguard.interface} -> {after.wireguard.interface}")
+    if before.wireguard.port != after.wireguard.port:
+        out.append(f"listen port {before.wireguard.port} -> {after.wireguard.port}")
+    if before.wireguard.mtu != after.wireguard.mtu:
+        out.append(f"mtu {before.wireguard.mtu} -> {after.wireguard.mtu}")
+    return out
+
+
+def _hosts_view(mesh: Mesh) -> tuple[Any, ...]:
+    entries = tuple(sorted((n, e.address, e.address6) for n, e in mesh.nodes.items()))
+    return (mesh.mesh.domain, mesh.wireguard.network, entries)
+
+
+def node_impacts(
+    before: Mesh | None,
+    after: Mesh,
+    before_table: AccessTable | None = None,
+    after_table: AccessTable | None = None,
+) -> list[NodeImpact]:
+    """The impact on every node the change touches, sorted by node; quiet nodes omitted."""
+    from meshops.model.checks import access_table
+
+    if before is None:
+        return [
+            _added(after, access_table(after) if after_table is None else after_table, n)
+            for n in sorted(after.nodes)
+        ]
+    old_table = access_table(before) if before_table is None else before_table
+    new_table = access_table(after) if after_table is None else after_table
+    old_nodes, new_nodes = set(before.nodes), set(after.nodes)
+    added = tuple(sorted(new_nodes - old_nodes))
+    removed = tuple(sorted(old_nodes - new_nodes))
+    kept = sorted(old_nodes & new_nodes)
+    global_peer_change = (
+        before.wireguard.keepalive != after.wireguard.keepalive
+        or before.wireguard.network != after.wireguard.network
+        or before.wireguard.network6 != after.wireguard.network6
+    )
+    changed_peers = {n for n in kept if _peer_view(before, n) != _peer_view(after, n)}
+    hosts_changed = _hosts_view(before) != _hosts_view(after)
+    recreate = before.wireguard.interface != after.wireguard.interface
+    impacts = [_added(after, new_table, n) for n in added]
+    impacts += [_removed(before, n, len(new_nodes)) for n in removed]
+    for node in kept:
+        others = tuple(n for n in kept if n != node)
+        peers_changed = (
+            others if global_peer_change else tuple(n for n in others if n in changed_peers)
+        )
+        certs, reloads = _certs(before, after, node)
+        proxies, proxy_reloads = _proxies(before, after, old_table, new_table, node)
+        impact = NodeImpact(
+            node,
+            "changed",
+            own_changes=tuple(_own_changes(before, after, node)),
+            certs_added=certs[0],
+            certs_removed=certs[1],
+            certs_changed=certs[2],
+            peers_added=added,
+            peers_removed=removed,
+            peers_changed=peers_changed,
+            proxies_changed=proxies,
+            session_resets=tuple(sorted(set(others) | set(added))) if recreate else (),
+            reloads=tuple(sorted(set(reloads) | set(proxy_reloads))),
+            hosts_changed=hosts_changed,
+        )
+        if _eventful(impact):
+            impacts.append(impact)
+    return sorted(impacts, key=lambda i: i.node)
+
+
+def _eventful(impact: NodeImpact) -> bool:
+    return any(
+        (
+            impact.own_changes,
+            impact.certs_added,
+            impact.certs_removed,
+            impact.certs_changed,
+            impact.peers_added,
+            impact.peers_removed,
+            impact.peers_changed,
+            impact.proxies_changed,
+            impact.session_resets,
+            impact.reloads,
+            impact.hosts_changed,
+        )
+    )
+
+
+def _hooks(mesh: Mesh, identity: str) -> Iterable[str]:
+    return (shlex.join(argv) for argv in mesh.identities[identity].on_renew)
+
+
+def _certs(
+    before: Mesh, after: Mesh, node: str
+) -> tuple[tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]], list[str]]:
+    old, new = set(before.identities_on(node)), set(after.identities_on(node))
+    changed = tuple(
+        i
+        for i in sorted(old & new)
+        if _cert_inputs(before, node, i) != _cert_inputs(after, node, i)
+    )
+    added = tuple(sorted(new - old))
+    reloads = [hook for i in (*added, *changed) for hook in _hooks(after, i)]
+    return (added, tuple(sorted(old - new)), changed), reloads
+
+
+def _proxies(
+    before: Mesh, after: Mesh, old_table: AccessTable, new_table: AccessTable, node: str
+) -> tuple[tuple[str, ...], list[str]]:
+    addresses: set[str] = set()
+    reloads: list[str] = []
+    for identity in sorted(set(before.identities_on(node)) | set(after.identities_on(node))):
+        old = (
+            _proxy_inputs(before, old_table, identity)
+            if node in _placed(before, identity)
+            else None
+        )
+        new = (
+            _proxy_inputs(after, new_table, identity) if node in _placed(after, identity) else None
+        )
+        if old == new:
+            continue
+        source = after if new is not None else before
+        addresses.add(_proxy_address(source, identity))
+        proxy = source.identities[identity].proxy
+        if proxy is not None and proxy.reload:
+            reloads.append(shlex.join(proxy.reload))
+    return tuple(sorted(addresses)), reloads
+
+
+def _placed(mesh: Mesh, identity: str) -> list[str]:
+    ident = mesh.identities.get(identity)
+    return ident.nodes if ident else []
+
+
+def _added(after: Mesh, table: AccessTable, node: str) -> NodeImpact:
+    idents = after.identities_on(node)
+    proxies = tuple(sorted(_proxy_address(after, i) for i in idents if after.identities[i].proxy))
+    reloads = {
+        shlex.join(proxy.reload)
+        for i in idents
+        if (proxy := after.identities[i].proxy) is not None and proxy.reload
+    }
+    reloads |= {hook for i in idents for hook in _hooks(after, i)}
+    return NodeImpact(
+        node,
+        "added",
+        own_changes=("new node: node CA issued, WireGuard key created",),
+        certs_added=tuple(idents),
+        peers_added=tuple(n for n in sorted(after.nodes) if n != node),
+        proxies_changed=proxies,
+        reloads=tuple(sorted(reloads)),
+        hosts_changed=True,
+    )
+
+
+def _removed(before: Mesh, node: str, remaining: int) -> NodeImpact:
+    return NodeImpact(
+        node,
+        "removed",
+        own_changes=(
+            f"removed: its node CA is revoked (CRL) and it disappears as a peer on "
+            f"{remaining} node{'s' if remaining != 1 else ''}",
+        ),
+        certs_removed=tuple(before.identities_on(node)),
+    )

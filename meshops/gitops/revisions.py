@@ -1,0 +1,120 @@
+"""Read mesh.yaml and state/ at a git revision straight from git objects (no checkout),
+or from the working tree, into plain data for `build_review`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING, Any
+
+from meshops.errors import MeshError
+
+if TYPE_CHECKING:
+    import git
+
+WORKTREE = "working tree"
+STATE_DIR = "state"
+MAX_STATE_FILE = 4 * 1024 * 1024  # state/ files are small; refuse surprises
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """mesh.yaml and state/ as they are at one revision."""
+
+    label: str  # the ref as the user gave it, or "working tree"
+    commit: str | None  # full hash; None for the working tree
+    mesh_path: str  # repository-relative, POSIX
+    mesh: bytes | None  # None: no mesh.yaml at this revision
+    state: dict[str, bytes] = field(default_factory=dict)  # path relative to state/ -> bytes
+
+
+def open_repo(repo_dir: Path) -> git.Repo:
+    import git
+
+    try:
+        return git.Repo(repo_dir, search_parent_directories=True)
+    except (git.InvalidGitRepositoryError, git.NoSuchPathError):
+        raise MeshError(
+            f"{repo_dir}: not inside a git repository",
+            hint="run `meshops review` in the mesh repository, or pass -C REPO_DIR",
+        ) from None
+
+
+def repo_relative(repo: git.Repo, mesh_file: Path) -> str:
+    """mesh_file as a path inside the repository (`mesh.yaml`, `infra/mesh.yaml`)."""
+    top = Path(str(repo.working_tree_dir)).resolve()
+    try:
+        return PurePosixPath(mesh_file.resolve().relative_to(top)).as_posix()
+    except ValueError:
+        raise MeshError(f"{mesh_file} is outside the git repository at {top}") from None
+
+
+def resolve(repo: git.Repo, ref: str) -> Any:
+    """The commit `ref` names, or a MeshError saying how to make it available."""
+    import git
+
+    try:
+        return repo.commit(ref)
+    except (git.BadName, git.BadObject, ValueError):
+        raise MeshError(
+            f"unknown revision {ref!r} in {repo.working_tree_dir}",
+            hint="fetch it first (`git fetch origin main`); in CI check out with full "
+            "history (actions/checkout: fetch-depth: 0)",
+        ) from None
+
+
+def read_commit(repo: git.Repo, ref: str, mesh_path: str) -> Snapshot:
+    commit = resolve(repo, ref)
+    tree = commit.tree
+    mesh = _blob(tree, mesh_path)
+    state_path = _state_dir(mesh_path)
+    state: dict[str, bytes] = {}
+    try:
+        state_tree = tree / state_path
+    except KeyError:
+        state_tree = None
+    if state_tree is not None and state_tree.type == "tree":
+        for item in state_tree.traverse():
+            if item.type == "blob":
+                relative = PurePosixPath(item.path).relative_to(state_path).as_posix()
+                state[relative] = _read_blob(item)
+    return Snapshot(ref, commit.hexsha, mesh_path, mesh, state)
+
+
+def read_worktree(repo: git.Repo, mesh_path: str) -> Snapshot:
+    top = Path(str(repo.working_tree_dir))
+    mesh_file = top / mesh_path
+    mesh = mesh_file.read_bytes() if mesh_file.is_file() else None
+    state_dir = top / _state_dir(mesh_path)
+    state: dict[str, bytes] = {}
+    if state_dir.is_dir():
+        for path in sorted(state_dir.rglob("*")):
+            if path.is_file() and not path.is_symlink():
+                state[path.relative_to(state_dir).as_posix()] = path.read_bytes()
+    return Snapshot(WORKTREE, None, mesh_path, mesh, state)
+
+
+def is_ancestor(repo: git.Repo, base: str, head: str) -> bool:
+    return bool(repo.is_ancestor(resolve(repo, base), resolve(repo, head)))
+
+
+def _state_dir(mesh_path: str) -> str:
+    parent = PurePosixPath(mesh_path).parent
+    return (parent / STATE_DIR).as_posix() if str(parent) != "." else STATE_DIR
+
+
+def _blob(tree: Any, path: str) -> bytes | None:
+    try:
+        item = tree / path
+    except KeyError:
+        return None
+    if item.type != "blob":
+        raise MeshError(f"{path} is a {item.type} in git, expected a file")
+    return _read_blob(item)
+
+
+def _read_blob(item: Any) -> bytes:
+    if item.size > MAX_STATE_FILE * 4:
+        raise MeshError(f"{item.path}: {item.size:,} bytes is too large to review")
+    data: bytes = item.data_stream.read()
+    return data

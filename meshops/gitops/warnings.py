@@ -1,0 +1,135 @@
+"""What a reviewer should not miss in a change, even when the diff looks small (pure)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from meshops.gitops.changes import short_key
+from meshops.model.durations import format_duration
+from meshops.model.mesh import Mesh, Policy
+
+MANY_NODES = 10  # a new identity on at least this many nodes is worth a second look
+
+
+@dataclass(frozen=True)
+class ReviewWarning:
+    code: str  # stable, for scripts: wildcard-policy, longer-ttl, node-removed, ...
+    message: str
+
+
+def _wildcards(policy: Policy) -> list[str]:
+    found = []
+    if "*" in policy.from_:
+        found.append("any caller (from: '*')")
+    if "*" in policy.to:
+        found.append("any callee (to: '*')")
+    if any("*" in rule.methods for rule in policy.allow):
+        found.append("any method")
+    if any(p in ("*", "/*") for rule in policy.allow for p in rule.paths):
+        found.append("any path")
+    return found
+
+
+def review_warnings(
+    before: Mesh | None, after: Mesh, *, many_nodes: int = MANY_NODES
+) -> list[ReviewWarning]:
+    """Warnings about `after` relative to `before` (None: a new mesh), in a stable order."""
+    return list(_warnings(before, after, many_nodes))
+
+
+def _warnings(before: Mesh | None, after: Mesh, many_nodes: int) -> Iterator[ReviewWarning]:
+    old_policies = {p.name: p for p in before.policies} if before else {}
+    for policy in after.policies:
+        if old_policies.get(policy.name) == policy:
+            continue
+        wild = _wildcards(policy)
+        if wild:
+            verb = "changed" if policy.name in old_policies else "new"
+            yield ReviewWarning(
+                "wildcard-policy",
+                f"{verb} policy {policy.name!r} allows {', '.join(wild)}",
+            )
+    if before is None:
+        return
+    yield from _lifetimes(before, after)
+    old_recipients = {r.text for r in before.ca.recipients}
+    for text in sorted(old_recipients - {r.text for r in after.ca.recipients}):
+        yield ReviewWarning(
+            "ca-recipient-removed",
+            f"CA recipient {short_key(text)} removed: the root key is resealed without it",
+        )
+    for node in sorted(set(before.nodes) - set(after.nodes)):
+        yield ReviewWarning(
+            "node-removed",
+            f"node {node!r} removed: its node CA is revoked and it leaves every peer list",
+        )
+    for node in sorted(set(before.nodes) & set(after.nodes)):
+        if before.nodes[node].recipient != after.nodes[node].recipient:
+            yield ReviewWarning(
+                "node-recipient-changed",
+                f"node {node!r} gets a new recipient: check that the new key is really that host's",
+            )
+    if before.mtls.mode != "permissive" and after.mtls.mode == "permissive":
+        yield ReviewWarning(
+            "mtls-permissive",
+            "mtls.mode -> permissive: proxies accept plaintext and clients without certificates",
+        )
+    if float(after.mtls.min_tls) < float(before.mtls.min_tls):
+        yield ReviewWarning(
+            "min-tls-lowered", f"mtls.min_tls lowered {before.mtls.min_tls} -> {after.mtls.min_tls}"
+        )
+    if before.mesh.trust_domain != after.mesh.trust_domain:
+        yield ReviewWarning(
+            "trust-domain-changed",
+            f"trust_domain {before.mesh.trust_domain} -> {after.mesh.trust_domain}: every "
+            "SPIFFE ID changes; every certificate is reissued",
+        )
+    if before.wireguard.network != after.wireguard.network:
+        yield ReviewWarning(
+            "network-changed",
+            f"wireguard.network {before.wireguard.network} -> {after.wireguard.network}: "
+            "overlay addresses change on every node",
+        )
+    if before.secrets.format != after.secrets.format:
+        yield ReviewWarning(
+            "secrets-format-changed",
+            f"secrets.format {before.secrets.format} -> {after.secrets.format}: every "
+            "sealed secret is rewritten",
+        )
+    yield from _spread(before, after, many_nodes)
+
+
+def _lifetimes(before: Mesh, after: Mesh) -> Iterator[ReviewWarning]:
+    pairs = [
+        ("ca.root_ttl", before.ca.root_ttl, after.ca.root_ttl),
+        ("ca.node_ca_ttl", before.ca.node_ca_ttl, after.ca.node_ca_ttl),
+        ("certs.ttl", before.certs.ttl, after.certs.ttl),
+    ]
+    for name in sorted(set(before.identities) & set(after.identities)):
+        pairs.append((f"identities.{name} ttl", before.leaf_ttl(name), after.leaf_ttl(name)))
+    for what, old, new in pairs:
+        if new > old:
+            yield ReviewWarning(
+                "longer-ttl",
+                f"{what} longer: {format_duration(old)} -> {format_duration(new)} "
+                "(a stolen key stays valid longer)",
+            )
+
+
+def _spread(before: Mesh, after: Mesh, many_nodes: int) -> Iterator[ReviewWarning]:
+    total = len(after.nodes)
+    for name, ident in sorted(after.identities.items()):
+        old = set(before.identities[name].nodes) if name in before.identities else set()
+        new_nodes = set(ident.nodes) - old
+        if not new_nodes:
+            continue
+        everywhere = total >= 3 and len(ident.nodes) == total
+        if len(new_nodes) >= many_nodes or everywhere:
+            where = "every node" if everywhere else f"{len(new_nodes)} more nodes"
+            verb = "new identity" if not old else "identity"
+            yield ReviewWarning(
+                "identity-on-many-nodes",
+                f"{verb} {name!r} now runs on {where} ({len(ident.nodes)} in all): "
+                "its key and certificate exist on each of them",
+            )
