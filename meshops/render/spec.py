@@ -1,0 +1,114 @@
+"""What a proxy renderer needs to know, as one frozen value.
+
+Renderers are pure: a `ProxySpec` in, config text out. The caller-facing RBAC comes
+from the one access table (`AccessTable.rules_for(identity)`), never re-derived here.
+All file paths are absolute and already carry the `--root` prefix: the host scope
+writes the certificate files first, then renders and checks the proxy config.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
+
+from meshops.policy.table import CallerRule
+
+if TYPE_CHECKING:
+    from meshops.model.mesh import Mesh
+    from meshops.policy.table import AccessTable
+
+ProxyKind = Literal["caddy", "envoy", "nginx"]
+Mode = Literal["strict", "permissive"]
+MinTls = Literal["1.2", "1.3"]
+
+
+def spiffe_id(trust_domain: str, identity: str) -> str:
+    """`spiffe://<trust_domain>/<identity>`: what every proxy authorizes on (CONTRACT 5)."""
+    return f"spiffe://{trust_domain}/{identity}"
+
+
+@dataclass(frozen=True)
+class ProxySpec:
+    """One identity's sidecar: where it listens, where it forwards, whom it lets in."""
+
+    identity: str
+    kind: ProxyKind
+    trust_domain: str
+    listen: int
+    upstream: str  # "host:port", "[v6]:port" for IPv6 literals
+    cert_file: str  # leaf + node CA chain
+    key_file: str
+    ca_file: str  # trust bundle: the root(s)
+    crl_file: str | None
+    rules: tuple[CallerRule, ...]
+    mode: Mode = "strict"
+    min_tls: MinTls = "1.3"
+    listen_address: str = "0.0.0.0"
+    plaintext_listen: int | None = None  # permissive mode only: a plaintext port
+    state_dir: str | None = None  # where the proxy may keep its own files (Caddy storage)
+
+    def __post_init__(self) -> None:
+        if self.mode == "permissive" and self.plaintext_listen == self.listen:
+            raise ValueError("plaintext_listen must differ from listen")
+
+    @property
+    def spiffe_id(self) -> str:
+        return spiffe_id(self.trust_domain, self.identity)
+
+    def caller_id(self, caller: str) -> str:
+        return spiffe_id(self.trust_domain, caller)
+
+    @property
+    def upstream_host(self) -> str:
+        host, _, _ = self.upstream.rpartition(":")
+        return host[1:-1] if host.startswith("[") else host
+
+    @property
+    def upstream_port(self) -> int:
+        return int(self.upstream.rpartition(":")[2])
+
+    @property
+    def plaintext(self) -> int | None:
+        """The plaintext port actually rendered: only in permissive mode."""
+        return self.plaintext_listen if self.mode == "permissive" else None
+
+
+def host_port(host: str, port: int) -> str:
+    """`host:port`, bracketing IPv6 literals."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def proxy_spec(
+    mesh: Mesh,
+    access: AccessTable,
+    identity: str,
+    *,
+    tls_dir: str,
+    state_dir: str | None = None,
+    plaintext_listen: int | None = None,
+) -> ProxySpec:
+    """The spec for `identity`'s `proxy:` from the mesh and its access table.
+
+    `tls_dir` is the identity's root-prefixed TLS directory (CONTRACT section 4:
+    cert.pem, key.pem, ca.pem, crl.pem), which the host scope writes before rendering.
+    """
+    proxy = mesh.identities[identity].proxy
+    if proxy is None:
+        raise ValueError(f"identity {identity!r} has no proxy")
+    base = tls_dir.rstrip("/")
+    return ProxySpec(
+        identity=identity,
+        kind=proxy.kind,
+        trust_domain=mesh.mesh.trust_domain,
+        listen=proxy.listen,
+        upstream=str(proxy.upstream),
+        cert_file=f"{base}/cert.pem",
+        key_file=f"{base}/key.pem",
+        ca_file=f"{base}/ca.pem",
+        crl_file=f"{base}/crl.pem",
+        rules=tuple(access.rules_for(identity)),
+        mode=mesh.mtls.mode,
+        min_tls=mesh.mtls.min_tls,
+        plaintext_listen=plaintext_listen,
+        state_dir=state_dir,
+    )
