@@ -1,0 +1,313 @@
+"""sops sealing by running the stock `sops` binary.
+
+File representation: sops' *binary* store. `sops encrypt --input-type binary
+--output-type json` wraps the secret as `{"data": "ENC[...]", "sops": {...}}`, text that
+diffs cleanly in git. We name such files `<name>.sops`: for any extension other than
+.json/.yaml/.env/.ini, the stock `sops -d FILE` picks the binary store and prints the
+original bytes exactly. (A `.sops.json` name would make `sops -d` print the JSON
+wrapper `{"data": "..."}` instead, which is why we do not use it.)
+
+Recipients: sops 3.11 takes age X25519 (`age1...`) and SSH `ssh-ed25519` / `ssh-rsa`
+public keys as age recipients, and opens them with SOPS_AGE_KEY_FILE (X25519) and
+SOPS_AGE_SSH_PRIVATE_KEY_FILE (one SSH key per run). Plugin recipients are not used.
+
+`.sops.yaml` semantics: **merge**. When the mesh repository has a `.sops.yaml`, its
+creation rules are honoured (sops picks the rule by path_regex against the target's path
+relative to the repository) and the mesh recipients are *added* to whatever the rule
+names (its age keys, PGP, KMS, every key group), so the node or CA keys that meshops
+must unseal are always recipients, and a rule's extra keys (a break-glass age key, a
+cloud KMS) can open the file too. The merged config is a temporary file; the user's
+`.sops.yaml` is never written. Consequence: a later `sops updatekeys` by hand would
+drop the mesh recipients; re-seal with `meshops apply` instead.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from meshops.errors import CommandFailed, SecretError
+from meshops.model.types import Recipient
+from meshops.providers.files import write_atomic
+from meshops.providers.run import run
+from meshops.secrets.diagnostics import UnsealFailed
+from meshops.secrets.identities import Identity
+from meshops.secrets.info import SealInfo, sops_info
+
+SOPS_SUFFIX = ".sops"
+SOPS_CONFIG_NAME = ".sops.yaml"
+SOPS_BINARY = "sops"
+
+# Flags sops reads from the environment that would override our config's key groups
+# (any non-empty one makes sops ignore creation rules), cleared for every run.
+_KEY_FLAG_ENV = (
+    "SOPS_AGE_RECIPIENTS",
+    "SOPS_PGP_FP",
+    "SOPS_KMS_ARN",
+    "SOPS_GCP_KMS_IDS",
+    "SOPS_AZURE_KEYVAULT_URLS",
+    "SOPS_VAULT_URIS",
+    "SOPS_HUAWEICLOUD_KMS_IDS",
+)
+_KEY_COMMAND_ENV = ("SOPS_AGE_KEY_CMD", "SOPS_AGE_SSH_PRIVATE_KEY_CMD")
+
+
+def seal_sops(
+    plaintext: bytes, recipients: Sequence[Recipient], *, repo_dir: Path, target: Path
+) -> bytes:
+    """Encrypt `plaintext` as a sops binary-store JSON document for `target`.
+
+    `target` is where the sealed file will live: relative to `repo_dir`, or absolute
+    inside it. It selects the `.sops.yaml` creation rule, if any.
+    """
+    if not recipients:
+        raise SecretError("cannot seal a secret to nobody: no recipient given")
+    relative = _relative_target(Path(repo_dir), Path(target))
+    user_config = load_sops_config(Path(repo_dir) / SOPS_CONFIG_NAME)
+    config = merged_config(user_config, recipients)
+    import yaml
+
+    with tempfile.TemporaryDirectory(prefix="meshops-sops-") as tmp:
+        config_path = Path(tmp) / SOPS_CONFIG_NAME
+        write_atomic(config_path, yaml.safe_dump(config).encode(), mode=0o600, fsync=False)
+        argv = [
+            SOPS_BINARY,
+            "--config",
+            str(config_path),
+            "encrypt",
+            "--input-type",
+            "binary",
+            "--output-type",
+            "json",
+            # sops matches path_regex against the path relative to the config's
+            # directory; placing the name under the temp dir reproduces that.
+            "--filename-override",
+            str(Path(tmp) / relative),
+            "/dev/stdin",
+        ]
+        try:
+            proc = run(
+                argv,
+                input=plaintext,
+                env=_base_env(Path(tmp)),
+                cwd=repo_dir,
+                what=f"sops encrypt {relative}",
+                secret_input=True,
+            )
+        except CommandFailed as exc:
+            where = f" (with the creation rules of {SOPS_CONFIG_NAME})" if user_config else ""
+            raise SecretError(
+                f"cannot seal {relative} with sops{where}: {exc.message}", detail=exc.detail
+            ) from None
+    _check_sealed(proc.stdout, recipients, relative)
+    return proc.stdout
+
+
+def unseal_sops(
+    ciphertext: bytes, identities: Sequence[Identity], *, target_name: str = "sealed file"
+) -> bytes:
+    """Decrypt a sops binary-store file with the given identities (via `sops decrypt`)."""
+    info = sops_info(ciphertext, name=target_name)
+    if not _is_binary_store(ciphertext):
+        raise SecretError(
+            f"{target_name} is a sops file but not a single sealed value "
+            "(no top-level 'data' entry)",
+            hint="meshops writes secrets with sops --input-type binary; re-seal it with "
+            "meshops apply",
+        )
+    usable = _usable_identities(identities, info)
+    if not usable and not info.other_keys:
+        raise UnsealFailed(target_name, identities, info)
+    with tempfile.TemporaryDirectory(prefix="meshops-sops-") as tmp:
+        env = _identity_env(Path(tmp), usable)
+        argv = [
+            SOPS_BINARY,
+            "decrypt",
+            "--input-type",
+            "binary",
+            "--output-type",
+            "binary",
+            "/dev/stdin",
+        ]
+        try:
+            proc = run(argv, input=ciphertext, env=env, what=f"sops decrypt {target_name}")
+        except CommandFailed as exc:
+            stderr = exc.detail or exc.message
+            if "MAC mismatch" in stderr or "Error unmarshalling" in stderr:
+                raise SecretError(
+                    f"cannot unseal {target_name}: the sops file is damaged",
+                    hint="restore it from git",
+                    detail=stderr,
+                ) from None
+            raise UnsealFailed(target_name, identities, info, detail=stderr) from None
+    return proc.stdout
+
+
+def load_sops_config(path: Path) -> dict[str, Any] | None:
+    """The repository's `.sops.yaml` as a mapping, or None when there is none."""
+    import yaml
+
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise SecretError(f"cannot read {path}: {exc.strerror}") from None
+    try:
+        document = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise SecretError(f"{path} is not valid YAML: {exc}") from None
+    if document is None:
+        return None
+    if not isinstance(document, dict):
+        raise SecretError(f"{path}: expected a mapping with creation_rules")
+    rules = document.get("creation_rules")
+    if rules is not None and not (
+        isinstance(rules, list) and all(isinstance(r, dict) for r in rules)
+    ):
+        raise SecretError(f"{path}: creation_rules must be a list of rules (mappings)")
+    return document
+
+
+def merged_config(
+    user_config: Mapping[str, Any] | None, recipients: Sequence[Recipient]
+) -> dict[str, Any]:
+    """The sops config meshops runs with: every user rule plus the mesh recipients, and
+    a final catch-all rule of the mesh recipients for paths no user rule matches. Pure."""
+    mesh = list(dict.fromkeys(r.text for r in recipients))
+    config = dict(user_config or {})
+    rules = [_merge_rule(rule, mesh) for rule in config.get("creation_rules") or []]
+    rules.append({"age": mesh})
+    config["creation_rules"] = rules
+    return config
+
+
+def _merge_rule(rule: Mapping[str, Any], mesh: list[str]) -> dict[str, Any]:
+    merged = dict(rule)
+    groups = merged.get("key_groups")
+    if groups:
+        merged["key_groups"] = [
+            {**group, "age": _join(_as_list(group.get("age")), mesh)}
+            for group in groups
+            if isinstance(group, dict)
+        ]
+    else:
+        merged["age"] = _join(_as_list(merged.get("age")), mesh)
+    return merged
+
+
+def _as_list(value: Any) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    if isinstance(value, list):
+        return [str(v).strip() for v in value]
+    raise SecretError(f"{SOPS_CONFIG_NAME}: 'age' must be a string or a list of recipients")
+
+
+def _join(existing: list[str], mesh: list[str]) -> list[str]:
+    return list(dict.fromkeys([*existing, *mesh]))
+
+
+def _relative_target(repo_dir: Path, target: Path) -> Path:
+    if not target.is_absolute():
+        return target
+    try:
+        return target.resolve().relative_to(repo_dir.resolve())
+    except ValueError:
+        raise SecretError(
+            f"sops target {target} is outside the mesh repository {repo_dir}"
+        ) from None
+
+
+def _base_env(home: Path) -> dict[str, str]:
+    # HOME/XDG_CONFIG_HOME point at our private temp dir so sops does not pick up the
+    # user's ~/.config/sops/age/keys.txt or ~/.ssh/id_* behind our back.
+    env = {
+        "SOPS_DISABLE_VERSION_CHECK": "1",
+        "HOME": str(home),
+        "XDG_CONFIG_HOME": str(home),
+    }
+    env.update(dict.fromkeys(_KEY_FLAG_ENV, ""))
+    for name in _KEY_COMMAND_ENV:
+        if name in os.environ:
+            env[name] = "true"  # an inherited key command would add identities we did not give
+    return env
+
+
+def _usable_identities(identities: Sequence[Identity], info: SealInfo) -> list[Identity]:
+    """The identities listed among the file's recipients: sops files name them."""
+    listed = set(info.known_recipients)
+    usable = [i for i in identities if i.public in listed]
+    ssh = [i for i in usable if i.kind != "age"]
+    # sops takes one SSH key per run; one listed key is enough to open the file.
+    return [i for i in usable if i.kind == "age"] + ssh[:1]
+
+
+def _identity_env(tmp: Path, identities: Sequence[Identity]) -> dict[str, str]:
+    env = _base_env(tmp)
+    keys = tmp / "keys.txt"
+    age_lines = b"".join(i.secret + b"\n" for i in identities if i.kind == "age")
+    write_atomic(keys, age_lines, mode=0o600, fsync=False)
+    env["SOPS_AGE_KEY_FILE"] = str(keys)
+    env["SOPS_AGE_KEY"] = ""
+    ssh = [i for i in identities if i.kind != "age"]
+    if ssh:
+        ssh_path = ssh[0].path
+        if ssh_path is None:  # not loaded from a file: a 0600 copy in our 0700 temp dir
+            ssh_path = tmp / "ssh_key"
+            write_atomic(ssh_path, ssh[0].secret, mode=0o600, fsync=False)
+        env["SOPS_AGE_SSH_PRIVATE_KEY_FILE"] = str(ssh_path)
+    elif "SOPS_AGE_SSH_PRIVATE_KEY_FILE" in os.environ:
+        # An inherited path cannot be unset through run(); point it at a throwaway key.
+        throwaway = tmp / "unused_ssh_key"
+        write_atomic(throwaway, _throwaway_ssh_key(), mode=0o600, fsync=False)
+        env["SOPS_AGE_SSH_PRIVATE_KEY_FILE"] = str(throwaway)
+    return env
+
+
+def _throwaway_ssh_key() -> bytes:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
+    return ed25519.Ed25519PrivateKey.generate().private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.OpenSSH,
+        serialization.NoEncryption(),
+    )
+
+
+def _is_binary_store(ciphertext: bytes) -> bool:
+    try:
+        document = json.loads(ciphertext)
+    except ValueError:
+        return False
+    return isinstance(document, dict) and isinstance(document.get("data"), str)
+
+
+def _check_sealed(output: bytes, recipients: Sequence[Recipient], relative: Path) -> None:
+    """Refuse output that left the value in clear or dropped a mesh recipient."""
+    try:
+        document = json.loads(output)
+    except ValueError:
+        raise SecretError(f"sops produced unreadable output for {relative}") from None
+    data = document.get("data") if isinstance(document, dict) else None
+    if not isinstance(data, str) or not data.startswith("ENC["):
+        raise SecretError(
+            f"sops left {relative} unencrypted: a {SOPS_CONFIG_NAME} rule "
+            "(encrypted_regex, unencrypted_suffix, ...) excludes the 'data' value",
+            hint=f"make the {SOPS_CONFIG_NAME} rule for this path encrypt every value",
+        )
+    missing = set(r.text for r in recipients) - set(
+        sops_info(output, name=str(relative)).known_recipients
+    )
+    if missing:
+        raise SecretError(
+            f"sops sealed {relative} without {len(missing)} of the mesh recipients",
+            detail="\n".join(sorted(missing)),
+        )
