@@ -296,7 +296,7 @@ def test_leaf_with_a_name_outside_the_node_ca_constraints_is_rejected(
         outside,
     ]
     if isinstance(outside, x509.UniformResourceIdentifier):
-        sans = sans[1:] + [outside]
+        sans = [*sans[1:], outside]
     cert = _forbidden_leaf(p256, sans)
     verdict = openssl_verify(
         tmp_path, cert, roots=[p256.root.cert], untrusted=[p256.node_cas["web-1"].cert]
