@@ -1,0 +1,92 @@
+"""Wording shared by the review renderers (text and markdown): one phrasing everywhere."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+
+from meshops.gitops.impact import NodeImpact
+from meshops.gitops.review import Review
+from meshops.policy import Grant
+
+NAMES_SHOWN = 5
+
+
+def plural(count: int, noun: str, nouns: str | None = None) -> str:
+    return f"{count} {noun if count == 1 else (nouns or noun + 's')}"
+
+
+def grant_line(grant: Grant) -> str:
+    """`web -> api  GET /v1/*  (policy frontends-read-api)`."""
+    method = "any method" if grant.method == "*" else grant.method
+    path = "any path" if grant.path == "*" else grant.path
+    return f"{grant.caller} -> {grant.callee}  {method} {path}  (policy {grant.policy})"
+
+
+def names(items: Sequence[str], shown: int = NAMES_SHOWN) -> str:
+    if len(items) <= shown:
+        return ", ".join(items)
+    return ", ".join(items[:shown]) + f", … +{len(items) - shown} more"
+
+
+def _counted(sign: str, items: Sequence[str]) -> str:
+    return f"{sign}{len(items)} ({names(items)})"
+
+
+def impact_parts(impact: NodeImpact) -> list[str]:
+    """One node's impact as short phrases, without the node's name (so equal impacts group)."""
+    parts = list(impact.own_changes)
+    certs = [f"+{i}" for i in impact.certs_added] + [f"-{i}" for i in impact.certs_removed]
+    certs += [f"~{i}" for i in impact.certs_changed]
+    if certs:
+        parts.append("certs " + names(certs))
+    peers = []
+    for sign, items in (
+        ("+", impact.peers_added),
+        ("-", impact.peers_removed),
+        ("~", impact.peers_changed),
+    ):
+        if items:
+            peers.append(_counted(sign, items))
+    if peers:
+        parts.append("peers " + ", ".join(peers))
+    if impact.proxies_changed:
+        parts.append("proxies " + names(impact.proxies_changed))
+    if impact.session_resets:
+        parts.append(f"session reset with {plural(len(impact.session_resets), 'peer')}")
+    if impact.reloads:
+        parts.append("runs " + "; ".join(impact.reloads))
+    if impact.hosts_changed:
+        parts.append("/etc/hosts block")
+    return parts
+
+
+def grouped_impacts(impacts: Sequence[NodeImpact]) -> list[tuple[list[str], str, list[str]]]:
+    """(nodes, status, phrases) with nodes of identical impact folded into one row."""
+    groups: dict[tuple[str, tuple[str, ...]], list[str]] = defaultdict(list)
+    for impact in impacts:
+        groups[(impact.status, tuple(impact_parts(impact)))].append(impact.node)
+    order = {"removed": 0, "added": 1, "changed": 2}
+    rows = [(nodes, status, list(parts)) for (status, parts), nodes in groups.items()]
+    rows.sort(key=lambda row: (order[row[1]], row[0][0]))
+    return rows
+
+
+def headline(review: Review) -> str:
+    """The one-line summary both renderers lead with."""
+    if not review.head.valid:
+        return f"{review.head.mesh_path} at {review.head.label} does not validate"
+    if review.unchanged:
+        facts = ["no desired-state changes"]
+    else:
+        facts = [plural(len(review.changes), "desired-state change")]
+        facts.append(f"access +{len(review.access.gained)} / -{len(review.access.lost)}")
+    tests = review.tests
+    facts.append(f"policy tests {tests.passed}/{tests.total} passed")
+    if review.warnings:
+        facts.append(plural(len(review.warnings), "warning"))
+    if review.impacts:
+        facts.append(f"{plural(len(review.impacts), 'node')} affected")
+    if review.state_issues:
+        facts.append("state/ out of date")
+    return " · ".join(facts)

@@ -1,0 +1,141 @@
+"""`meshops review --format json`: a stable, documented document.
+
+Schema (format_version 1); fields are only ever added:
+
+    {
+      "format_version": 1,
+      "ok": bool,                 # head validates and every policy test passes (exit 0)
+      "base": Revision, "head": Revision,
+      "notes": [str],             # facts about the comparison (base not an ancestor, ...)
+      "summary": {"changes": int, "access_gained": int, "access_lost": int,
+                  "tests_total": int, "tests_failed": int, "warnings": int,
+                  "nodes_impacted": int, "state_issues": int},
+      "changes": [{"address": str, "section": str, "name": str,
+                   "action": "added" | "removed" | "changed", "details": [str]}],
+      "access": {"gained": [Grant], "lost": [Grant]},
+      "tests": {"total": int, "passed": int, "failures": [Problem]},
+      "warnings": [{"code": str, "message": str}],
+      "nodes": [{"node": str, "status": "added" | "removed" | "changed",
+                 "own_changes": [str], "certs_added": [str], "certs_removed": [str],
+                 "certs_changed": [str], "peers_added": [str], "peers_removed": [str],
+                 "peers_changed": [str], "proxies_changed": [str],
+                 "session_resets": [str], "reloads": [str], "hosts_changed": bool}],
+      "state": {"issues": [str]},  # state/ vs mesh.yaml at head
+      "plan": null | {"note": str, "changes": [{"action": "create" | "update" |
+                 "replace" | "destroy", "symbol": str, "address": str, "reason": str}]}
+    }
+    Revision = {"ref": str, "commit": str | null, "mesh_path": str, "found": bool,
+                "valid": bool, "problems": [Problem]}
+    Grant    = {"caller": str, "callee": str, "method": str, "path": str, "policy": str}
+    Problem  = {"file": str | null, "line": int | null, "column": int | null,
+                "path": str, "message": str}
+
+Lists are sorted (changes by section order then name, grants by caller, callee, method,
+path; nodes by name). Codes of warnings: wildcard-policy, longer-ttl,
+ca-recipient-removed, node-removed, node-recipient-changed, mtls-permissive,
+min-tls-lowered, trust-domain-changed, network-changed, secrets-format-changed,
+identity-on-many-nodes.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from typing import Any
+
+from meshops.errors import Problem
+from meshops.gitops.review import Review, RevisionInfo
+from meshops.policy import Grant
+
+FORMAT_VERSION = 1
+
+
+def _problem(problem: Problem) -> dict[str, Any]:
+    loc = problem.location
+    return {
+        "file": loc.file if loc else None,
+        "line": loc.line if loc else None,
+        "column": loc.column if loc else None,
+        "path": problem.path,
+        "message": problem.message,
+    }
+
+
+def _revision(info: RevisionInfo) -> dict[str, Any]:
+    return {
+        "ref": info.label,
+        "commit": info.commit,
+        "mesh_path": info.mesh_path,
+        "found": info.found,
+        "valid": info.valid,
+        "problems": [_problem(p) for p in info.problems],
+    }
+
+
+def _grant(grant: Grant) -> dict[str, str]:
+    return {
+        "caller": grant.caller,
+        "callee": grant.callee,
+        "method": grant.method,
+        "path": grant.path,
+        "policy": grant.policy,
+    }
+
+
+def review_to_dict(review: Review) -> dict[str, Any]:
+    plan = None
+    if review.plan is not None:
+        plan = {
+            "note": review.plan.note,
+            "changes": [
+                {"action": c.action, "symbol": c.symbol, "address": c.address, "reason": c.reason}
+                for c in review.plan.lines
+            ],
+        }
+    return {
+        "format_version": FORMAT_VERSION,
+        "ok": review.ok,
+        "base": _revision(review.base),
+        "head": _revision(review.head),
+        "notes": list(review.notes),
+        "summary": {
+            "changes": len(review.changes),
+            "access_gained": len(review.access.gained),
+            "access_lost": len(review.access.lost),
+            "tests_total": review.tests.total,
+            "tests_failed": len(review.tests.failures),
+            "warnings": len(review.warnings),
+            "nodes_impacted": len(review.impacts),
+            "state_issues": len(review.state_issues),
+        },
+        "changes": [
+            {
+                "address": c.address,
+                "section": c.section,
+                "name": c.name,
+                "action": c.action,
+                "details": list(c.details),
+            }
+            for c in review.changes
+        ],
+        "access": {
+            "gained": [_grant(g) for g in review.access.gained],
+            "lost": [_grant(g) for g in review.access.lost],
+        },
+        "tests": {
+            "total": review.tests.total,
+            "passed": review.tests.passed,
+            "failures": [_problem(p) for p in review.tests.failures],
+        },
+        "warnings": [{"code": w.code, "message": w.message} for w in review.warnings],
+        "nodes": [
+            {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(i).items()}
+            for i in review.impacts
+        ],
+        "state": {"issues": list(review.state_issues)},
+        "plan": plan,
+    }
+
+
+def render_json(review: Review) -> str:
+    return json.dumps(review_to_dict(review), indent=2) + "\n"

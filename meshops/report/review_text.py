@@ -1,0 +1,63 @@
+"""`meshops review --format text`: for a terminal; ANSI colour only when asked."""
+
+from __future__ import annotations
+
+from meshops.gitops.review import Review
+from meshops.report.review_common import grant_line, grouped_impacts, headline, names
+
+_COLORS = {"green": "32", "red": "31", "yellow": "33", "bold": "1", "dim": "2"}
+
+
+def render_text(review: Review, *, color: bool = False) -> str:
+    def paint(text: str, style: str) -> str:
+        return f"\x1b[{_COLORS[style]}m{text}\x1b[0m" if color else text
+
+    out: list[str] = []
+
+    def section(title: str) -> None:
+        out.append("")
+        out.append(paint(title, "bold"))
+
+    base = f"{review.base.label} ({(review.base.commit or '')[:12] or 'working tree'})"
+    head = f"{review.head.label} ({(review.head.commit or '')[:12] or 'working tree'})"
+    mark = paint("OK", "green") if review.ok else paint("FAILED", "red")
+    out.append(f"meshops review {base} -> {head}: {mark}")
+    out.append(headline(review))
+    for note in review.notes:
+        out.append(paint(f"note: {note}", "dim"))
+    if review.head.problems:
+        section(f"{review.head.mesh_path} does not validate at {review.head.label}")
+        out += [paint(f"  {p}", "red") for p in review.head.problems]
+    if review.tests.failures:
+        section("Policy tests failed")
+        out += [paint(f"  {p}", "red") for p in review.tests.failures]
+    if review.warnings:
+        section("Warnings")
+        out += [paint(f"  ! {w.message}", "yellow") for w in review.warnings]
+    if not review.access.empty:
+        section("Access")
+        out += [paint(f"  + {grant_line(g)}", "green") for g in review.access.gained]
+        out += [paint(f"  - {grant_line(g)}", "red") for g in review.access.lost]
+    if review.changes:
+        section("Desired-state changes")
+        for change in review.changes:
+            out.append(f"  {change.address} {change.action}")
+            out += [f"      {detail}" for detail in change.details]
+    if review.impacts:
+        section("Per-node impact")
+        for nodes, status, parts in grouped_impacts(review.impacts):
+            out.append(f"  {names(nodes)} ({status})")
+            out += [f"      {part}" for part in parts]
+    if review.state_issues:
+        section("state/ does not match mesh.yaml")
+        out += [paint(f"  {issue}", "yellow") for issue in review.state_issues]
+    if review.plan is not None:
+        section("Plan (repo scope)")
+        if review.plan.note:
+            out.append(f"  {review.plan.note}")
+        for line in review.plan.lines:
+            style = {"create": "green", "destroy": "red"}.get(line.action, "yellow")
+            out.append(paint(f"  {line.symbol} {line.address}  # {line.reason}", style))
+        if not review.plan.lines:
+            out.append("  no changes")
+    return "\n".join(out) + "\n"
