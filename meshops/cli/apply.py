@@ -1,15 +1,138 @@
-"""`meshops apply`."""
+"""`meshops apply [PLANFILE]`: make the changes, one apply at a time per scope."""
 
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
 
-from meshops.cli.context import Context, not_built
+from meshops.cli.context import Context
+
+if TYPE_CHECKING:
+    from meshops.engine.plan import Change, Plan
+    from meshops.engine.run import ApplyResult
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    pass
+    parser.add_argument("planfile", nargs="?", help="a plan saved with `meshops plan --out`")
+    parser.add_argument(
+        "--auto-approve", action="store_true", help="apply without asking (required off a tty)"
+    )
+    parser.add_argument("--quiet", action="store_true", help="print nothing when nothing changed")
 
 
 def run(args: argparse.Namespace, ctx: Context) -> int:
-    return not_built("apply")
+    from meshops.cli.common import make_runtime, open_scope
+    from meshops.engine import lock, planfile
+    from meshops.engine.run import apply_plan, make_plan
+    from meshops.errors import MeshError
+
+    rt = make_runtime(ctx)
+    saved = planfile.load(Path(args.planfile)) if args.planfile else None
+    scope = open_scope(ctx, rt)
+    with lock.hold(scope.lock_path, "apply"):
+        # plan again under the lock: what we apply is what is true now
+        scope = open_scope(ctx, rt)
+        plan = make_plan(scope.name, scope.resources, rt, revision=scope.revision)
+        if saved is not None:
+            planfile.check_still_valid(
+                saved,
+                plan,
+                mesh_sha256=scope.mesh_sha256,
+                now=rt.now,
+                applied_ids=scope.applied_ids,
+            )
+        if not plan.has_changes:
+            if not args.quiet:
+                ctx.out("No changes. Nothing to apply.")
+            scope.record(plan, None, None, rt)
+            return 0
+        if saved is None:
+            from meshops.report.plan_text import render_text
+
+            ctx.out(render_text(plan, color=ctx.color and ctx.is_tty).rstrip("\n"))
+            if not args.auto_approve:
+                _confirm(ctx)
+        scope.preflight(plan, rt)
+        result = apply_plan(plan, scope.resources, rt, progress=_progress(ctx))
+        scope.record(plan, result, saved.plan_id if saved else _plan_id(), rt)
+        rt.forget_secrets()
+    _summary(ctx, plan, result)
+    if not result.ok:
+        assert result.failed is not None and result.error is not None
+        raise MeshError(
+            f"{result.failed.address}: {result.error.message}",
+            hint=(result.error.hint or "")
+            + (
+                f" ({len(result.skipped)} later changes were not attempted; "
+                "the next apply continues from here)"
+                if result.skipped
+                else ""
+            ),
+        )
+    return 0
+
+
+def _plan_id() -> str:
+    import uuid
+
+    return str(uuid.uuid4())
+
+
+def _confirm(ctx: Context) -> None:
+    from meshops.errors import MeshError
+
+    if not sys.stdin.isatty():
+        raise MeshError(
+            "apply asks for confirmation and no terminal is attached",
+            hint="review with `meshops plan`, then run `meshops apply --auto-approve`, "
+            "or save a plan with --out and apply that file",
+        )
+    sys.stdout.write("\nDo you want to perform these actions? Only 'yes' is accepted: ")
+    sys.stdout.flush()
+    if sys.stdin.readline().strip() != "yes":
+        raise MeshError("apply cancelled")
+
+
+def _progress(ctx: Context):  # type: ignore[no-untyped-def]
+    """A rich progress bar on a terminal; a plain line per change in pipes."""
+    verbs = {"create": "created", "update": "updated", "replace": "replaced", "delete": "destroyed"}
+    if ctx.is_tty and ctx.color:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+        bar = Progress(
+            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), transient=True
+        )
+        task = None
+
+        def on_tty(event: str, change: Change, index: int, total: int) -> None:
+            nonlocal task
+            if task is None:
+                bar.start()
+                task = bar.add_task("applying", total=total)
+            if event == "start":
+                bar.update(task, description=change.address)
+            else:
+                bar.advance(task)
+                if index + 1 == total or event == "failed":
+                    bar.stop()
+
+        return on_tty
+
+    def plain(event: str, change: Change, index: int, total: int) -> None:
+        if event == "done":
+            ctx.out(f"{change.address}: {verbs.get(change.action.value, 'done')}")
+
+    return plain
+
+
+def _summary(ctx: Context, plan: Plan, result: ApplyResult) -> None:
+    from meshops.engine.plan import Action
+
+    done = [c.action for c in result.applied]
+    added = sum(a in (Action.CREATE, Action.REPLACE) for a in done)
+    changed = sum(a is Action.UPDATE for a in done)
+    destroyed = sum(a in (Action.DELETE, Action.REPLACE) for a in done)
+    word = "complete" if result.ok else "stopped"
+    ctx.out(f"Apply {word}! Resources: {added} added, {changed} changed, {destroyed} destroyed.")

@@ -53,6 +53,26 @@ class Context:
             color=color,
         )
 
+    def resolve_node(self) -> str | None:
+        """The host this command acts on: --node, MESHOPS_NODE, then host.yaml."""
+        if self.node:
+            return self.node
+        config = self.host_config()
+        return config.get("node") if config else None
+
+    def host_config(self) -> dict[str, Any] | None:
+        """/etc/meshops/host.yaml under --root, if present."""
+        path = self.host_path(HOST_CONFIG)
+        if not path.is_file():
+            return None
+        from meshops.errors import MeshError
+        from meshops.model.loader import read_document
+
+        doc = read_document(path)
+        if not isinstance(doc.data, dict) or not isinstance(doc.data.get("node"), str):
+            raise MeshError(f"{path}: expected a mapping with `node: NAME`")
+        return doc.data
+
     def host_path(self, path: str) -> Path:
         """A host path (`/etc/meshops/...`) under `--root`."""
         return self.root / path.lstrip("/")

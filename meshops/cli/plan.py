@@ -1,15 +1,57 @@
-"""`meshops plan`."""
+"""`meshops plan`: what apply would change, with a reason per change."""
 
 from __future__ import annotations
 
 import argparse
+import json
 
-from meshops.cli.context import Context, not_built
+from meshops.cli.context import Context
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    pass
+    parser.add_argument("--out", metavar="FILE", help="save the plan for `meshops apply FILE`")
+    parser.add_argument(
+        "--detailed-exitcode",
+        action="store_true",
+        help="exit 0 when there are no changes, 2 when there are, 1 on error",
+    )
+    parser.add_argument("--format", choices=["text", "json", "markdown"], default="text")
 
 
 def run(args: argparse.Namespace, ctx: Context) -> int:
-    return not_built("plan")
+    from meshops.cli.common import make_runtime, open_scope
+    from meshops.engine.run import make_plan
+
+    rt = make_runtime(ctx)
+    scope = open_scope(ctx, rt)
+    plan = make_plan(scope.name, scope.resources, rt, revision=scope.revision)
+    emit_plan(ctx, plan, args.format)
+    if args.out:
+        from pathlib import Path
+
+        from meshops.engine import planfile
+
+        planfile.save(Path(args.out), plan, mesh_sha256=scope.mesh_sha256, now=rt.now)
+        if args.format == "text":
+            ctx.out(f"Saved the plan to {args.out}; apply it with `meshops apply {args.out}`.")
+    if args.detailed_exitcode and plan.has_changes:
+        return 2
+    return 0
+
+
+def emit_plan(ctx: Context, plan: object, fmt: str) -> None:
+    from meshops.engine.plan import Plan
+
+    assert isinstance(plan, Plan)
+    if fmt == "json":
+        from meshops.report.plan_json import plan_to_json
+
+        ctx.out(json.dumps(plan_to_json(plan), indent=2, sort_keys=True))
+    elif fmt == "markdown":
+        from meshops.report.plan_text import render_markdown
+
+        ctx.out(render_markdown(plan).rstrip("\n"))
+    else:
+        from meshops.report.plan_text import render_text
+
+        ctx.out(render_text(plan, color=ctx.color and ctx.is_tty).rstrip("\n"))

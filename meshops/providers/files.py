@@ -76,3 +76,14 @@ def remove(path: Path) -> bool:
         return False
     _fsync_dir(Path(path).parent)
     return True
+
+
+def prune_empty_dirs(directory: Path, *, stop: Path) -> None:
+    """Remove `directory` and its parents up to (not including) `stop` while empty."""
+    directory, stop = Path(directory), Path(stop)
+    while directory != stop and stop in directory.parents:
+        try:
+            directory.rmdir()
+        except OSError:
+            return
+        directory = directory.parent

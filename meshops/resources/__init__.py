@@ -1,1 +1,88 @@
+"""Resources by scope: what `plan`/`apply` manage in the repository or on a host."""
 
+from __future__ import annotations
+
+import hashlib
+import subprocess
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from meshops.engine.plan import Plan
+    from meshops.engine.resource import Resource
+    from meshops.engine.run import ApplyResult
+    from meshops.engine.runtime import Runtime
+    from meshops.model import Loaded
+
+
+@dataclass
+class Scope:
+    """One place apply acts on: the repository, or one host."""
+
+    name: str  # "repo" or "node:<name>"
+    resources: list[Resource[Any]]
+    lock_path: Path
+    revision: str | None
+    mesh_sha256: str
+    applied_ids: set[str] = field(default_factory=set)
+    # checks that must pass before any change is made (e.g. the root key unseals)
+    preflight: Callable[[Plan, Runtime], None] = lambda plan, rt: None
+    # record the outcome (state.yaml's applied plan, status.json, metrics)
+    record: Callable[[Plan, ApplyResult | None, str | None, Runtime], None] = (
+        lambda plan, result, plan_id, rt: None
+    )
+
+
+def git_revision(repo_dir: Path) -> str | None:
+    try:
+        proc = subprocess.run(
+            ["git", "-C", str(repo_dir), "rev-parse", "--verify", "-q", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return proc.stdout.strip() or None if proc.returncode == 0 else None
+
+
+def mesh_digest(path: Path) -> str:
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return ""
+
+
+def open_repo(loaded: Loaded, mesh_file: Path, repo_dir: Path, rt: Runtime) -> Scope:
+    from meshops.engine.plan import Action
+    from meshops.resources.repo.scope import ROOT_KEY_NEED, compile_repo, open_repo_scope
+
+    repo_scope = open_repo_scope(loaded, repo_dir, rt.now)
+    git_dir = repo_dir / ".git"
+    lock = git_dir / "meshops.lock" if git_dir.is_dir() else repo_dir / ".meshops.lock"
+
+    def preflight(plan: Plan, rt: Runtime) -> None:
+        creates_root = any(
+            c.address == "ca.root" and c.action is Action.CREATE for c in plan.actionable
+        )
+        if ROOT_KEY_NEED in plan.needs() and not creates_root:
+            repo_scope.root_material(rt)  # unseal now: fail before changing anything
+
+    def record(plan: Plan, result: ApplyResult | None, plan_id: str | None, rt: Runtime) -> None:
+        if plan_id and result is not None and result.ok:
+            repo_scope.state.applied_plan = plan_id
+            repo_scope.save()
+
+    applied = {repo_scope.state.applied_plan} if repo_scope.state.applied_plan else set()
+    return Scope(
+        name="repo",
+        resources=compile_repo(repo_scope),
+        lock_path=lock,
+        revision=git_revision(repo_dir),
+        mesh_sha256=mesh_digest(mesh_file),
+        applied_ids=applied,
+        preflight=preflight,
+        record=record,
+    )

@@ -1,0 +1,203 @@
+"""`ca.node["<node>"]`: a node's intermediate CA (pathlen 0, name-constrained), its key
+sealed to the node's recipient. Removing the node revokes it (see `ca.crl`)."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from meshops.engine.plan import Action, Change, Impact
+from meshops.engine.resource import Observed, Resource, fingerprint_of
+from meshops.model.durations import format_duration
+from meshops.providers.files import prune_empty_dirs, read_bytes, remove, write_atomic
+from meshops.resources.repo.scope import (
+    RepoScope,
+    recipients_fingerprint,
+    sha256_hex,
+)
+from meshops.resources.repo.state import CertRecord
+
+if TYPE_CHECKING:
+    from meshops.engine.runtime import Runtime
+    from meshops.pki import NodeCASpec
+
+
+@dataclass(frozen=True)
+class NodeCALive:
+    cert_sha256: str | None
+    key_sha256: str | None
+
+
+def names_fingerprint(spec: NodeCASpec) -> str:
+    text = "|".join(
+        [spec.trust_domain, spec.domain, *sorted(spec.permitted_dns), *sorted(map(str, spec.ips))]
+    )
+    return "sha256:" + hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def names_of(spec: NodeCASpec) -> list[str]:
+    return [*(f"dns:{d}" for d in spec.permitted_dns), *(f"ip:{ip}" for ip in spec.ips)]
+
+
+class NodeCAResource(Resource[NodeCALive]):
+    def __init__(self, scope: RepoScope, node: str):
+        self.scope = scope
+        self.node = node
+        self.address = f'ca.node["{node}"]'
+        self.depends_on = ("ca.root", f'ipam.address["{node}"]')
+        self.cert_path = scope.layout.node_ca_cert(node)
+        self.key_path = scope.layout.node_ca_key(node)
+
+    def _spec(self) -> NodeCASpec:
+        from meshops.pki import NodeCASpec
+
+        return NodeCASpec.for_node(
+            self.scope.mesh, self.node, overlay=self.scope.overlay(self.node)
+        )
+
+    def read(self, rt: Runtime) -> Observed[NodeCALive]:
+        cert = read_bytes(self.cert_path)
+        key = read_bytes(self.key_path)
+        live = NodeCALive(
+            sha256_hex(cert) if cert is not None else None,
+            sha256_hex(key) if key is not None else None,
+        )
+        rec = self.scope.state.nodes.get(self.node)
+        recorded = vars(rec.ca) if rec and rec.ca else None
+        return Observed(live, fingerprint_of(live.cert_sha256, live.key_sha256, recorded))
+
+    def plan(self, observed: Observed[NodeCALive], rt: Runtime) -> Change:
+        live = observed.value
+        assert live is not None
+        rec = self.scope.state.nodes.get(self.node)
+        record = rec.ca if rec else None
+        before: dict[str, Any] | None = (
+            {
+                "serial": record.serial,
+                "not_after": record.not_after,
+                "fingerprint": record.fingerprint,
+            }
+            if record
+            else None
+        )
+        if self.node not in self.scope.mesh.nodes:
+            if record is None and live.cert_sha256 is None and live.key_sha256 is None:
+                return Change(self.address, Action.NOOP)
+            serial = f" (serial {record.serial})" if record else ""
+            return Change(
+                self.address,
+                Action.DELETE,
+                f"node removed: node CA revoked{serial}",
+                before,
+                None,
+                sensitive=True,
+            )
+        spec = self._spec()
+        after = {"names": names_of(spec), "ttl": str(self.scope.mesh.ca.node_ca_ttl)}
+        reason, action = self._reason(live, record, spec, rt.now)
+        if action is Action.NOOP:
+            return Change(self.address, Action.NOOP, "", before, before, sensitive=True)
+        return Change(
+            self.address,
+            action,
+            reason,
+            before,
+            after,
+            sensitive=True,
+            needs=self.scope.root_needs(),
+            impact=Impact.NONE,
+        )
+
+    def _reason(
+        self, live: NodeCALive, record: CertRecord | None, spec: NodeCASpec, now: datetime
+    ) -> tuple[str, Action]:
+        mesh = self.scope.mesh
+        if record is None or live.cert_sha256 is None or live.key_sha256 is None:
+            return ("new node" if record is None else "node CA files missing"), Action.CREATE
+        if record.key_sha256 != live.key_sha256 or record.fingerprint != self._file_fingerprint():
+            return "files do not match state.yaml (interrupted apply or hand edit)", Action.REPLACE
+        recipient = recipients_fingerprint([mesh.nodes[self.node].recipient])
+        if record.recipients != recipient:
+            return "node recipient changed: new key sealed to the new recipient", Action.REPLACE
+        if record.key_type != mesh.ca.key_type:
+            return f"key type changed: {record.key_type} -> {mesh.ca.key_type}", Action.REPLACE
+        roots = self.scope.state.roots
+        if roots and record.issuer and record.issuer != roots[-1].fingerprint:
+            return "issued by a previous root CA", Action.REPLACE
+        if record.names != names_fingerprint(spec):
+            return "names changed (node or identity DNS names, addresses)", Action.REPLACE
+        not_after = datetime.fromisoformat(record.not_after)
+        ttl = float(mesh.ca.node_ca_ttl)
+        renew_before = mesh.certs.renew_before.before_expiry(ttl)
+        remaining = (not_after - now).total_seconds()
+        if remaining <= 0:
+            return f"expired {format_duration(int(-remaining))} ago", Action.REPLACE
+        if remaining < renew_before:
+            return (
+                f"expires in {format_duration(int(remaining))} < renew_before "
+                f"{format_duration(int(renew_before))}",
+                Action.REPLACE,
+            )
+        return "", Action.NOOP
+
+    def _file_fingerprint(self) -> str:
+        from meshops.pki.parse import cert_fingerprint, load_certificates
+
+        data = read_bytes(self.cert_path)
+        if data is None:
+            return ""
+        try:
+            return str(cert_fingerprint(load_certificates(data)[0]))
+        except Exception:  # a torn or garbled file is simply "not what we recorded"
+            return ""
+
+    def apply(self, change: Change, rt: Runtime) -> None:
+        scope = self.scope
+        if change.action is Action.DELETE:
+            remove(self.key_path)
+            remove(self.cert_path)
+            rec = scope.state.nodes.get(self.node)
+            prune_empty_dirs(self.scope.layout.node_dir(self.node), stop=self.scope.layout.dir)
+            if rec is not None:
+                rec.ca = None
+            scope.save()
+            return
+        from meshops.pki import (
+            cert_pem,
+            generate_key,
+            issue_node_ca,
+            private_pem,
+        )
+        from meshops.pki.parse import cert_fingerprint
+
+        mesh = scope.mesh
+        root_cert, root_key = scope.root_material(rt)
+        spec = self._spec()
+        key = generate_key(mesh.ca.key_type)
+        cert = issue_node_ca(
+            root_cert=root_cert,
+            root_key=root_key,
+            public_key=key.public_key(),
+            spec=spec,
+            now=rt.now,
+            ttl_seconds=float(mesh.ca.node_ca_ttl),
+        )
+        recipient = mesh.nodes[self.node].recipient
+        sealed = scope.sealer.seal(private_pem(key), [recipient], self.key_path)
+        # key first, then cert, then the record: an interruption anywhere leaves files
+        # that do not match state.yaml, which the next plan replaces
+        write_atomic(self.key_path, sealed, mode=0o600)
+        write_atomic(self.cert_path, cert_pem(cert), mode=0o644)
+        scope.state.node(self.node).ca = CertRecord(
+            fingerprint=cert_fingerprint(cert),
+            serial=format(cert.serial_number, "x"),
+            not_after=cert.not_valid_after_utc.isoformat(timespec="seconds"),
+            key_type=mesh.ca.key_type,
+            key_sha256=sha256_hex(sealed),
+            recipients=recipients_fingerprint([recipient]),
+            names=names_fingerprint(spec),
+            issuer=cert_fingerprint(root_cert),
+        )
+        scope.save()

@@ -1,0 +1,161 @@
+"""Repo scope: compile mesh.yaml + state/ into resources, and what they share."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from datetime import datetime
+from ipaddress import IPv4Address, IPv6Address, IPv6Network
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from meshops.errors import MeshError
+from meshops.model import Loaded
+from meshops.model.types import Recipient
+from meshops.resources.repo.ipam import allocate_all
+from meshops.resources.repo.state import StateDoc, StateLayout, load_state, save_state
+
+if TYPE_CHECKING:
+    from meshops.engine.resource import Resource
+    from meshops.engine.runtime import Runtime
+
+ROOT_KEY_NEED = "root CA key (an identity among ca.recipients)"
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def recipients_fingerprint(recipients: list[Recipient]) -> str:
+    text = "\n".join(sorted(r.text for r in recipients))
+    return "sha256:" + hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def suffix_for(fmt: str) -> str:
+    from meshops.secrets import sealer_for
+
+    return sealer_for(fmt, Path(".")).suffix  # type: ignore[arg-type]
+
+
+@dataclass
+class RepoScope:
+    """What repo-scope resources share: the mesh, the state record, sealing."""
+
+    loaded: Loaded
+    layout: StateLayout
+    state: StateDoc
+    addresses: dict[str, IPv4Address]
+    addresses6: dict[str, IPv6Address]
+    removed: list[str]
+    _sealer: Any = field(default=None, repr=False)
+
+    @property
+    def mesh(self) -> Any:
+        return self.loaded.mesh
+
+    @property
+    def sealer(self) -> Any:
+        if self._sealer is None:
+            from meshops.secrets import sealer_for
+
+            self._sealer = sealer_for(self.mesh.secrets.format, self.layout.repo_dir)
+        return self._sealer
+
+    def save(self) -> None:
+        self.state.mesh = self.mesh.mesh.name
+        save_state(self.layout, self.state)
+
+    def root_needs(self) -> tuple[str, ...]:
+        """What signing needs: the root key, unless this apply creates the root."""
+        return (ROOT_KEY_NEED,) if self.state.roots else ()
+
+    def overlay(self, node: str) -> list[IPv4Address | IPv6Address]:
+        ips: list[IPv4Address | IPv6Address] = [self.addresses[node]]
+        if node in self.addresses6:
+            ips.append(self.addresses6[node])
+        return ips
+
+    def root_material(self, rt: Runtime) -> tuple[Any, Any]:
+        """The current root certificate and its private key (unsealed in memory)."""
+        if "root" in rt.shared:
+            return rt.shared["root"]  # type: ignore[no-any-return]
+        from meshops.pki import keys_match, load_private_pem
+        from meshops.pki.parse import load_certificates
+
+        try:
+            cert = load_certificates(self.layout.root_cert.read_bytes())[-1]
+        except FileNotFoundError:
+            raise MeshError(f"{self.layout.relative(self.layout.root_cert)} is missing") from None
+        key_path = self.layout.root_key
+
+        def unseal() -> bytes:
+            try:
+                sealed = key_path.read_bytes()
+            except FileNotFoundError:
+                raise MeshError(f"{self.layout.relative(key_path)} is missing") from None
+            return bytes(
+                self.sealer.unseal(sealed, rt.identities(), self.layout.relative(key_path))
+            )
+
+        if not rt.identity_files:
+            raise MeshError(
+                "this change needs the root CA key, and no identity was given to unseal it",
+                hint="pass --identity FILE (an age identity or SSH private key among "
+                "ca.recipients), or set MESHOPS_IDENTITY",
+            )
+        key = load_private_pem(rt.secret("root-key", unseal))
+        if not keys_match(key, cert):
+            raise MeshError(
+                f"{self.layout.relative(key_path)} does not hold the key of "
+                f"{self.layout.relative(self.layout.root_cert)}; refusing to sign with it"
+            )
+        rt.shared["root"] = (cert, key)
+        return cert, key
+
+
+def open_repo_scope(loaded: Loaded, repo_dir: Path, now: datetime) -> RepoScope:
+    mesh = loaded.mesh
+    layout = StateLayout(repo_dir, suffix_for(mesh.secrets.format))
+    state = load_state(layout)
+    nowiso = now.isoformat(timespec="seconds")
+    quarantined = [ip for ip, rel in state.released.items() if rel.until > nowiso]
+    pinned = {name: node.address for name, node in mesh.nodes.items()}
+    recorded = {name: rec.address for name, rec in state.nodes.items()}
+    addresses = allocate_all(mesh.wireguard.network, pinned, recorded, quarantined)
+    addresses6 = _allocate6(mesh.wireguard.network6, mesh, addresses)
+    removed = sorted(set(state.nodes) - set(mesh.nodes))
+    return RepoScope(loaded, layout, state, addresses, addresses6, removed)
+
+
+def _allocate6(
+    net6: IPv6Network | None, mesh: Any, addresses: dict[str, IPv4Address]
+) -> dict[str, IPv6Address]:
+    """IPv6 overlay: explicit address6, else the IPv4 host part inside network6."""
+    if net6 is None:
+        return {}
+    out = {}
+    v4net = mesh.wireguard.network
+    for name, node in mesh.nodes.items():
+        if node.address6 is not None:
+            out[name] = node.address6
+        else:
+            host = int(addresses[name]) - int(v4net.network_address)
+            out[name] = IPv6Address(int(net6.network_address) + host)
+    return out
+
+
+def compile_repo(scope: RepoScope) -> list[Resource[Any]]:
+    """Desired resources for the repository, in a readable order."""
+    from meshops.resources.repo.address import AddressResource
+    from meshops.resources.repo.crl import CRLResource
+    from meshops.resources.repo.node_ca import NodeCAResource
+    from meshops.resources.repo.root import RootResource
+    from meshops.resources.repo.wireguard_key import WireGuardKeyResource
+
+    resources: list[Resource[Any]] = [RootResource(scope)]
+    for name in sorted({*scope.mesh.nodes, *scope.removed}):
+        resources.append(AddressResource(scope, name))
+        resources.append(WireGuardKeyResource(scope, name))
+        resources.append(NodeCAResource(scope, name))
+    resources.append(CRLResource(scope))
+    return resources

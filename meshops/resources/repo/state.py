@@ -1,0 +1,226 @@
+"""`state/state.yaml`: the reviewable record of public facts written by repo-scope apply.
+
+It holds no secret. Besides what reviewers want to see (addresses, public keys,
+fingerprints, serials, expiry dates), it records the sha256 of every sealed file it
+vouches for: a sealed file whose hash differs was torn by an interrupted apply or edited
+by hand, and is replaced rather than trusted.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from meshops.errors import MeshError
+from meshops.providers.files import write_atomic
+
+STATE_VERSION = 1
+HEADER = (
+    "# Written by `meshops apply`: public facts only (no secret is ever stored here).\n"
+    "# Review changes to it in pull requests; do not edit it by hand.\n"
+)
+
+
+@dataclass
+class CertRecord:
+    fingerprint: str
+    serial: str
+    not_after: str
+    key_type: str = ""
+    key_sha256: str = ""  # sha256 of the sealed key file
+    recipients: str = ""  # fingerprint of the recipients the key is sealed to
+    names: str = ""  # fingerprint of the names a node CA is constrained to
+    issuer: str = ""  # fingerprint of the issuing root
+
+
+@dataclass
+class WireGuardRecord:
+    public_key: str
+    key_sha256: str
+    recipients: str
+
+
+@dataclass
+class NodeRecord:
+    address: str | None = None
+    address6: str | None = None
+    wireguard: WireGuardRecord | None = None
+    ca: CertRecord | None = None
+
+
+@dataclass
+class Revoked:
+    node: str
+    serial: str
+    revoked_at: str
+    not_after: str  # the revoked cert's expiry: the entry can be dropped after it
+
+
+@dataclass
+class CRLRecord:
+    number: int = 0
+    next_update: str = ""
+    revoked: list[Revoked] = field(default_factory=list)
+
+
+@dataclass
+class Released:
+    node: str
+    at: str
+    until: str
+
+
+@dataclass
+class StateDoc:
+    mesh: str = ""
+    roots: list[CertRecord] = field(default_factory=list)
+    crl: CRLRecord = field(default_factory=CRLRecord)
+    nodes: dict[str, NodeRecord] = field(default_factory=dict)
+    released: dict[str, Released] = field(default_factory=dict)  # address -> release
+    applied_plan: str = ""
+
+    def node(self, name: str) -> NodeRecord:
+        return self.nodes.setdefault(name, NodeRecord())
+
+    # -- serialisation ------------------------------------------------------------
+
+    def to_data(self) -> dict[str, Any]:
+        return {
+            "version": STATE_VERSION,
+            "mesh": self.mesh,
+            "ca": {"roots": [_clean(vars(r)) for r in self.roots]},
+            "crl": {
+                "number": self.crl.number,
+                "next_update": self.crl.next_update,
+                "revoked": [vars(r) for r in self.crl.revoked],
+            },
+            "nodes": {
+                name: _node_data(self.nodes[name])
+                for name in sorted(self.nodes)
+                if _node_data(self.nodes[name])
+            },
+            "released": {ip: vars(self.released[ip]) for ip in sorted(self.released)},
+            "applied_plan": self.applied_plan,
+        }
+
+    def dump(self) -> str:
+        dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+        body = yaml.dump(
+            self.to_data(), Dumper=dumper, sort_keys=False, default_flow_style=False, width=200
+        )
+        return HEADER + body
+
+    @classmethod
+    def from_data(cls, data: Any, where: str) -> StateDoc:
+        if not isinstance(data, dict) or data.get("version") != STATE_VERSION:
+            raise MeshError(f"{where}: not a meshops state file of version {STATE_VERSION}")
+        try:
+            nodes = {}
+            for name, raw in (data.get("nodes") or {}).items():
+                wg = raw.get("wireguard")
+                ca = raw.get("ca")
+                nodes[name] = NodeRecord(
+                    address=raw.get("address"),
+                    address6=raw.get("address6"),
+                    wireguard=WireGuardRecord(**wg) if wg else None,
+                    ca=CertRecord(**ca) if ca else None,
+                )
+            crl = data.get("crl") or {}
+            return cls(
+                mesh=data.get("mesh") or "",
+                roots=[CertRecord(**r) for r in (data.get("ca") or {}).get("roots") or []],
+                crl=CRLRecord(
+                    number=int(crl.get("number") or 0),
+                    next_update=crl.get("next_update") or "",
+                    revoked=[Revoked(**r) for r in crl.get("revoked") or []],
+                ),
+                nodes=nodes,
+                released={ip: Released(**r) for ip, r in (data.get("released") or {}).items()},
+                applied_plan=data.get("applied_plan") or "",
+            )
+        except (TypeError, AttributeError, ValueError) as exc:
+            raise MeshError(f"{where}: malformed state file: {exc}") from None
+
+    @classmethod
+    def parse(cls, text: bytes | str, where: str) -> StateDoc:
+        loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+        try:
+            data = yaml.load(text, Loader=loader)
+        except yaml.YAMLError as exc:
+            raise MeshError(f"{where}: cannot parse state file: {exc}") from None
+        return cls.from_data(data, where)
+
+
+def _clean(record: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in record.items() if v not in ("", None)}
+
+
+def _node_data(node: NodeRecord) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if node.address:
+        out["address"] = node.address
+    if node.address6:
+        out["address6"] = node.address6
+    if node.wireguard:
+        out["wireguard"] = vars(node.wireguard)
+    if node.ca:
+        out["ca"] = _clean(vars(node.ca))
+    return out
+
+
+@dataclass(frozen=True)
+class StateLayout:
+    """Where repo-scope state lives (CONTRACT.md section 1)."""
+
+    repo_dir: Path
+    suffix: str = ".age"  # sealed file suffix: ".age" or the sops one
+
+    @property
+    def dir(self) -> Path:
+        return self.repo_dir / "state"
+
+    @property
+    def state_file(self) -> Path:
+        return self.dir / "state.yaml"
+
+    @property
+    def root_cert(self) -> Path:
+        return self.dir / "ca" / "root.crt"
+
+    @property
+    def root_key(self) -> Path:
+        return self.dir / "ca" / f"root.key{self.suffix}"
+
+    @property
+    def crl(self) -> Path:
+        return self.dir / "ca" / "crl.pem"
+
+    def node_dir(self, node: str) -> Path:
+        return self.dir / "nodes" / node
+
+    def node_ca_cert(self, node: str) -> Path:
+        return self.node_dir(node) / "ca.crt"
+
+    def node_ca_key(self, node: str) -> Path:
+        return self.node_dir(node) / f"ca.key{self.suffix}"
+
+    def wg_key(self, node: str) -> Path:
+        return self.node_dir(node) / f"wg.key{self.suffix}"
+
+    def relative(self, path: Path) -> str:
+        return str(path.relative_to(self.repo_dir))
+
+
+def load_state(layout: StateLayout) -> StateDoc:
+    try:
+        text = layout.state_file.read_bytes()
+    except FileNotFoundError:
+        return StateDoc()
+    return StateDoc.parse(text, layout.relative(layout.state_file))
+
+
+def save_state(layout: StateLayout, doc: StateDoc) -> None:
+    write_atomic(layout.state_file, doc.dump().encode(), mode=0o644)

@@ -1,0 +1,107 @@
+"""`wireguard.key["<node>"]`: a node's WireGuard private key, sealed to its recipient.
+
+Only the public key is recorded (state.yaml). Repo scope cannot open a node's sealed
+secrets, so a changed recipient means a new key sealed to the new recipient.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from meshops.engine.plan import Action, Change, Impact
+from meshops.engine.resource import Observed, Resource, fingerprint_of
+from meshops.providers.files import prune_empty_dirs, read_bytes, remove, write_atomic
+from meshops.resources.repo.scope import RepoScope, recipients_fingerprint, sha256_hex
+from meshops.resources.repo.state import WireGuardRecord
+
+if TYPE_CHECKING:
+    from meshops.engine.runtime import Runtime
+
+
+@dataclass(frozen=True)
+class SealedFile:
+    sha256: str | None
+
+
+class WireGuardKeyResource(Resource[SealedFile]):
+    def __init__(self, scope: RepoScope, node: str):
+        self.scope = scope
+        self.node = node
+        self.address = f'wireguard.key["{node}"]'
+        self.path = scope.layout.wg_key(node)
+
+    def read(self, rt: Runtime) -> Observed[SealedFile]:
+        data = read_bytes(self.path)
+        live = SealedFile(sha256_hex(data) if data is not None else None)
+        rec = self.scope.state.nodes.get(self.node)
+        recorded = vars(rec.wireguard) if rec and rec.wireguard else None
+        return Observed(live, fingerprint_of(live.sha256, recorded))
+
+    def plan(self, observed: Observed[SealedFile], rt: Runtime) -> Change:
+        live = observed.value
+        assert live is not None
+        rec = self.scope.state.nodes.get(self.node)
+        record = rec.wireguard if rec else None
+        before = {"public_key": record.public_key} if record else None
+        if self.node not in self.scope.mesh.nodes:
+            if live.sha256 is None and record is None:
+                return Change(self.address, Action.NOOP)
+            return Change(
+                self.address,
+                Action.DELETE,
+                "node removed from mesh.yaml",
+                before,
+                None,
+                sensitive=True,
+            )
+        node = self.scope.mesh.nodes[self.node]
+        want_recipients = recipients_fingerprint([node.recipient])
+        after = {"public_key": "(known after apply)"}
+        if record is None or live.sha256 is None:
+            reason = "new node" if live.sha256 is None else "key not recorded in state.yaml"
+            return Change(self.address, Action.CREATE, reason, before, after, sensitive=True)
+        if record.key_sha256 != live.sha256:
+            reason = "sealed key does not match state.yaml (interrupted apply or hand edit)"
+        elif record.recipients != want_recipients:
+            reason = "node recipient changed: a new key is sealed to the new recipient"
+        else:
+            return Change(self.address, Action.NOOP, "", before, before, sensitive=True)
+        return Change(
+            self.address,
+            Action.REPLACE,
+            reason,
+            before,
+            after,
+            sensitive=True,
+            impact=Impact.SESSION_RESET,
+        )
+
+    def apply(self, change: Change, rt: Runtime) -> None:
+        from meshops.providers.wireguard.keys import (
+            bytes_to_b64,
+            generate_private_key,
+            public_key_of,
+        )
+
+        scope = self.scope
+        if change.action is Action.DELETE:
+            remove(self.path)
+            rec = scope.state.nodes.get(self.node)
+            prune_empty_dirs(self.scope.layout.node_dir(self.node), stop=self.scope.layout.dir)
+            if rec is not None:
+                rec.wireguard = None
+            scope.save()
+            return
+        node = scope.mesh.nodes[self.node]
+        private = generate_private_key()
+        # sealed as `wg genkey` prints it, so `age -d` output feeds `wg set` as it is
+        text = (bytes_to_b64(private) + "\n").encode()
+        sealed = scope.sealer.seal(text, [node.recipient], self.path)
+        write_atomic(self.path, sealed, mode=0o600)
+        scope.state.node(self.node).wireguard = WireGuardRecord(
+            public_key=public_key_of(private),
+            key_sha256=sha256_hex(sealed),
+            recipients=recipients_fingerprint([node.recipient]),
+        )
+        scope.save()
