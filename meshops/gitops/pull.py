@@ -1,0 +1,188 @@
+"""Trusted pulls: fetch a revision, refuse rewinds, require signed commits.
+
+A host applies what git gives it, so before moving to a new revision it can check
+that the revision descends from the last one it applied (a rewind could bring back a
+node whose removal revoked it) and that every commit since is signed by a trusted key
+(SSH signatures via an allowed-signers file, OpenPGP via a given keyring). All git
+calls go through `meshops.providers.run.run`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from meshops.errors import CommandFailed, MeshError
+from meshops.providers.run import run
+
+# never wait for a password prompt on a host; never let a user's pager or editor in
+_GIT_ENV = {"GIT_TERMINAL_PROMPT": "0", "GIT_PAGER": "cat", "GIT_ASKPASS": "true"}
+
+
+def _git(
+    repo_dir: Path,
+    *args: str,
+    what: str,
+    timeout: float = 120,
+    check: bool = True,
+    env: dict[str, str] | None = None,
+) -> str:
+    proc = run(
+        ["git", "-C", str(repo_dir), *args],
+        env={**_GIT_ENV, **(env or {})},
+        what=what,
+        timeout=timeout,
+        check=check,
+    )
+    return proc.stdout.decode(errors="replace").strip()
+
+
+def _short(rev: str) -> str:
+    return rev[:12]
+
+
+def current_branch(repo_dir: Path) -> str:
+    proc = run(
+        ["git", "-C", str(repo_dir), "symbolic-ref", "--quiet", "--short", "HEAD"],
+        env=_GIT_ENV,
+        check=False,
+    )
+    if proc.returncode != 0:
+        raise MeshError(
+            f"{repo_dir}: HEAD is detached, so there is no branch to pull",
+            hint="name the branch to follow (branch: in host.yaml, or --branch)",
+        )
+    return proc.stdout.decode().strip()
+
+
+def fetch(
+    repo_dir: Path, remote: str = "origin", branch: str | None = None, *, timeout: float = 120
+) -> str:
+    """Fetch `branch` (default: the current branch) from `remote`; return its commit hash.
+
+    Only the remote-tracking ref moves; the working tree and HEAD are left alone.
+    """
+    branch = branch or current_branch(repo_dir)
+    tracking = f"refs/remotes/{remote}/{branch}"
+    try:
+        _git(
+            repo_dir,
+            "fetch",
+            "--quiet",
+            "--no-tags",
+            "--no-recurse-submodules",
+            remote,
+            f"+refs/heads/{branch}:{tracking}",
+            what=f"git fetch {remote} {branch}",
+            timeout=timeout,
+        )
+    except CommandFailed as exc:
+        url = _git(repo_dir, "remote", "get-url", remote, what="git remote", check=False)
+        where = f"{remote} ({url})" if url else remote
+        reason = (exc.detail or "").strip().splitlines()
+        raise MeshError(
+            f"cannot fetch branch {branch!r} from {where}: {reason[-1] if reason else exc.message}",
+            hint="check the network and the remote's URL and credentials; this host keeps "
+            "running the revision it applied last",
+            detail=exc.detail,
+        ) from None
+    return _git(repo_dir, "rev-parse", "--verify", f"{tracking}^{{commit}}", what="git rev-parse")
+
+
+def check_descends(
+    repo_dir: Path, last_applied: str | None, new: str, allow_rewind: bool = False
+) -> bool:
+    """Refuse to move to `new` unless it descends from `last_applied`.
+
+    Returns True when `new` descends (or nothing was applied yet), False when it does
+    not but `allow_rewind` let it through; raises MeshError otherwise.
+    """
+    if last_applied is None or last_applied == new:
+        return True
+    proc = run(
+        ["git", "-C", str(repo_dir), "merge-base", "--is-ancestor", last_applied, new],
+        env=_GIT_ENV,
+        check=False,
+    )
+    if proc.returncode == 0:
+        return True
+    if allow_rewind:
+        return False
+    unknown = ""
+    if proc.returncode != 1:  # 128: one of the commits is not in this repository
+        said = proc.stderr.decode(errors="replace").strip().splitlines()
+        unknown = f" (git: {said[-1]})" if said else " (a revision is unknown here)"
+    raise MeshError(
+        f"refusing to move from {_short(last_applied)} to {_short(new)}: {_short(new)} does "
+        "not descend from the last applied revision (a rewind could bring back revoked "
+        f"nodes){unknown}; pass --allow-rewind to force",
+        hint="if the branch was rewritten on purpose, review the difference first: "
+        f"`meshops review --base {_short(last_applied)} --head {_short(new)}`",
+    )
+
+
+def verify_range(
+    repo_dir: Path,
+    old: str | None,
+    new: str,
+    allowed_signers: Path | None,
+    *,
+    gnupg_home: Path | None = None,
+) -> list[str]:
+    """Verify the signature of every commit in old..new (all of new's history if old is
+    None), oldest first; return the hashes checked.
+
+    SSH signatures are checked against `allowed_signers` (git's
+    gpg.ssh.allowedSignersFile format), OpenPGP ones against the keyring in
+    `gnupg_home`. Raises MeshError naming the first unsigned or untrusted commit.
+    """
+    if allowed_signers is None and gnupg_home is None:
+        raise MeshError("signature checks need an allowed-signers file or a GnuPG keyring")
+    config: list[str] = []
+    env: dict[str, str] = {}
+    if allowed_signers is not None:
+        if not allowed_signers.is_file():
+            raise MeshError(
+                f"{allowed_signers}: allowed-signers file not found",
+                hint='one line per trusted key: `EMAIL ssh-ed25519 AAAA...` (see "ALLOWED '
+                'SIGNERS" in ssh-keygen(1))',
+            )
+        config += ["-c", f"gpg.ssh.allowedSignersFile={allowed_signers.resolve()}"]
+    if gnupg_home is not None:
+        env["GNUPGHOME"] = str(gnupg_home.resolve())
+    span = new if old is None else f"{old}..{new}"
+    listed = _git(repo_dir, "rev-list", "--reverse", span, what="git rev-list")
+    commits = listed.split()
+    for index, commit in enumerate(commits):
+        proc = run(
+            ["git", "-C", str(repo_dir), *config, "verify-commit", commit],
+            env={**_GIT_ENV, **env},
+            check=False,
+            what="git verify-commit",
+        )
+        if proc.returncode != 0:
+            _refuse(repo_dir, commit, new, proc.stderr.decode(errors="replace"), index)
+    return commits
+
+
+def _refuse(repo_dir: Path, commit: str, new: str, stderr: str, index: int) -> None:
+    subject = _git(repo_dir, "log", "-1", "--format=%s", commit, what="git log", check=False)
+    raw = _git(repo_dir, "cat-file", "commit", commit, what="git cat-file", check=False)
+    header = raw.split("\n\n", 1)[0]
+    where = f"commit {_short(commit)} ({subject!r})"
+    context = f"refusing to apply {_short(new)}"
+    if index:
+        context += f"; the {index} commit{'s' if index != 1 else ''} before it verified"
+    if "\ngpgsig " not in f"\n{header}" and "\ngpgsig-sha256 " not in f"\n{header}":
+        raise MeshError(
+            f"{where} is not signed; {context}",
+            hint="sign commits to the mesh repository (git config commit.gpgsign true)",
+        )
+    lines = [line for line in stderr.strip().splitlines() if line.strip()]
+    why = lines[-1] if lines else "signature does not verify"
+    ssh = "BEGIN SSH SIGNATURE" in header
+    trusted = "the allowed signers file" if ssh else "the GnuPG keyring"
+    raise MeshError(
+        f"{where} is signed by a key that is not trusted ({why}); {context}",
+        hint=f"add the signer's public key to {trusted} if it belongs to a maintainer",
+        detail=stderr,
+    )
