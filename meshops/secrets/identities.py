@@ -106,19 +106,19 @@ def load_identity_file(path: Path) -> list[Identity]:
         return [_openssh_identity(path, text)]
     if stripped.startswith(_PEM_RSA_BEGIN):
         return [_pem_rsa_identity(path, text)]
-    if stripped.startswith("-----BEGIN"):
-        kind = stripped.splitlines()[0].strip("- ")
-        raise SecretError(
-            f"identity file {path} holds a {kind}, which age cannot use",
-            hint="use an age identity (AGE-SECRET-KEY-1...) or an OpenSSH ed25519/rsa "
-            "private key such as /etc/ssh/ssh_host_ed25519_key",
-        )
     if stripped.startswith("age-encryption.org/") or stripped.startswith(
         "-----BEGIN AGE ENCRYPTED FILE-----"
     ):
         raise SecretError(
             f"identity file {path} is itself age-encrypted (passphrase-protected)",
             hint="meshops cannot prompt for a passphrase; decrypt it to a 0600 file first",
+        )
+    if stripped.startswith("-----BEGIN"):
+        kind = stripped.splitlines()[0].strip("- ").removeprefix("BEGIN ")
+        raise SecretError(
+            f"identity file {path} holds a {kind}, which age cannot use",
+            hint="use an age identity (AGE-SECRET-KEY-1...) or an OpenSSH ed25519/rsa "
+            "private key such as /etc/ssh/ssh_host_ed25519_key",
         )
     return _age_identities(path, text)
 
