@@ -176,7 +176,12 @@ def _check_can_sign_intermediates(cert: x509.Certificate, subject: str) -> None:
     try:
         usage = cert.extensions.get_extension_for_class(x509.KeyUsage).value
     except x509.ExtensionNotFound:
-        return
+        # RFC 5280 requires it of CAs, and strict verifiers (openssl -x509_strict) reject
+        # every chain under a CA without it: refuse now rather than break TLS later.
+        raise MeshError(
+            f"CA {subject} has no keyUsage extension, which RFC 5280 requires of a CA",
+            hint="re-issue the CA with keyUsage keyCertSign, cRLSign",
+        ) from None
     if not usage.key_cert_sign:
         raise MeshError(
             f"CA {subject} may not sign certificates (keyUsage lacks keyCertSign)",
