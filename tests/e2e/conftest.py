@@ -11,7 +11,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from testbed import TestBed, unavailable_reason  # noqa: E402
+from testbed import TestBed, unavailable_reason
 
 
 @pytest.fixture
