@@ -9,6 +9,7 @@ and from the semantic checks are then located by path.
 from __future__ import annotations
 
 import difflib
+import re
 import types
 import typing
 from collections.abc import Iterable
@@ -31,6 +32,7 @@ try:  # the C composer is several times faster on large meshes
 except AttributeError:  # pragma: no cover - libyaml missing
     _Loader = yaml.SafeLoader
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
 _MERGE_TAG = "tag:yaml.org,2002:merge"
 _MAP_TAG = "tag:yaml.org,2002:map"
 _SEQ_TAG = "tag:yaml.org,2002:seq"
@@ -214,6 +216,10 @@ def parse_yaml(content: bytes | str, name: str) -> Document:
             ) from None
     else:
         text = content
+        bad = _SURROGATE.search(text)
+        if bad:  # lone surrogates cannot be encoded for the YAML parser
+            where = _text_location(name, text, bad.start())
+            raise ValidationFailed([Problem(where, "", "not valid Unicode (a lone surrogate)")])
     if len(text) > MAX_BYTES:
         raise MeshError(f"{name}: file is larger than the limit of {MAX_BYTES:,} bytes")
     try:
@@ -223,6 +229,12 @@ def parse_yaml(content: bytes | str, name: str) -> Document:
         where = Location(name, mark.line + 1, mark.column + 1) if mark else None
         message = " ".join(filter(None, [exc.context, exc.problem])) or "invalid YAML"
         raise ValidationFailed([Problem(where, "", f"YAML syntax error: {message}")]) from None
+    except yaml.reader.ReaderError as exc:
+        where = _text_location(name, text, exc.position)
+        shown = f"U+{exc.character:04X}" if isinstance(exc.character, int) else repr(exc.character)
+        raise ValidationFailed(
+            [Problem(where, "", f"control character {shown} is not allowed in YAML")]
+        ) from None
     except yaml.YAMLError as exc:
         raise ValidationFailed([Problem(None, "", f"{name}: YAML error: {exc}")]) from None
     except RecursionError:
@@ -238,6 +250,11 @@ def parse_yaml(content: bytes | str, name: str) -> Document:
     if converter.problems:
         raise ValidationFailed(converter.problems)
     return Document(name, data, converter.marks)
+
+
+def _text_location(name: str, text: str, index: int) -> Location:
+    line = text.count("\n", 0, index) + 1
+    return Location(name, line, index - (text.rfind("\n", 0, index) + 1) + 1)
 
 
 def read_document(path: Path, display: str | None = None) -> Document:

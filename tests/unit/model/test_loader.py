@@ -222,6 +222,18 @@ def test_non_utf8_bytes_are_located() -> None:
     assert lines == ["mesh.yaml:3:10: not valid UTF-8 (byte 0xff)"]
 
 
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("a: 1\nb: x\x1fy\n", "mesh.yaml:2:5: control character U+001F is not allowed in YAML"),
+        ("\x00", "mesh.yaml:1:1: control character U+0000 is not allowed in YAML"),
+        ("a: 1\nb: \ud800\n", "mesh.yaml:2:4: not valid Unicode (a lone surrogate)"),
+    ],
+)
+def test_control_characters_and_surrogates_are_located(text: str, expected: str) -> None:
+    assert problems_of(text) == [expected]
+
+
 def test_a_twenty_megabyte_file_is_refused(tmp_path: Path) -> None:
     big = tmp_path / "mesh.yaml"
     big.write_bytes(b"# padding\n" * (2 * 1024 * 1024))
