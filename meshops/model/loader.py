@@ -218,8 +218,8 @@ def parse_yaml(content: bytes | str, name: str) -> Document:
         text = content
         bad = _SURROGATE.search(text)
         if bad:  # lone surrogates cannot be encoded for the YAML parser
-            where = _text_location(name, text, bad.start())
-            raise ValidationFailed([Problem(where, "", "not valid Unicode (a lone surrogate)")])
+            at = _text_location(name, text, bad.start())
+            raise ValidationFailed([Problem(at, "", "not valid Unicode (a lone surrogate)")])
     if len(text) > MAX_BYTES:
         raise MeshError(f"{name}: file is larger than the limit of {MAX_BYTES:,} bytes")
     try:
@@ -230,10 +230,10 @@ def parse_yaml(content: bytes | str, name: str) -> Document:
         message = " ".join(filter(None, [exc.context, exc.problem])) or "invalid YAML"
         raise ValidationFailed([Problem(where, "", f"YAML syntax error: {message}")]) from None
     except yaml.reader.ReaderError as exc:
-        where = _text_location(name, text, exc.position)
+        at = _text_location(name, text, exc.position)
         shown = f"U+{exc.character:04X}" if isinstance(exc.character, int) else repr(exc.character)
         raise ValidationFailed(
-            [Problem(where, "", f"control character {shown} is not allowed in YAML")]
+            [Problem(at, "", f"control character {shown} is not allowed in YAML")]
         ) from None
     except yaml.YAMLError as exc:
         raise ValidationFailed([Problem(None, "", f"{name}: YAML error: {exc}")]) from None
