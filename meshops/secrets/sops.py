@@ -291,7 +291,11 @@ def _is_binary_store(ciphertext: bytes) -> bool:
 
 
 def _check_sealed(output: bytes, recipients: Sequence[Recipient], relative: Path) -> None:
-    """Refuse output that left the value in clear or dropped a mesh recipient."""
+    """Refuse output that left the value in clear or dropped a mesh recipient.
+
+    sops 3.11 ignores (un)encrypted_regex/suffix rules for the binary store, so neither
+    should happen; this guards against a sops that behaves otherwise.
+    """
     try:
         document = json.loads(output)
     except ValueError:
@@ -300,7 +304,7 @@ def _check_sealed(output: bytes, recipients: Sequence[Recipient], relative: Path
     if not isinstance(data, str) or not data.startswith("ENC["):
         raise SecretError(
             f"sops left {relative} unencrypted: a {SOPS_CONFIG_NAME} rule "
-            "(encrypted_regex, unencrypted_suffix, ...) excludes the 'data' value",
+            "(encrypted_regex, unencrypted_suffix, ...) may exclude the 'data' value",
             hint=f"make the {SOPS_CONFIG_NAME} rule for this path encrypt every value",
         )
     missing = set(r.text for r in recipients) - set(
