@@ -19,6 +19,8 @@ def make_runtime(ctx: Context) -> Runtime:
 
 def open_scope(ctx: Context, rt: Runtime) -> Scope:
     node = ctx.resolve_node()
+    if node is not None:
+        use_host_config(ctx, rt)
     loaded = ctx.load(run_tests=False)
     if node is None:
         from meshops.resources import open_repo
@@ -27,3 +29,26 @@ def open_scope(ctx: Context, rt: Runtime) -> Scope:
     from meshops.resources.host import open_host
 
     return open_host(loaded, ctx, node, rt)
+
+
+def use_host_config(ctx: Context, rt: Runtime) -> None:
+    """Host scope defaults: the repository and identity named in host.yaml, then the
+    SSH host key (all under --root)."""
+    from pathlib import Path
+
+    config = ctx.host_config() or {}
+    repo = config.get("repo")
+    if isinstance(repo, str) and str(ctx.repo_dir) == "." and not repo.startswith("git"):
+        ctx.repo_dir = Path(repo)
+        if ctx.mesh_display == "mesh.yaml":
+            ctx.mesh_file = ctx.repo_dir / "mesh.yaml"
+            ctx.mesh_display = str(ctx.mesh_file)
+    rt.repo_dir = ctx.repo_dir
+    if not rt.identity_files:
+        identity = config.get("identity")
+        if isinstance(identity, str):
+            rt.identity_files = [ctx.host_path(identity)]
+        else:
+            default = ctx.host_path("/etc/ssh/ssh_host_ed25519_key")
+            if default.exists():
+                rt.identity_files = [default]

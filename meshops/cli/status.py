@@ -1,15 +1,88 @@
-"""`meshops status`."""
+"""`meshops status`: certificates and expiry, WireGuard peers, last apply (host scope)."""
 
 from __future__ import annotations
 
 import argparse
+import json
+from datetime import UTC, datetime
+from typing import Any
 
-from meshops.cli.context import Context, not_built
+from meshops.cli.context import Context
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    pass
+    parser.add_argument("--format", choices=["text", "json"], default="text")
 
 
 def run(args: argparse.Namespace, ctx: Context) -> int:
-    return not_built("status")
+    from meshops.cli.common import make_runtime, use_host_config
+    from meshops.errors import MeshError
+    from meshops.resources.host import open_host_scope
+    from meshops.resources.host.status import collect
+
+    node = ctx.resolve_node()
+    if node is None:
+        raise MeshError("status shows a host: pass --node NAME (or set MESHOPS_NODE)")
+    use_host_config(ctx, make_runtime(ctx))
+    scope = open_host_scope(ctx.load(run_tests=False), ctx.repo_dir, node, ctx.root)
+    status = collect(scope, datetime.now(UTC))
+    if args.format == "json":
+        ctx.out(json.dumps(status, indent=2, sort_keys=True))
+    else:
+        ctx.out(render(status).rstrip("\n"))
+    return 0
+
+
+def _age(seconds: int | None) -> str:
+    if seconds is None:
+        return "never"
+    from meshops.model.durations import format_duration
+
+    return format_duration(max(0, seconds)) + " ago"
+
+
+def _left(seconds: int) -> str:
+    from meshops.model.durations import format_duration
+
+    return f"in {format_duration(seconds)}" if seconds > 0 else f"{format_duration(-seconds)} ago"
+
+
+def render(status: dict[str, Any]) -> str:
+    lines = [f"node {status['node']} (mesh {status['mesh']})", "", "certificates:"]
+    for ident in status["identities"]:
+        if ident["status"] == "missing":
+            lines.append(f"  {ident['name']:<16} MISSING")
+            continue
+        lines.append(
+            f"  {ident['name']:<16} {ident['status']:<8} "
+            f"expires {_left(ident['expires_in_seconds'])} (renews at {ident['renew_at']})"
+        )
+    if not status["identities"]:
+        lines.append("  (no identities on this node)")
+    ca = status["node_ca"]
+    if ca:
+        lines.append(f"  {'node CA':<16} {'':<8} expires {_left(ca['expires_in_seconds'])}")
+    wg = status["wireguard"]
+    lines += ["", f"wireguard {wg['interface']}: " + ("up" if wg["present"] else "MISSING")]
+    if wg["present"]:
+        lines.append(f"  listen port {wg['listen_port']}, addresses {', '.join(wg['addresses'])}")
+    for peer in wg["peers"]:
+        name = peer["node"] or peer["public_key"][:12]
+        if peer["state"] == "missing":
+            lines.append(f"  {name:<16} not configured")
+            continue
+        lines.append(
+            f"  {name:<16} {peer['state']:<6} {peer['endpoint'] or '-':<22} handshake "
+            f"{_age(peer['handshake_age_seconds'])}, "
+            f"rx {peer['rx_bytes']} B, tx {peer['tx_bytes']} B"
+        )
+    last = status.get("last_apply")
+    lines.append("")
+    if last:
+        rev = (last.get("revision") or "")[:12] or "-"
+        lines.append(f"last apply: {last['time']} {last['result']} (revision {rev})")
+        if last.get("error"):
+            lines.append(f"  error: {last['error']}")
+    else:
+        lines.append("last apply: never")
+    return "\n".join(lines) + "\n"

@@ -63,10 +63,15 @@ def make_plan(
 ) -> Plan:
     ordered = order(resources)
     observed = refresh(ordered, rt)
-    changes = tuple(r.plan(observed[r.address], rt) for r in ordered)
+    rt.planned.clear()
+    changes = []
+    for resource in ordered:
+        change = resource.plan(observed[resource.address], rt)
+        rt.planned[resource.address] = change
+        changes.append(change)
     return Plan(
         scope=scope,
-        changes=changes,
+        changes=tuple(changes),
         fingerprint=live_fingerprint(observed),
         revision=revision,
         created_at=rt.now.isoformat(timespec="seconds"),

@@ -26,6 +26,9 @@ class Runtime:
     _secrets: dict[str, bytes] = field(default_factory=dict, repr=False)
     # values resources hand to later resources in the same apply (certs just issued)
     shared: dict[str, Any] = field(default_factory=dict)
+    # changes planned so far in this run, by address: a resource may look at what it
+    # depends on (a hook runs when the certificate it follows changes)
+    planned: dict[str, Any] = field(default_factory=dict)
     _identities: list[Any] | None = field(default=None, repr=False)
 
     def host_path(self, path: str) -> Path:

@@ -2,16 +2,162 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from meshops.errors import MeshError
 
 if TYPE_CHECKING:
     from meshops.cli.context import Context
+    from meshops.engine.plan import Plan
+    from meshops.engine.resource import Resource
+    from meshops.engine.run import ApplyResult
     from meshops.engine.runtime import Runtime
     from meshops.model import Loaded
     from meshops.resources import Scope
+    from meshops.resources.host.scope import HostScope
+
+
+def open_host_scope(loaded: Loaded, repo_dir: Path, node: str, root: Path) -> HostScope:
+    from meshops.resources.host.scope import HostScope, read_last_applied
+    from meshops.resources.repo.scope import suffix_for
+    from meshops.resources.repo.state import StateLayout, load_state
+
+    mesh = loaded.mesh
+    if node not in mesh.nodes:
+        raise MeshError(
+            f"node {node!r} is not in mesh.yaml",
+            hint=f"nodes are: {', '.join(sorted(mesh.nodes)) or '(none)'}",
+        )
+    layout = StateLayout(repo_dir, suffix_for(mesh.secrets.format))
+    state = load_state(layout)
+    rec = state.nodes.get(node)
+    if rec is None or rec.wireguard is None or rec.ca is None or not rec.address:
+        raise MeshError(
+            f"node {node!r} has no state yet in {layout.relative(layout.state_file)}",
+            hint="run `meshops apply` at repo scope (without --node), commit state/, then pull",
+        )
+    lib = root / "var/lib/meshops"
+    return HostScope(loaded, node, layout, state, root, read_last_applied(lib))
+
+
+def compile_host(scope: HostScope) -> list[Resource[Any]]:
+    """Desired resources for one host, in a readable order."""
+    from meshops.engine.plan import Impact
+    from meshops.providers.files import read_bytes
+    from meshops.resources.host.hooks import HookResource
+    from meshops.resources.host.hosts import HostsResource
+    from meshops.resources.host.tls import FileResource, LeafResource, OutputsResource
+
+    mesh = scope.mesh
+    out: list[Resource[Any]] = []
+    bundle = read_bytes(scope.layout.root_cert) or b""
+    crl = read_bytes(scope.layout.crl) or b""
+    for identity in mesh.identities_on(scope.node):
+        ident = mesh.identities[identity]
+        leaf = LeafResource(scope, identity)
+        follows = [leaf.address]
+        files: list[Resource[Any]] = [
+            leaf,
+            FileResource(f'tls.bundle["{identity}"]', leaf.dir / "ca.pem", bundle,
+                         what="trust bundle", impact=Impact.RESTART),
+            FileResource(f'tls.crl["{identity}"]', leaf.dir / "crl.pem", crl, what="CRL"),
+        ]  # fmt: skip
+        follows += [f.address for f in files[1:]]
+        if ident.outputs is not None and (
+            ident.outputs.p12 or ident.outputs.combined_pem or ident.outputs.dir
+        ):
+            outputs = OutputsResource(scope, identity, leaf)
+            outputs.depends_on = (*outputs.depends_on, files[1].address)
+            files.append(outputs)
+            follows.append(outputs.address)
+        out += files
+        proxy_resources = _proxy(scope, identity, follows)
+        out += proxy_resources
+        if ident.on_renew:
+            out.append(HookResource(f'hook.on_renew["{identity}"]', ident.on_renew, [leaf.address]))
+    out += _wireguard(scope)
+    out.append(HostsResource(scope))
+    return out
+
+
+def _proxy(scope: HostScope, identity: str, follows: list[str]) -> list[Resource[Any]]:
+    from meshops.resources.host.proxy import proxy_resources
+
+    return proxy_resources(scope, identity, follows)
+
+
+def _wireguard(scope: HostScope) -> list[Resource[Any]]:
+    from meshops.providers.wireguard import PeerConfig, normalise_allowed_ips
+    from meshops.resources.host.wireguard import (
+        AddressResource,
+        InterfaceResource,
+        PeerResource,
+        RouteResource,
+        resolve_endpoint,
+    )
+
+    mesh = scope.mesh
+    interface = InterfaceResource(scope)
+    addresses = AddressResource(scope, interface)
+    out: list[Resource[Any]] = [interface, addresses, RouteResource(scope, addresses)]
+    keepalive = int(mesh.wireguard.keepalive) if mesh.wireguard.keepalive else None
+    last_peers: dict[str, str] = scope.last.get("peers", {})
+    claimed: set[str] = set()
+    for node in sorted(mesh.nodes):
+        rec = scope.state.nodes.get(node)
+        if node == scope.node or rec is None or rec.wireguard is None or not rec.address:
+            continue
+        endpoint = mesh.nodes[node].endpoint
+        allowed = [f"{ip}/{32 if ip.version == 4 else 128}" for ip in scope.overlay(node)]
+        want = PeerConfig(
+            public_key=rec.wireguard.public_key,
+            endpoint=resolve_endpoint(endpoint.host, endpoint.port),
+            allowed_ips=normalise_allowed_ips(allowed),
+            keepalive=keepalive,
+        )
+        old = last_peers.get(node)
+        claimed |= {want.public_key, *([old] if old else [])}
+        out.append(PeerResource(scope, interface, node, old, want))
+    # peers on the device (or configured last time) that no node claims: remove them
+    known = dict(last_peers)
+    device = scope.device()
+    device_keys = set(device.peers) if device else set()
+    by_key = {key: name for name, key in known.items() if key}
+    for key in sorted((device_keys | set(by_key)) - claimed):
+        name = by_key.get(key) or f"?{key[:8]}"
+        if name in mesh.nodes and name != scope.node:
+            name = f"{name}~old"
+        out.append(PeerResource(scope, interface, name, key, None))
+    return out
 
 
 def open_host(loaded: Loaded, ctx: Context, node: str, rt: Runtime) -> Scope:
-    raise MeshError("host scope (--node) is not available in this version yet")
+    from meshops.resources import Scope, git_revision, mesh_digest
+    from meshops.resources.host.record import record_apply
+
+    scope = open_host_scope(loaded, ctx.repo_dir, node, ctx.root)
+
+    def record(plan: Plan, result: ApplyResult | None, plan_id: str | None, rt: Runtime) -> None:
+        record_apply(scope, plan, result, plan_id, rt, revision=git_revision(ctx.repo_dir))
+
+    def preflight(plan: Plan, rt: Runtime) -> None:
+        from meshops.resources.host.scope import NODE_KEY_NEED
+
+        if NODE_KEY_NEED in plan.needs():
+            if any(c.address.startswith("cert.leaf") for c in plan.actionable):
+                scope.node_ca(rt)
+            if any(c.address.startswith("wireguard.interface") for c in plan.actionable):
+                scope.wg_private_key(rt)
+
+    applied = {str(scope.last.get("plan_id"))} if scope.last.get("plan_id") else set()
+    return Scope(
+        name=f"node:{node}",
+        resources=compile_host(scope),
+        lock_path=scope.lib_dir / "lock",
+        revision=git_revision(ctx.repo_dir),
+        mesh_sha256=mesh_digest(ctx.mesh_file),
+        applied_ids=applied,
+        preflight=preflight,
+        record=record,
+    )

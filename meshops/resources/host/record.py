@@ -1,0 +1,60 @@
+"""After a host apply: last-applied record, status.json and the metrics textfile."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+from meshops.providers.files import write_atomic
+from meshops.resources.host.scope import HostScope
+from meshops.resources.host.status import collect, metrics_text
+
+if TYPE_CHECKING:
+    from meshops.engine.plan import Plan
+    from meshops.engine.run import ApplyResult
+    from meshops.engine.runtime import Runtime
+
+
+def record_apply(
+    scope: HostScope,
+    plan: Plan,
+    result: ApplyResult | None,
+    plan_id: str | None,
+    rt: Runtime,
+    *,
+    revision: str | None,
+) -> None:
+    last: dict[str, Any] = dict(scope.last)
+    if result is None:
+        outcome, error, count = "no-op", None, 0
+    else:
+        outcome = "ok" if result.ok else "failed"
+        error = f"{result.failed.address}: {result.error}" if result.failed else None
+        count = len(result.applied)
+    peers = dict(last.get("peers", {}))
+    for node, key in rt.shared.get("peers", {}).items():
+        if key is None:
+            peers.pop(node, None)
+        else:
+            peers[node] = key
+    last["peers"] = {k: peers[k] for k in sorted(peers)}
+    if plan_id and result is not None and result.ok:
+        last["plan_id"] = plan_id
+    last["last_apply"] = {
+        "time": rt.now.isoformat(timespec="seconds"),
+        "revision": revision,
+        "result": outcome,
+        "error": error,
+        "changes": count,
+    }
+    lib = scope.lib_dir
+    write_atomic(lib / "last-applied.json", _json(last), mode=0o644)
+    scope.last = last
+    scope.forget_wireguard()
+    status = collect(scope, rt.now)
+    write_atomic(lib / "status.json", _json(status), mode=0o644)
+    write_atomic(lib / "metrics.prom", metrics_text(status).encode(), mode=0o644)
+
+
+def _json(data: Any) -> bytes:
+    return (json.dumps(data, indent=2, sort_keys=True) + "\n").encode()

@@ -1,0 +1,153 @@
+"""Host scope: what one node's resources share (its view of the mesh, its secrets)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from ipaddress import IPv4Address, IPv6Address, ip_address
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from meshops.errors import MeshError
+from meshops.model import Loaded
+from meshops.resources.repo.state import NodeRecord, StateDoc, StateLayout
+
+if TYPE_CHECKING:
+    from meshops.engine.runtime import Runtime
+    from meshops.model.mesh import Mesh
+    from meshops.providers.wireguard import DeviceState, LinkState
+
+NODE_KEY_NEED = "this host's identity (to unseal its node CA and WireGuard keys)"
+ROOT_NEED = "root privileges (network configuration)"
+TLS_DIR = "/etc/meshops/tls"
+LIB_DIR = "/var/lib/meshops"
+
+
+@dataclass
+class HostScope:
+    loaded: Loaded
+    node: str
+    layout: StateLayout
+    state: StateDoc
+    root: Path
+    last: dict[str, Any]  # last-applied record
+    _device: Any = field(default=None, repr=False)
+    _link: Any = field(default=None, repr=False)
+    _read_done: bool = False
+
+    @property
+    def mesh(self) -> Mesh:
+        return self.loaded.mesh
+
+    @property
+    def record(self) -> NodeRecord:
+        return self.state.nodes[self.node]
+
+    def host_path(self, path: str) -> Path:
+        return self.root / path.lstrip("/")
+
+    def tls_dir(self, identity: str) -> Path:
+        return self.host_path(f"{TLS_DIR}/{identity}")
+
+    @property
+    def lib_dir(self) -> Path:
+        return self.host_path(LIB_DIR)
+
+    def overlay(self, node: str | None = None) -> list[IPv4Address | IPv6Address]:
+        rec = self.state.nodes.get(node or self.node)
+        if rec is None or not rec.address:
+            return []
+        ips: list[IPv4Address | IPv6Address] = [ip_address(rec.address)]
+        if rec.address6:
+            ips.append(ip_address(rec.address6))
+        return ips
+
+    # -- secrets of this node, unsealed in memory once per run ---------------------------
+
+    def _unseal(self, rt: Runtime, path: Path, what: str) -> bytes:
+        from meshops.secrets import sealer_for
+
+        def load() -> bytes:
+            try:
+                sealed = path.read_bytes()
+            except FileNotFoundError:
+                raise MeshError(
+                    f"{self.layout.relative(path)} is missing",
+                    hint="run `meshops apply` at repo scope, commit state/, and pull",
+                ) from None
+            sealer = sealer_for(self.mesh.secrets.format, self.layout.repo_dir)
+            return bytes(sealer.unseal(sealed, rt.identities(), self.layout.relative(path)))
+
+        if not rt.identity_files:
+            raise MeshError(
+                f"no identity to unseal {what} with",
+                hint="pass --identity, set it in /etc/meshops/host.yaml, or provide "
+                "/etc/ssh/ssh_host_ed25519_key",
+            )
+        return rt.secret(f"{self.node}:{what}", load)
+
+    def node_ca(self, rt: Runtime) -> tuple[Any, Any]:
+        """This node's CA certificate and key, the key checked against the certificate."""
+        if "node-ca" in rt.shared:
+            return rt.shared["node-ca"]  # type: ignore[no-any-return]
+        from meshops.pki import keys_match, load_private_pem
+        from meshops.pki.parse import load_certificates
+
+        cert_path = self.layout.node_ca_cert(self.node)
+        try:
+            cert = load_certificates(cert_path.read_bytes(), what=str(cert_path))[0]
+        except FileNotFoundError:
+            raise MeshError(f"{self.layout.relative(cert_path)} is missing") from None
+        key = load_private_pem(self._unseal(rt, self.layout.node_ca_key(self.node), "node CA key"))
+        if not keys_match(key, cert):
+            raise MeshError(
+                f"{self.layout.relative(self.layout.node_ca_key(self.node))} does not hold the "
+                "key of the node CA certificate (torn or tampered state); refusing to use it",
+                hint="run `meshops apply` at repo scope to re-issue this node's CA",
+            )
+        rt.shared["node-ca"] = (cert, key)
+        return cert, key
+
+    def wg_private_key(self, rt: Runtime) -> bytes:
+        from meshops.providers.wireguard import b64_to_bytes, public_key_of
+
+        text = self._unseal(rt, self.layout.wg_key(self.node), "WireGuard key")
+        key = b64_to_bytes(text.decode().strip(), what="WireGuard private key")
+        rec = self.record.wireguard
+        if rec is None or public_key_of(key) != rec.public_key:
+            raise MeshError(
+                f"{self.layout.relative(self.layout.wg_key(self.node))} does not match the "
+                "public key in state.yaml (torn or tampered state); refusing to use it"
+            )
+        return key
+
+    # -- live WireGuard, read once per refresh -------------------------------------------
+
+    def link(self) -> LinkState | None:
+        self._read_wireguard()
+        return self._link  # type: ignore[no-any-return]
+
+    def device(self) -> DeviceState | None:
+        self._read_wireguard()
+        return self._device  # type: ignore[no-any-return]
+
+    def _read_wireguard(self) -> None:
+        if self._read_done:
+            return
+        from meshops.providers.wireguard import open_backend, read_link
+
+        name = self.mesh.wireguard.interface
+        self._link = read_link(name)
+        self._device = open_backend(name).read(name) if self._link is not None else None
+        self._read_done = True
+
+    def forget_wireguard(self) -> None:
+        self._read_done = False
+
+
+def read_last_applied(lib_dir: Path) -> dict[str, Any]:
+    try:
+        data = json.loads((lib_dir / "last-applied.json").read_text())
+    except (FileNotFoundError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}

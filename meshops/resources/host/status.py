@@ -1,0 +1,170 @@
+"""The live view of one host: certificates, node CA, WireGuard peers, last apply.
+
+`collect` reads only; `meshops status` renders it, and apply writes it to
+/var/lib/meshops/status.json (stable JSON, `format_version` "1.0"):
+
+    {"format_version": "1.0", "node": str, "mesh": str, "generated_at": ISO,
+     "identities": [{"name", "spiffe_id", "status": "ok"|"due"|"expired"|"missing",
+                     "serial", "not_after", "expires_in_seconds", "renew_at"}],
+     "node_ca": {"not_after", "expires_in_seconds"} | null,
+     "wireguard": {"interface", "present", "public_key", "listen_port", "addresses",
+                   "peers": [{"node", "public_key", "endpoint", "allowed_ips",
+                              "latest_handshake", "handshake_age_seconds",
+                              "rx_bytes", "tx_bytes",
+                              "state": "ok"|"stale"|"never"|"missing"}]},
+     "last_apply": {"time", "revision", "result", "error", "changes"} | null}
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from meshops.resources.host.scope import HostScope
+
+STATUS_FORMAT = "1.0"
+STALE_HANDSHAKE = 180  # seconds: WireGuard re-handshakes every 2 minutes on a live session
+
+
+def collect(scope: HostScope, now: datetime) -> dict[str, Any]:
+    return {
+        "format_version": STATUS_FORMAT,
+        "node": scope.node,
+        "mesh": scope.mesh.mesh.name,
+        "generated_at": now.isoformat(timespec="seconds"),
+        "identities": [
+            _identity(scope, name, now) for name in scope.mesh.identities_on(scope.node)
+        ],
+        "node_ca": _node_ca(scope, now),
+        "wireguard": _wireguard(scope, now),
+        "last_apply": scope.last.get("last_apply"),
+    }
+
+
+def _identity(scope: HostScope, name: str, now: datetime) -> dict[str, Any]:
+    from meshops.pki import renewal_time
+    from meshops.pki.parse import load_certificates
+
+    entry: dict[str, Any] = {"name": name, "spiffe_id": scope.mesh.spiffe_id(name)}
+    path = scope.tls_dir(name) / "cert.pem"
+    try:
+        cert = load_certificates(path.read_bytes())[0]
+    except Exception:
+        return {**entry, "status": "missing"}
+    not_after = cert.not_valid_after_utc
+    renew_at = renewal_time(
+        cert, scope.mesh.leaf_renew_before(name), float(scope.mesh.leaf_ttl(name))
+    )
+    remaining = (not_after - now).total_seconds()
+    status = "expired" if remaining <= 0 else "due" if now >= renew_at else "ok"
+    return {
+        **entry,
+        "status": status,
+        "serial": format(cert.serial_number, "x"),
+        "not_after": not_after.isoformat(timespec="seconds"),
+        "expires_in_seconds": int(remaining),
+        "renew_at": renew_at.isoformat(timespec="seconds"),
+    }
+
+
+def _node_ca(scope: HostScope, now: datetime) -> dict[str, Any] | None:
+    rec = scope.record.ca
+    if rec is None:
+        return None
+    not_after = datetime.fromisoformat(rec.not_after)
+    return {
+        "serial": rec.serial,
+        "not_after": rec.not_after,
+        "expires_in_seconds": int((not_after - now).total_seconds()),
+    }
+
+
+def _wireguard(scope: HostScope, now: datetime) -> dict[str, Any]:
+    name = scope.mesh.wireguard.interface
+    link, device = scope.link(), scope.device()
+    by_key = {
+        rec.wireguard.public_key: node
+        for node, rec in scope.state.nodes.items()
+        if rec.wireguard is not None
+    }
+    peers = []
+    seen = set()
+    for key, peer in sorted((device.peers if device else {}).items()):
+        seen.add(key)
+        when = peer.last_handshake
+        age = int(now.timestamp() - when) if when else None
+        state = "never" if when is None else "stale" if (age or 0) > STALE_HANDSHAKE else "ok"
+        peers.append({
+            "node": by_key.get(key),
+            "public_key": key,
+            "endpoint": peer.endpoint,
+            "allowed_ips": list(peer.allowed_ips),
+            "latest_handshake": (
+                datetime.fromtimestamp(when, UTC).isoformat(timespec="seconds") if when else None
+            ),
+            "handshake_age_seconds": age,
+            "rx_bytes": peer.rx_bytes,
+            "tx_bytes": peer.tx_bytes,
+            "state": state,
+        })  # fmt: skip
+    for node in sorted(scope.mesh.nodes):
+        rec = scope.state.nodes.get(node)
+        if node != scope.node and rec and rec.wireguard and rec.wireguard.public_key not in seen:
+            peers.append({"node": node, "public_key": rec.wireguard.public_key,
+                          "state": "missing"})  # fmt: skip
+    peers.sort(key=lambda p: (p["node"] or "~", p["public_key"]))
+    return {
+        "interface": name,
+        "present": link is not None,
+        "public_key": device.public_key if device else None,
+        "listen_port": device.listen_port if device else None,
+        "addresses": list(link.addresses) if link else [],
+        "peers": peers,
+    }
+
+
+def metrics_text(status: dict[str, Any]) -> str:
+    """A node_exporter textfile: certificate expiry, handshakes, last apply."""
+    node = status["node"]
+    lines = [
+        "# HELP meshops_cert_expiry_timestamp_seconds Workload certificate notAfter.",
+        "# TYPE meshops_cert_expiry_timestamp_seconds gauge",
+    ]
+    for ident in status["identities"]:
+        if ident.get("not_after"):
+            ts = datetime.fromisoformat(ident["not_after"]).timestamp()
+            lines.append(
+                f'meshops_cert_expiry_timestamp_seconds{{node="{node}",identity="{ident["name"]}"}}'
+                f" {ts:.0f}"
+            )
+    if status["node_ca"]:
+        ts = datetime.fromisoformat(status["node_ca"]["not_after"]).timestamp()
+        lines += [
+            "# HELP meshops_node_ca_expiry_timestamp_seconds Node CA notAfter.",
+            "# TYPE meshops_node_ca_expiry_timestamp_seconds gauge",
+            f'meshops_node_ca_expiry_timestamp_seconds{{node="{node}"}} {ts:.0f}',
+        ]
+    lines += [
+        "# HELP meshops_wireguard_peer_last_handshake_timestamp_seconds Latest handshake.",
+        "# TYPE meshops_wireguard_peer_last_handshake_timestamp_seconds gauge",
+    ]
+    for peer in status["wireguard"]["peers"]:
+        if peer.get("latest_handshake"):
+            ts = datetime.fromisoformat(peer["latest_handshake"]).timestamp()
+            lines.append(
+                "meshops_wireguard_peer_last_handshake_timestamp_seconds"
+                f'{{node="{node}",peer="{peer["node"] or peer["public_key"]}"}} {ts:.0f}'
+            )
+    last = status.get("last_apply")
+    if last:
+        ts = datetime.fromisoformat(last["time"]).timestamp()
+        ok = 1 if last["result"] in ("ok", "no-op") else 0
+        lines += [
+            "# HELP meshops_last_apply_timestamp_seconds Time of the last apply.",
+            "# TYPE meshops_last_apply_timestamp_seconds gauge",
+            f'meshops_last_apply_timestamp_seconds{{node="{node}"}} {ts:.0f}',
+            "# HELP meshops_last_apply_success 1 if the last apply succeeded.",
+            "# TYPE meshops_last_apply_success gauge",
+            f'meshops_last_apply_success{{node="{node}"}} {ok}',
+        ]
+    return "\n".join(lines) + "\n"

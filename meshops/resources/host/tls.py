@@ -1,0 +1,265 @@
+"""Workload certificates on a host: `cert.leaf["<identity>"]`, the trust bundle and CRL
+(`tls.bundle`, `tls.crl`), and extra formats (`tls.outputs`)."""
+
+from __future__ import annotations
+
+import os
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from meshops.engine.plan import Action, Change, Impact
+from meshops.engine.resource import Observed, Resource, fingerprint_of
+from meshops.providers.files import read_bytes, write_atomic
+from meshops.resources.host.scope import NODE_KEY_NEED, HostScope
+
+if TYPE_CHECKING:
+    from meshops.engine.runtime import Runtime
+    from meshops.pki import LeafSpec
+
+
+@dataclass(frozen=True)
+class LeafLive:
+    cert_pem: bytes | None
+    key_pem: bytes | None
+    key_mode: int | None
+
+
+class LeafResource(Resource[LeafLive]):
+    """The identity's key and X.509-SVID, issued here by the node CA."""
+
+    def __init__(self, scope: HostScope, identity: str):
+        self.scope = scope
+        self.identity = identity
+        self.address = f'cert.leaf["{identity}"]'
+        self.dir = scope.tls_dir(identity)
+        self.cert_path = self.dir / "cert.pem"
+        self.key_path = self.dir / "key.pem"
+
+    def spec(self) -> LeafSpec:
+        from meshops.pki import LeafSpec
+
+        return LeafSpec.for_identity(
+            self.scope.mesh, self.identity, self.scope.node, overlay=self.scope.overlay()
+        )
+
+    def read(self, rt: Runtime) -> Observed[LeafLive]:
+        cert = read_bytes(self.cert_path)
+        key = read_bytes(self.key_path)
+        mode = stat.S_IMODE(os.stat(self.key_path).st_mode) if key is not None else None
+        node_ca = read_bytes(self.scope.layout.node_ca_cert(self.scope.node)) or b""
+        return Observed(LeafLive(cert, key, mode), fingerprint_of(cert or b"", key or b"", node_ca))
+
+    def plan(self, observed: Observed[LeafLive], rt: Runtime) -> Change:
+        live = observed.value
+        assert live is not None
+        reason, before = self._reason(live, rt)
+        proxy = self.scope.mesh.identities[self.identity].proxy
+        impact = Impact.RESTART if proxy else Impact.NONE
+        spec = self.spec()
+        after = {"spiffe_id": spec.spiffe_id, "ttl": self.scope.mesh.leaf_ttl(self.identity)}
+        after["ttl"] = str(after["ttl"])
+        if reason is None:
+            return Change(self.address, Action.NOOP, "", before, before, sensitive=True)
+        action = Action.CREATE if live.cert_pem is None else Action.REPLACE
+        if live.cert_pem is not None and reason.startswith("key file mode"):
+            action = Action.UPDATE
+        return Change(
+            self.address, action, reason, before, after,
+            sensitive=True, needs=(NODE_KEY_NEED,), impact=impact,
+        )  # fmt: skip
+
+    def _reason(self, live: LeafLive, rt: Runtime) -> tuple[str | None, dict[str, Any] | None]:
+        if live.cert_pem is None or live.key_pem is None:
+            return ("no certificate yet" if live.cert_pem is None else "key file missing"), None
+        from meshops.pki import keys_match, load_private_pem, renewal_reason
+        from meshops.pki.parse import load_certificates
+
+        try:
+            chain = load_certificates(live.cert_pem, what=str(self.cert_path))
+            key = load_private_pem(live.key_pem, what=str(self.key_path))
+        except Exception:
+            return "certificate or key unreadable", None
+        leaf = chain[0]
+        before = {
+            "serial": format(leaf.serial_number, "x"),
+            "not_after": leaf.not_valid_after_utc.isoformat(timespec="seconds"),
+        }
+        if not keys_match(key, leaf):
+            return "key does not match certificate (interrupted write?)", before
+        node_ca_path = self.scope.layout.node_ca_cert(self.scope.node)
+        node_ca_pem = read_bytes(node_ca_path)
+        if node_ca_pem is None:
+            return None, before  # nothing to compare against; the apply will say why
+        node_ca = load_certificates(node_ca_pem, what=str(node_ca_path))[0]
+        if len(chain) < 2 or chain[1] != node_ca:
+            return "node CA changed: chain re-issued", before
+        mesh = self.scope.mesh
+        reason = renewal_reason(
+            leaf,
+            desired=self.spec(),
+            issuer_cert=node_ca,
+            renew_before=mesh.leaf_renew_before(self.identity),
+            now=rt.now,
+            ttl_seconds=float(mesh.leaf_ttl(self.identity)),
+        )
+        if reason is None and live.key_mode != 0o600:
+            return f"key file mode {oct(live.key_mode or 0)} is not 0600", before
+        return reason, before
+
+    def apply(self, change: Change, rt: Runtime) -> None:
+        from meshops.pki import chain_pem, generate_key, issue_leaf, private_pem
+
+        if change.action is Action.UPDATE and self.key_path.exists():
+            os.chmod(self.key_path, 0o600)
+            return
+        node_ca_cert, node_ca_key = self.scope.node_ca(rt)
+        spec = self.spec()
+        key = generate_key(spec.key_type)
+        cert = issue_leaf(
+            node_ca_cert=node_ca_cert,
+            node_ca_key=node_ca_key,
+            public_key=key.public_key(),
+            spec=spec,
+            now=rt.now,
+        )
+        # key then cert: a reader sees a matching pair or, after an interruption, a
+        # mismatch that the next plan replaces
+        write_atomic(self.key_path, private_pem(key), mode=0o600)
+        write_atomic(self.cert_path, chain_pem(cert, node_ca_cert), mode=0o644)
+        rt.shared.setdefault("renewed", set()).add(self.identity)
+
+
+class FileResource(Resource[bytes]):
+    """A public file whose content is known when planning (trust bundle, CRL)."""
+
+    def __init__(
+        self, address: str, path: Path, content: bytes, *, what: str, mode: int = 0o644,
+        impact: Impact = Impact.NONE,
+    ):  # fmt: skip
+        self.address = address
+        self.path = path
+        self.content = content
+        self.what = what
+        self.mode = mode
+        self.impact = impact
+
+    def read(self, rt: Runtime) -> Observed[bytes]:
+        data = read_bytes(self.path)
+        return Observed(data, fingerprint_of(data or b""))
+
+    def plan(self, observed: Observed[bytes], rt: Runtime) -> Change:
+        from hashlib import sha256
+
+        after = {"sha256": sha256(self.content).hexdigest()[:16], "path": str(self.path)}
+        if observed.value is None:
+            return Change(self.address, Action.CREATE, f"no {self.what} yet", None, after,
+                          impact=self.impact)  # fmt: skip
+        before = {"sha256": sha256(observed.value).hexdigest()[:16], "path": str(self.path)}
+        if observed.value == self.content:
+            return Change(self.address, Action.NOOP, "", before, before)
+        return Change(self.address, Action.UPDATE, f"{self.what} changed", before, after,
+                      impact=self.impact)  # fmt: skip
+
+    def apply(self, change: Change, rt: Runtime) -> None:
+        write_atomic(self.path, self.content, mode=self.mode)
+        rt.shared.setdefault("changed_files", set()).add(self.address)
+
+
+class OutputsResource(Resource[tuple[bytes | None, bytes | None]]):
+    """`outputs:` of an identity: PKCS#12 and/or combined PEM, derived from the leaf."""
+
+    def __init__(self, scope: HostScope, identity: str, leaf: LeafResource):
+        self.scope = scope
+        self.identity = identity
+        self.leaf = leaf
+        self.address = f'tls.outputs["{identity}"]'
+        self.depends_on = (leaf.address,)
+        outputs = scope.mesh.identities[identity].outputs
+        assert outputs is not None
+        self.outputs = outputs
+        self.dir = scope.host_path(outputs.dir) if outputs.dir else leaf.dir
+
+    def _targets(self) -> list[tuple[str, Path]]:
+        targets = []
+        if self.outputs.combined_pem:
+            targets.append(("combined", self.dir / "combined.pem"))
+        if self.outputs.p12:
+            targets.append(("p12", self.dir / "bundle.p12"))
+        if self.outputs.dir:
+            for name in ("cert.pem", "key.pem", "ca.pem"):
+                targets.append((name, self.dir / name))
+        return targets
+
+    def read(self, rt: Runtime) -> Observed[tuple[bytes | None, bytes | None]]:
+        present = [read_bytes(path) for _, path in self._targets()]
+        return Observed(None, fingerprint_of(*[p or b"" for p in present]))
+
+    def plan(self, observed: Observed[Any], rt: Runtime) -> Change:
+        leaf_change = rt.planned.get(self.leaf.address)
+        after = {"files": [str(p) for _, p in self._targets()]}
+        if leaf_change is not None and not leaf_change.is_noop:
+            return Change(self.address, Action.UPDATE, f"follows {self.leaf.address}", None,
+                          after, sensitive=True)  # fmt: skip
+        missing = [str(p) for _, p in self._targets() if not p.exists()]
+        if missing:
+            return Change(self.address, Action.CREATE, f"missing {', '.join(missing)}", None,
+                          after, sensitive=True)  # fmt: skip
+        stale = self._stale()
+        if stale:
+            return Change(self.address, Action.UPDATE, f"{stale} out of date", None, after,
+                          sensitive=True)  # fmt: skip
+        return Change(self.address, Action.NOOP, "", after, after, sensitive=True)
+
+    def _stale(self) -> str | None:
+        cert = read_bytes(self.leaf.cert_path) or b""
+        key = read_bytes(self.leaf.key_path) or b""
+        for name, path in self._targets():
+            data = read_bytes(path) or b""
+            if name == "combined" and data != cert + key:
+                return str(path)
+            if name in ("cert.pem", "key.pem") and data != (cert if name == "cert.pem" else key):
+                return str(path)
+            if name == "p12" and cert.split(b"-----END CERTIFICATE-----")[0] not in _p12_cert(data):
+                return str(path)
+        return None
+
+    def apply(self, change: Change, rt: Runtime) -> None:
+        from meshops.pki import load_private_pem, pkcs12
+        from meshops.pki.parse import load_certificates
+
+        cert = self.leaf.cert_path.read_bytes()
+        key = self.leaf.key_path.read_bytes()
+        bundle = (
+            (self.leaf.dir / "ca.pem").read_bytes() if (self.leaf.dir / "ca.pem").exists() else b""
+        )
+        for name, path in self._targets():
+            if name == "combined":
+                write_atomic(path, cert + key, mode=0o600)
+            elif name == "p12":
+                chain = load_certificates(cert)
+                data = pkcs12(
+                    name=self.identity, key=load_private_pem(key), cert=chain[0],
+                    chain=chain[1:],
+                )  # fmt: skip
+                write_atomic(path, data, mode=0o600)
+            elif name == "key.pem":
+                write_atomic(path, key, mode=0o600)
+            elif name == "cert.pem":
+                write_atomic(path, cert, mode=0o644)
+            elif name == "ca.pem":
+                write_atomic(path, bundle, mode=0o644)
+
+
+def _p12_cert(data: bytes) -> bytes:
+    """The leaf certificate inside a PKCS#12 file, as PEM (empty when unreadable)."""
+    if not data:
+        return b""
+    try:
+        from cryptography.hazmat.primitives.serialization import Encoding, pkcs12
+
+        loaded = pkcs12.load_pkcs12(data, b"")
+        return loaded.cert.certificate.public_bytes(Encoding.PEM) if loaded.cert else b""
+    except Exception:
+        return b""

@@ -1,0 +1,279 @@
+"""WireGuard on a host: `wireguard.interface`, `wireguard.address`, `wireguard.route` and
+one `wireguard.peer["<node>"]` per other node.
+
+Changes are per peer: an unchanged peer is never touched, so its session survives.
+"""
+
+from __future__ import annotations
+
+import socket
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from meshops.engine.plan import Action, Change, Impact
+from meshops.engine.resource import Observed, Resource, fingerprint_of
+from meshops.errors import MeshError
+from meshops.resources.host.scope import NODE_KEY_NEED, ROOT_NEED, HostScope
+
+if TYPE_CHECKING:
+    from meshops.engine.runtime import Runtime
+    from meshops.providers.wireguard import PeerConfig
+
+
+@dataclass(frozen=True)
+class InterfaceLive:
+    exists: bool
+    mtu: int | None
+    up: bool
+    public_key: str | None
+    listen_port: int | None
+
+
+class InterfaceResource(Resource[InterfaceLive]):
+    def __init__(self, scope: HostScope):
+        self.scope = scope
+        self.name = scope.mesh.wireguard.interface
+        self.address = f'wireguard.interface["{self.name}"]'
+
+    def read(self, rt: Runtime) -> Observed[InterfaceLive]:
+        link = self.scope.link()
+        device = self.scope.device()
+        live = InterfaceLive(
+            exists=link is not None,
+            mtu=link.mtu if link else None,
+            up=bool(link and link.up),
+            public_key=device.public_key if device else None,
+            listen_port=device.listen_port if device else None,
+        )
+        return Observed(live, fingerprint_of(vars(live)))
+
+    def plan(self, observed: Observed[InterfaceLive], rt: Runtime) -> Change:
+        live = observed.value
+        assert live is not None
+        wg = self.scope.mesh.wireguard
+        rec = self.scope.record.wireguard
+        want_key = rec.public_key if rec else None
+        after = {"mtu": wg.mtu, "listen_port": wg.port, "public_key": want_key, "up": True}
+        before = (
+            {"mtu": live.mtu, "listen_port": live.listen_port, "public_key": live.public_key,
+             "up": live.up} if live.exists else None
+        )  # fmt: skip
+        needs = (ROOT_NEED, NODE_KEY_NEED)
+        if not live.exists:
+            return Change(self.address, Action.CREATE, "interface missing", None, after,
+                          needs=needs)  # fmt: skip
+        reasons = []
+        impact = Impact.IN_PLACE
+        if live.public_key != want_key:
+            reasons.append("private key differs from state.yaml's public key")
+            impact = Impact.SESSION_RESET
+        if live.listen_port != wg.port:
+            reasons.append(f"listen port {live.listen_port} -> {wg.port}")
+        if live.mtu != wg.mtu:
+            reasons.append(f"mtu {live.mtu} -> {wg.mtu}")
+        if not live.up:
+            reasons.append("link is down")
+        if not reasons:
+            return Change(self.address, Action.NOOP, "", before, before)
+        return Change(self.address, Action.UPDATE, "; ".join(reasons), before, after,
+                      needs=needs, impact=impact)  # fmt: skip
+
+    def apply(self, change: Change, rt: Runtime) -> None:
+        from meshops.providers import wireguard as wgp
+
+        wg = self.scope.mesh.wireguard
+        private = self.scope.wg_private_key(rt)
+        wgp.ensure_interface(self.name, mtu=wg.mtu)
+        wgp.set_mtu(self.name, wg.mtu)
+        # always both, explicitly: a restarted wireguard-go comes up with neither
+        wgp.open_backend(self.name).configure_device(
+            self.name, private_key=private, listen_port=wg.port
+        )
+        wgp.set_up(self.name)
+        self.scope.forget_wireguard()
+
+
+class AddressResource(Resource[tuple[str, ...]]):
+    """The overlay address(es) on the interface; the prefix brings the mesh route."""
+
+    def __init__(self, scope: HostScope, interface: InterfaceResource):
+        self.scope = scope
+        self.name = interface.name
+        self.address = f'wireguard.address["{self.name}"]'
+        self.depends_on = (interface.address,)
+        wg = scope.mesh.wireguard
+        want = [f"{ip}/{wg.network.prefixlen}" for ip in scope.overlay() if ip.version == 4]
+        if wg.network6 is not None:
+            want += [f"{ip}/64" for ip in scope.overlay() if ip.version == 6]
+        self.want = tuple(sorted(want))
+
+    def read(self, rt: Runtime) -> Observed[tuple[str, ...]]:
+        link = self.scope.link()
+        live = tuple(sorted(link.addresses)) if link else ()
+        return Observed(live, fingerprint_of(live))
+
+    def plan(self, observed: Observed[tuple[str, ...]], rt: Runtime) -> Change:
+        live = observed.value or ()
+        overlay = set(self._ours(live))
+        if overlay == set(self.want):
+            return Change(self.address, Action.NOOP, "", {"addresses": live}, {"addresses": live})
+        add = sorted(set(self.want) - overlay)
+        drop = sorted(overlay - set(self.want))
+        reason = ", ".join([*(f"+{a}" for a in add), *(f"-{d}" for d in drop)])
+        action = Action.CREATE if not overlay else Action.UPDATE
+        return Change(self.address, action, reason, {"addresses": live},
+                      {"addresses": list(self.want)}, needs=(ROOT_NEED,),
+                      impact=Impact.IN_PLACE)  # fmt: skip
+
+    def _ours(self, live: tuple[str, ...]) -> list[str]:
+        """Addresses on the link that belong to the overlay networks (others are left)."""
+        import ipaddress
+
+        wg = self.scope.mesh.wireguard
+        nets: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = [wg.network]
+        if wg.network6:
+            nets.append(wg.network6)
+        return [a for a in live if any(ipaddress.ip_interface(a).ip in n for n in nets)]
+
+    def apply(self, change: Change, rt: Runtime) -> None:
+        from meshops.providers import wireguard as wgp
+
+        link = wgp.read_link(self.name)
+        live = tuple(link.addresses) if link else ()
+        for addr in self.want:
+            if addr not in live:
+                wgp.add_address(self.name, addr)
+        for addr in self._ours(live):
+            if addr not in self.want:
+                wgp.remove_address(self.name, addr)
+        self.scope.forget_wireguard()
+
+
+class RouteResource(Resource[tuple[str, ...]]):
+    """The mesh network routed through the interface."""
+
+    def __init__(self, scope: HostScope, addresses: AddressResource):
+        self.scope = scope
+        self.name = addresses.name
+        self.address = f'wireguard.route["{self.name}"]'
+        self.depends_on = (addresses.address,)
+        wg = scope.mesh.wireguard
+        self.want = tuple(str(n) for n in [wg.network, *([wg.network6] if wg.network6 else [])])
+
+    def read(self, rt: Runtime) -> Observed[tuple[str, ...]]:
+        link = self.scope.link()
+        live = tuple(r for r in (link.routes if link else ()) if r in self.want)
+        return Observed(live, fingerprint_of(live))
+
+    def plan(self, observed: Observed[tuple[str, ...]], rt: Runtime) -> Change:
+        live = set(observed.value or ())
+        missing = [r for r in self.want if r not in live]
+        if not missing:
+            return Change(self.address, Action.NOOP)
+        return Change(self.address, Action.CREATE, f"route {', '.join(missing)} missing", None,
+                      {"routes": list(self.want)}, needs=(ROOT_NEED,))  # fmt: skip
+
+    def apply(self, change: Change, rt: Runtime) -> None:
+        from meshops.providers import wireguard as wgp
+
+        for cidr in self.want:
+            wgp.ensure_route(cidr, self.name)
+        self.scope.forget_wireguard()
+
+
+def resolve_endpoint(host: str, port: int) -> str:
+    """An endpoint as WireGuard wants it (an IP); hostnames resolve at plan/apply time."""
+    import ipaddress
+
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        try:
+            infos = socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
+        except socket.gaierror as exc:
+            raise MeshError(f"cannot resolve endpoint {host}:{port}: {exc.strerror}") from None
+        ip = ipaddress.ip_address(sorted(i[4][0] for i in infos)[0])
+    return f"[{ip}]:{port}" if ip.version == 6 else f"{ip}:{port}"
+
+
+class PeerResource(Resource[Any]):
+    """One other node as a WireGuard peer, identified by name, keyed by public key."""
+
+    def __init__(self, scope: HostScope, interface: InterfaceResource, node: str,
+                 old_key: str | None, want: PeerConfig | None):  # fmt: skip
+        self.scope = scope
+        self.name = interface.name
+        self.node = node
+        self.address = f'wireguard.peer["{node}"]'
+        self.depends_on = (interface.address,)
+        self.old_key = old_key  # the key we configured last time, if any
+        self.want = want  # None: the peer must go
+
+    def _live(self, key: str | None) -> Any:
+        device = self.scope.device()
+        return device.peers.get(key) if device and key else None
+
+    def read(self, rt: Runtime) -> Observed[Any]:
+        keys = {k for k in (self.old_key, self.want.public_key if self.want else None) if k}
+        found = {k: self._live(k) for k in sorted(keys)}
+        shown = {k: (p.config if p else None) for k, p in found.items()}
+        return Observed(found, fingerprint_of({k: repr(v) for k, v in shown.items()}))
+
+    def plan(self, observed: Observed[Any], rt: Runtime) -> Change:
+        from meshops.providers.wireguard import peer_matches
+
+        found: dict[str, Any] = observed.value or {}
+        want = self.want
+        current = next((p for p in found.values() if p is not None), None)
+        before = _peer_view(current.config) if current else None
+        if want is None:
+            if current is None:
+                return Change(self.address, Action.NOOP)
+            return Change(self.address, Action.DELETE, "node removed from the mesh", before,
+                          None, needs=(ROOT_NEED,))  # fmt: skip
+        after = _peer_view(want)
+        live_new = found.get(want.public_key)
+        if live_new is None:
+            if current is not None:
+                return Change(self.address, Action.REPLACE, "public key changed", before, after,
+                              needs=(ROOT_NEED,), impact=Impact.SESSION_RESET)  # fmt: skip
+            return Change(self.address, Action.CREATE, "new peer", None, after,
+                          needs=(ROOT_NEED,))  # fmt: skip
+        if peer_matches(live_new.config, want):
+            return Change(self.address, Action.NOOP, "", before, before)
+        return Change(self.address, Action.UPDATE, _what_changed(live_new.config, want), before,
+                      after, needs=(ROOT_NEED,), impact=Impact.IN_PLACE)  # fmt: skip
+
+    def apply(self, change: Change, rt: Runtime) -> None:
+        from meshops.providers.wireguard import open_backend
+
+        backend = open_backend(self.name)
+        if change.action in (Action.DELETE, Action.REPLACE):
+            for key in {self.old_key, *(change.before or {}).get("keys", [])} - {None}:
+                if self.want is None or key != self.want.public_key:
+                    backend.remove_peer(self.name, str(key))
+        if self.want is not None and change.action is not Action.DELETE:
+            backend.set_peer(self.name, self.want)
+        rt.shared.setdefault("peers", {})[self.node] = self.want.public_key if self.want else None
+
+
+def _peer_view(peer: PeerConfig) -> dict[str, Any]:
+    return {
+        "public_key": peer.public_key,
+        "endpoint": peer.endpoint,
+        "allowed_ips": list(peer.allowed_ips),
+        "keepalive": peer.keepalive_seconds,
+    }
+
+
+def _what_changed(live: PeerConfig, want: PeerConfig) -> str:
+    parts = []
+    if (live.endpoint or None) != (want.endpoint or None):
+        parts.append(f"endpoint changed: {live.endpoint} -> {want.endpoint}")
+    if tuple(live.allowed_ips) != tuple(want.allowed_ips):
+        parts.append(f"allowed IPs changed: {','.join(want.allowed_ips)}")
+    if live.keepalive_seconds != want.keepalive_seconds:
+        parts.append(f"keepalive {live.keepalive_seconds}s -> {want.keepalive_seconds}s")
+    if (live.preshared_key or None) != (want.preshared_key or None):
+        parts.append("preshared key changed")
+    return "; ".join(parts) or "peer differs"
