@@ -61,9 +61,10 @@ class GenetlinkBackend:
             with WireGuard() as wg:
                 return action(wg)
         except NetlinkError as exc:
+            if op == "get" and exc.code in (errno.ENODEV, errno.ENOENT):
+                # ENOENT: no wireguard genetlink family, so no kernel device either.
+                raise _NoDevice from None
             if exc.code == errno.ENODEV:
-                if op == "get":
-                    raise _NoDevice from None
                 raise MeshError(f"WireGuard interface {name} does not exist") from None
             raise MeshError(
                 f"WireGuard interface {name}: {op} failed: {exc}",

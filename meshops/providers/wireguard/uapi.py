@@ -32,6 +32,7 @@ from meshops.providers.wireguard.state import (
 
 UAPI_DIR = Path("/var/run/wireguard")
 TIMEOUT_SECONDS = 5.0
+_ZERO_HEX = ZERO_KEY.hex()
 
 
 def socket_path(name: str) -> Path:
@@ -75,71 +76,77 @@ def remove_request(public_key: str) -> bytes:
 
 
 def check_errno(answer: str, *, name: str, op: str) -> None:
-    """Raise when the answer's `errno=` line reports a failure (or is missing)."""
-    for line in reversed(answer.splitlines()):
-        if line.startswith("errno="):
-            code = abs(int(line[6:]))
-            if code == 0:
-                return
-            raise MeshError(
-                f"WireGuard interface {name}: {op} failed: errno {code} ({os.strerror(code)})",
-                hint="check the values sent (keys, endpoint, allowed IPs) and the wireguard-go log",
-            )
-    raise MeshError(f"WireGuard interface {name}: {op}: the answer has no errno line")
+    """Raise when the answer's final `errno=` line reports a failure (or is missing)."""
+    at = answer.rfind("errno=")
+    if at < 0 or (at > 0 and answer[at - 1] != "\n"):
+        raise MeshError(f"WireGuard interface {name}: {op}: the answer has no errno line")
+    text = answer[at + 6 :].split("\n", 1)[0].strip()
+    try:
+        code = abs(int(text))
+    except ValueError:
+        raise MeshError(f"WireGuard interface {name}: {op}: bad errno line {text!r}") from None
+    if code != 0:
+        raise MeshError(
+            f"WireGuard interface {name}: {op} failed: errno {code} ({os.strerror(code)})",
+            hint="check the values sent (keys, endpoint, allowed IPs) and the wireguard-go log",
+        )
 
 
 def parse_get(answer: str, *, name: str) -> DeviceState:
-    """Parse a `get=1` dump into a DeviceState. The private key is only used to derive
-    the public key (wireguard-go does not report it) and is not kept."""
+    """Parse a `get=1` dump into a DeviceState.
+
+    The private key is used only to derive the public key (wireguard-go does not
+    report it) and is not kept. Written for speed: a 1,000-peer dump is ~330 kB.
+    """
     check_errno(answer, name=name, op="get")
-    public_key: str | None = None
-    listen_port: int | None = None
-    peers: dict[str, PeerState] = {}
-    peer: dict[str, str] | None = None
-    allowed: list[str] = []
-
-    def flush() -> None:
-        if peer is not None:
-            state = _peer_state(peer, allowed)
-            peers[state.public_key] = state
-
-    for line in answer.splitlines():
+    head, *blocks = ("\n" + answer).split("\npublic_key=")
+    device: dict[str, str] = {}
+    for line in head.split("\n"):
         key, sep, value = line.partition("=")
-        if not sep:
-            continue
-        if key == "public_key":
-            flush()
-            peer, allowed = {"public_key": value}, []
-        elif peer is not None:
-            if key == "allowed_ip":
-                allowed.append(value)
-            else:
-                peer[key] = value
-        elif key == "private_key":
-            public_key = public_key_of(hex_to_bytes(value, what="private key"))
-        elif key == "listen_port":
-            listen_port = int(value)
-    flush()
-    return DeviceState(name=name, public_key=public_key, listen_port=listen_port, peers=peers)
+        if sep:
+            device[key] = value
+    private_hex = device.get("private_key")
+    port = device.get("listen_port")
+    peers: dict[str, PeerState] = {}
+    for block in blocks:
+        state = _peer_state(block)
+        peers[state.public_key] = state
+    return DeviceState(
+        name=name,
+        public_key=public_key_of(hex_to_bytes(private_hex, what="private key"))
+        if private_hex
+        else None,
+        listen_port=int(port) if port else None,
+        peers=peers,
+    )
 
 
-def _peer_state(fields: dict[str, str], allowed: list[str]) -> PeerState:
+def _peer_state(block: str) -> PeerState:
+    """One peer's lines; the block starts right after `public_key=`."""
+    lines = block.split("\n")
+    fields: dict[str, str] = {}
+    allowed: list[str] = []
+    for line in lines[1:]:
+        key, _, value = line.partition("=")
+        if key == "allowed_ip":
+            allowed.append(value)
+        else:
+            fields[key] = value
     psk_hex = fields.get("preshared_key")
-    psk = bytes.fromhex(psk_hex) if psk_hex else None
-    seconds = int(fields.get("last_handshake_time_sec", "0"))
-    nanos = int(fields.get("last_handshake_time_nsec", "0"))
-    keepalive = int(fields.get("persistent_keepalive_interval", "0"))
-    endpoint = fields.get("endpoint") or None
+    seconds = fields.get("last_handshake_time_sec", "0")
+    nanos = fields.get("last_handshake_time_nsec", "0")
+    if len(allowed) > 1:
+        # wireguard-go prints canonical CIDRs already; only the order is ours.
+        allowed.sort(key=_cidr_order)
     return PeerState(
-        public_key=base64.b64encode(bytes.fromhex(fields["public_key"])).decode("ascii"),
-        endpoint=endpoint,
-        # wireguard-go reports allowed IPs in canonical form already; sort only.
-        allowed_ips=tuple(sorted(allowed, key=_cidr_order)),
-        keepalive=keepalive or None,
-        preshared_key=None if psk is None or psk == ZERO_KEY else psk,
-        last_handshake=(seconds + nanos / 1e9) if seconds or nanos else None,
-        rx_bytes=int(fields.get("rx_bytes", "0")),
-        tx_bytes=int(fields.get("tx_bytes", "0")),
+        public_key=base64.b64encode(bytes.fromhex(lines[0])).decode("ascii"),
+        endpoint=fields.get("endpoint") or None,
+        allowed_ips=tuple(allowed),
+        keepalive=int(fields.get("persistent_keepalive_interval") or 0) or None,
+        preshared_key=None if not psk_hex or psk_hex == _ZERO_HEX else bytes.fromhex(psk_hex),
+        last_handshake=None if seconds == "0" and nanos == "0" else int(seconds) + int(nanos) / 1e9,
+        rx_bytes=int(fields.get("rx_bytes") or 0),
+        tx_bytes=int(fields.get("tx_bytes") or 0),
     )
 
 
