@@ -61,9 +61,9 @@ def field_changes(
     """Readable differences between two plain (model_dump) mappings, sorted by field."""
     out: list[str] = []
     for key in sorted(set(before) | set(after)):
-        old, new = before.get(key), after.get(key)
-        if old == new:
+        if key in before and key in after and before[key] == after[key]:
             continue
+        old, new = before.get(key), after.get(key)
         name = f"{prefix}{key}"
         if isinstance(old, dict) and isinstance(new, dict):
             out.extend(field_changes(old, new, f"{name}."))

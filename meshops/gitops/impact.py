@@ -19,6 +19,7 @@ from meshops.model.mesh import Mesh
 from meshops.policy import AccessTable
 
 NodeStatus = Literal["added", "removed", "changed"]
+Placements = dict[str, list[str]]  # node -> identities placed on it
 
 
 @dataclass(frozen=True)
@@ -31,11 +32,15 @@ class NodeImpact:
     certs_added: tuple[str, ...] = ()  # identities newly issued here
     certs_removed: tuple[str, ...] = ()
     certs_changed: tuple[str, ...] = ()  # reissued: SANs, lifetime, key type, trust domain
+    peer_count: int = 0  # peers at head (every other node)
     peers_added: tuple[str, ...] = ()
     peers_removed: tuple[str, ...] = ()
-    peers_changed: tuple[str, ...] = ()  # changed in place: endpoint, allowed IPs, keepalive
+    peers_changed: tuple[str, ...] = ()  # changed in place: endpoint, allowed IPs
+    # whole-mesh cases, kept as flags so a 1,000-node change stays O(nodes) in size:
+    all_peers_added: bool = False  # a new node: every one of its peer_count peers is new
+    all_peers_changed: bool = False  # keepalive / network changed: every peer, in place
     proxies_changed: tuple[str, ...] = ()  # proxy addresses re-rendered (added, changed, removed)
-    session_resets: tuple[str, ...] = ()  # peers whose tunnel must handshake again
+    session_resets: tuple[str, ...] = ()  # why this node's tunnels must handshake again
     reloads: tuple[str, ...] = ()  # commands run: proxy reloads and on_renew hooks
     hosts_changed: bool = False  # the managed /etc/hosts block changes
 
@@ -109,34 +114,36 @@ def node_impacts(
     """The impact on every node the change touches, sorted by node; quiet nodes omitted."""
     from meshops.model.checks import access_table
 
+    new_on = _placement_index(after)
     if before is None:
-        return [
-            _added(after, access_table(after) if after_table is None else after_table, n)
-            for n in sorted(after.nodes)
-        ]
+        return [_added(after, new_on, n) for n in sorted(after.nodes)]
+    old_on = _placement_index(before)
     old_table = access_table(before) if before_table is None else before_table
     new_table = access_table(after) if after_table is None else after_table
     old_nodes, new_nodes = set(before.nodes), set(after.nodes)
     added = tuple(sorted(new_nodes - old_nodes))
     removed = tuple(sorted(old_nodes - new_nodes))
     kept = sorted(old_nodes & new_nodes)
-    global_peer_change = (
+    every_peer = (
         before.wireguard.keepalive != after.wireguard.keepalive
         or before.wireguard.network != after.wireguard.network
         or before.wireguard.network6 != after.wireguard.network6
     )
-    changed_peers = {n for n in kept if _peer_view(before, n) != _peer_view(after, n)}
+    changed_peers = [n for n in kept if _peer_view(before, n) != _peer_view(after, n)]
     hosts_changed = _hosts_view(before) != _hosts_view(after)
-    recreate = before.wireguard.interface != after.wireguard.interface
-    impacts = [_added(after, new_table, n) for n in added]
-    impacts += [_removed(before, n, len(new_nodes)) for n in removed]
-    for node in kept:
-        others = tuple(n for n in kept if n != node)
-        peers_changed = (
-            others if global_peer_change else tuple(n for n in others if n in changed_peers)
+    resets: tuple[str, ...] = ()
+    if before.wireguard.interface != after.wireguard.interface:
+        resets = (
+            f"interface {before.wireguard.interface} -> {after.wireguard.interface} is "
+            "recreated: every tunnel handshakes again",
         )
-        certs, reloads = _certs(before, after, node)
-        proxies, proxy_reloads = _proxies(before, after, old_table, new_table, node)
+    impacts = [_added(after, new_on, n) for n in added]
+    impacts += [_removed(old_on, n, len(new_nodes)) for n in removed]
+    for node in kept:
+        certs, reloads = _certs(before, after, old_on, new_on, node)
+        proxies, proxy_reloads = _proxies(
+            (before, old_table, old_on), (after, new_table, new_on), node
+        )
         impact = NodeImpact(
             node,
             "changed",
@@ -144,11 +151,13 @@ def node_impacts(
             certs_added=certs[0],
             certs_removed=certs[1],
             certs_changed=certs[2],
+            peer_count=len(new_nodes) - 1,
             peers_added=added,
             peers_removed=removed,
-            peers_changed=peers_changed,
+            peers_changed=() if every_peer else tuple(n for n in changed_peers if n != node),
+            all_peers_changed=every_peer,
             proxies_changed=proxies,
-            session_resets=tuple(sorted(set(others) | set(added))) if recreate else (),
+            session_resets=resets,
             reloads=tuple(sorted(set(reloads) | set(proxy_reloads))),
             hosts_changed=hosts_changed,
         )
@@ -167,6 +176,7 @@ def _eventful(impact: NodeImpact) -> bool:
             impact.peers_added,
             impact.peers_removed,
             impact.peers_changed,
+            impact.all_peers_changed,
             impact.proxies_changed,
             impact.session_resets,
             impact.reloads,
@@ -179,10 +189,19 @@ def _hooks(mesh: Mesh, identity: str) -> Iterable[str]:
     return (shlex.join(argv) for argv in mesh.identities[identity].on_renew)
 
 
+def _placement_index(mesh: Mesh) -> dict[str, list[str]]:
+    """node -> identities placed on it, sorted; built once instead of per node."""
+    index: dict[str, list[str]] = {name: [] for name in mesh.nodes}
+    for identity in sorted(mesh.identities):
+        for node in mesh.identities[identity].nodes:
+            index.setdefault(node, []).append(identity)
+    return index
+
+
 def _certs(
-    before: Mesh, after: Mesh, node: str
+    before: Mesh, after: Mesh, old_on: Placements, new_on: Placements, node: str
 ) -> tuple[tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]], list[str]]:
-    old, new = set(before.identities_on(node)), set(after.identities_on(node))
+    old, new = set(old_on.get(node, ())), set(new_on.get(node, ()))
     changed = tuple(
         i
         for i in sorted(old & new)
@@ -193,23 +212,20 @@ def _certs(
     return (added, tuple(sorted(old - new)), changed), reloads
 
 
-def _proxies(
-    before: Mesh, after: Mesh, old_table: AccessTable, new_table: AccessTable, node: str
-) -> tuple[tuple[str, ...], list[str]]:
+Side = tuple[Mesh, AccessTable, Placements]
+
+
+def _proxies(old: Side, new: Side, node: str) -> tuple[tuple[str, ...], list[str]]:
+    """Proxies on `node` whose rendered config differs, and their reload commands."""
     addresses: set[str] = set()
     reloads: list[str] = []
-    for identity in sorted(set(before.identities_on(node)) | set(after.identities_on(node))):
-        old = (
-            _proxy_inputs(before, old_table, identity)
-            if node in _placed(before, identity)
-            else None
-        )
-        new = (
-            _proxy_inputs(after, new_table, identity) if node in _placed(after, identity) else None
-        )
-        if old == new:
+    old_here, new_here = set(old[2].get(node, ())), set(new[2].get(node, ()))
+    for identity in sorted(old_here | new_here):
+        before = _proxy_inputs(old[0], old[1], identity) if identity in old_here else None
+        after = _proxy_inputs(new[0], new[1], identity) if identity in new_here else None
+        if before == after:
             continue
-        source = after if new is not None else before
+        source = new[0] if after is not None else old[0]
         addresses.add(_proxy_address(source, identity))
         proxy = source.identities[identity].proxy
         if proxy is not None and proxy.reload:
@@ -217,13 +233,8 @@ def _proxies(
     return tuple(sorted(addresses)), reloads
 
 
-def _placed(mesh: Mesh, identity: str) -> list[str]:
-    ident = mesh.identities.get(identity)
-    return ident.nodes if ident else []
-
-
-def _added(after: Mesh, table: AccessTable, node: str) -> NodeImpact:
-    idents = after.identities_on(node)
+def _added(after: Mesh, new_on: Placements, node: str) -> NodeImpact:
+    idents = new_on.get(node, [])
     proxies = tuple(sorted(_proxy_address(after, i) for i in idents if after.identities[i].proxy))
     reloads = {
         shlex.join(proxy.reload)
@@ -236,14 +247,15 @@ def _added(after: Mesh, table: AccessTable, node: str) -> NodeImpact:
         "added",
         own_changes=("new node: node CA issued, WireGuard key created",),
         certs_added=tuple(idents),
-        peers_added=tuple(n for n in sorted(after.nodes) if n != node),
+        peer_count=len(after.nodes) - 1,
+        all_peers_added=True,
         proxies_changed=proxies,
         reloads=tuple(sorted(reloads)),
         hosts_changed=True,
     )
 
 
-def _removed(before: Mesh, node: str, remaining: int) -> NodeImpact:
+def _removed(old_on: Placements, node: str, remaining: int) -> NodeImpact:
     return NodeImpact(
         node,
         "removed",
@@ -251,5 +263,5 @@ def _removed(before: Mesh, node: str, remaining: int) -> NodeImpact:
             f"removed: its node CA is revoked (CRL) and it disappears as a peer on "
             f"{remaining} node{'s' if remaining != 1 else ''}",
         ),
-        certs_removed=tuple(before.identities_on(node)),
+        certs_removed=tuple(old_on.get(node, ())),
     )

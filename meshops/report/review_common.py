@@ -41,6 +41,10 @@ def impact_parts(impact: NodeImpact) -> list[str]:
     if certs:
         parts.append("certs " + names(certs))
     peers = []
+    if impact.all_peers_added:
+        peers.append(f"+{impact.peer_count} (every other node)")
+    if impact.all_peers_changed:
+        peers.append(f"~{impact.peer_count} (every peer, in place)")
     for sign, items in (
         ("+", impact.peers_added),
         ("-", impact.peers_removed),

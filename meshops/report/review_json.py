@@ -17,8 +17,11 @@ Schema (format_version 1); fields are only ever added:
       "warnings": [{"code": str, "message": str}],
       "nodes": [{"node": str, "status": "added" | "removed" | "changed",
                  "own_changes": [str], "certs_added": [str], "certs_removed": [str],
-                 "certs_changed": [str], "peers_added": [str], "peers_removed": [str],
-                 "peers_changed": [str], "proxies_changed": [str],
+                 "certs_changed": [str], "peer_count": int, "peers_added": [str],
+                 "peers_removed": [str], "peers_changed": [str],
+                 "all_peers_added": bool,    # a new node: all peer_count peers are new
+                 "all_peers_changed": bool,  # keepalive/network: every peer, in place
+                 "proxies_changed": [str],
                  "session_resets": [str], "reloads": [str], "hosts_changed": bool}],
       "state": {"issues": [str]},  # state/ vs mesh.yaml at head
       "plan": null | {"note": str, "changes": [{"action": "create" | "update" |
