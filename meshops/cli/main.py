@@ -12,6 +12,7 @@ import importlib
 import os
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from meshops import __version__
 
@@ -31,8 +32,16 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors exit 1, as every error does: exit 2 means "changes present"."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(1, f"{self.prog}: error: {message}\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="meshops",
         description="Run a WireGuard + mTLS service mesh from one reviewed mesh.yaml.",
         epilog="Exit codes: 0 success (no changes with --detailed-exitcode), 1 error, "
