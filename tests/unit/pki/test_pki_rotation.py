@@ -78,7 +78,8 @@ def test_three_phases_keep_every_leaf_verifiable_until_the_old_root_retires(
     assert step.phase == "reissue"
     assert step.reissue == ("api-1", "web-1")
     assert step.bundle == (pki.root.cert, new.cert)
-    reissued = {n: _node_ca_under(new, n, i) for i, n in enumerate(step.reissue)}
+    index = {name: i for i, name in enumerate(pki.node_cas)}  # keeps each node's addresses
+    reissued = {n: _node_ca_under(new, n, index[n]) for n in step.reissue}
     pki.node_cas["web-1"] = reissued["web-1"]
     new_leaf = pki.leaf(node="web-1", now=NOW + timedelta(days=1))
     for leaf, ca in ((old_leaf.cert, old_ca), (new_leaf.cert, reissued["web-1"].cert)):
