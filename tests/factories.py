@@ -274,3 +274,35 @@ def expect_problem(
             assert f"{at}: " in str(caught.value)
             return problem
     raise AssertionError(f"no problem at {at} containing {fragments}; got:\n" + "\n".join(lines))
+
+
+# -- running the installed CLI -------------------------------------------------------
+
+
+def meshops(
+    *args: str | Path,
+    cwd: Path | str | None = None,
+    env: dict[str, str] | None = None,
+    input: str | None = None,
+    timeout: float = 60,
+) -> subprocess.CompletedProcess[str]:
+    """Run the installed `meshops` console script; never accept a traceback on stderr."""
+    import os
+    import shutil
+
+    exe = shutil.which("meshops")
+    assert exe, "the meshops console script is not installed (pip install -e .)"
+    full_env = {**os.environ, "SOPS_DISABLE_VERSION_CHECK": "1", "NO_COLOR": "1", **(env or {})}
+    result = subprocess.run(
+        [exe, *map(str, args)],
+        cwd=cwd,
+        env=full_env,
+        input=input,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    if "--debug" not in args:
+        assert "Traceback" not in result.stderr, result.stderr
+        assert "Traceback" not in result.stdout, result.stdout
+    return result

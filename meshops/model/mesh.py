@@ -11,7 +11,14 @@ import typing
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    WithJsonSchema,
+    field_validator,
+)
 
 from meshops.model.durations import Duration, RenewBefore
 from meshops.model.types import (
@@ -167,10 +174,26 @@ class Rule(Strict):
     paths: list[PathPattern] = Field(default_factory=lambda: ["*"], min_length=1)
 
 
+# `to: api` is short for `to: [api]`; the JSON Schema says so too.
+Principals = Annotated[
+    list[str],
+    BeforeValidator(_as_list),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "string"},
+                {"type": "array", "items": {"type": "string"}, "minItems": 1},
+            ],
+            "description": "identity, group:<name> or *; one or a list",
+        }
+    ),
+]
+
+
 class Policy(Strict):
     name: str = Field(min_length=1)
-    from_: Annotated[list[str], BeforeValidator(_as_list)] = Field(alias="from", min_length=1)
-    to: Annotated[list[str], BeforeValidator(_as_list)] = Field(min_length=1)
+    from_: Principals = Field(alias="from", min_length=1)
+    to: Principals = Field(min_length=1)
     allow: list[Rule] = Field(default_factory=lambda: [Rule()])
 
 
