@@ -26,7 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace, ctx: Context) -> int:
     from meshops.errors import MeshError
     from meshops.model import load_text
-    from meshops.model.types import Recipient
+    from meshops.model.types import NAME_RE, Recipient
     from meshops.providers.files import write_atomic
 
     target = Path(args.dir) if args.dir else ctx.repo_dir
@@ -35,6 +35,11 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
         raise MeshError(f"{mesh_file} already exists; not overwriting it")
     name = args.name or re.sub(r"[^a-z0-9-]+", "-", target.resolve().name.lower()).strip("-")
     name = name or "mesh"
+    if not NAME_RE.match(name):
+        raise MeshError(
+            f"--name: {name!r} is not a valid mesh name",
+            hint="use lowercase letters, digits and '-', 1-63 characters",
+        )
     recipients = []
     for text in args.recipient:
         try:

@@ -71,5 +71,5 @@ def test_init_refuses_a_bad_recipient_and_writes_nothing(tmp_path: Path) -> None
 def test_init_refuses_a_name_that_is_not_a_valid_mesh_name(tmp_path: Path) -> None:
     result = meshops("init", tmp_path, "--name", "Bad_Name")
     assert result.returncode == 1
-    assert "Bad_Name" in result.stderr
+    assert "--name: 'Bad_Name' is not a valid mesh name" in result.stderr
     assert not (tmp_path / "mesh.yaml").exists()
