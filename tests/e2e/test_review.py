@@ -203,3 +203,48 @@ def test_markdown_for_a_thousand_node_change_stays_under_65000_characters(
     assert len(proc.stdout) < 65_000
     assert "trimmed to keep this comment under 65,000 characters" in proc.stdout
     assert proc.stdout.count("<details") == proc.stdout.count("</details>")
+
+
+def test_base_that_moved_on_since_the_branch_forked_is_noted(repo: GitMesh) -> None:
+    data = make_mesh(nodes=2)
+    repo.commit(data, "fork point")
+    repo.git("checkout", "-q", "-b", "feature")
+    feature = copy.deepcopy(data)
+    feature["nodes"]["node-2"]["endpoint"] = "198.51.100.2:51820"
+    repo.commit(feature, "feature change")
+    repo.git("checkout", "-q", "main")
+    moved = copy.deepcopy(data)
+    moved["mtls"] = {"min_tls": "1.3"}
+    moved["certs"]["ttl"] = "24h"
+    repo.commit(moved, "main moved on")
+    doc = repo.review_json("--base", "main", "--head", "feature")
+    assert any("main is not an ancestor of feature" in note for note in doc["notes"])
+    assert {c["address"] for c in doc["changes"]} == {"certs", 'nodes["node-2"]'}
+
+
+def test_mesh_in_a_subdirectory_reads_its_sibling_state(repo: GitMesh) -> None:
+    data = make_mesh(nodes=1)
+    (repo.path / "infra").mkdir()
+    (repo.path / "infra" / "mesh.yaml").write_text(to_yaml(data))
+    base = repo.commit(files={"infra/state/state.yaml": "version: 1\nnodes: {node-1: {}}\n"})
+    proc = subprocess.run(
+        [
+            MESHOPS,
+            "-C",
+            str(repo.path),
+            "-f",
+            "infra/mesh.yaml",
+            "review",
+            "--base",
+            base,
+            "--format",
+            "json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    assert doc["head"]["mesh_path"] == "infra/mesh.yaml"
+    assert doc["state"]["issues"] == []
