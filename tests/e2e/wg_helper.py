@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import json
 import sys
+import time
 from dataclasses import asdict
 from typing import Any
 
@@ -53,6 +54,26 @@ def _raw_get(name: str) -> str:
     )
 
 
+def _many_peers(backend: wg.Backend, name: str, count: int) -> None:
+    for i in range(count):
+        public = wg.public_key_of(wg.generate_private_key())
+        endpoint = f"198.51.100.{i % 250 + 1}:{51820 + i // 250}"
+        allowed = (f"10.43.{i // 250}.{i % 250}/32",)
+        backend.set_peer(name, wg.PeerConfig(public, endpoint, allowed, 25))
+
+
+def _read_timing(backend: wg.Backend, name: str) -> dict[str, float]:
+    """Best of 7 wall-clock times for a full `read`, in milliseconds."""
+    times = []
+    peers = 0
+    for _ in range(7):
+        start = time.perf_counter()
+        state = backend.read(name)
+        times.append((time.perf_counter() - start) * 1000)
+        peers = len(state.peers) if state else 0
+    return {"best_ms": min(times), "median_ms": sorted(times)[3], "peers": peers}
+
+
 def run_op(op: dict[str, Any]) -> Any:
     name = op["name"]
     kind = op["op"]
@@ -81,6 +102,10 @@ def run_op(op: dict[str, Any]) -> Any:
         return _state(backend.read(name))
     if kind == "raw_get":
         return _raw_get(name)
+    if kind == "many_peers":
+        return _many_peers(backend, name, op["count"])
+    if kind == "read_timing":
+        return _read_timing(backend, name)
     raise SystemExit(f"unknown op {kind!r}")
 
 
