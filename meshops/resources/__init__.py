@@ -71,6 +71,7 @@ def open_repo(loaded: Loaded, mesh_file: Path, repo_dir: Path, rt: Runtime) -> S
             repo_scope.root_material(rt)  # unseal now: fail before changing anything
 
     def record(plan: Plan, result: ApplyResult | None, plan_id: str | None, rt: Runtime) -> None:
+        repo_scope.sweep_temp_files()  # left by an apply killed mid-write; we hold the lock
         if plan_id and result is not None and result.ok:
             repo_scope.state.applied_plan = plan_id
             repo_scope.save()

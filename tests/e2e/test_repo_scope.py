@@ -174,11 +174,8 @@ def test_no_secret_appears_in_any_output_or_plan_file(repo: MeshRepo, tmp_path: 
     repo.meshops("apply", str(tmp_path / "q.plan"), "--debug", identity=True)
     repo.meshops("status")
     unsealed = Unsealed()
-    repo.keys.operators.reverse()  # the root now opens with operator 1
-    try:
-        check_consistent(repo, unsealed)
-    finally:
-        repo.keys.operators.reverse()
+    repo.root_key = repo.keys.operators[1]
+    check_consistent(repo, unsealed)
     assert_no_secret_leaked(repo, unsealed, extra_files=[plan_file, tmp_path / "q.plan"])
 
 

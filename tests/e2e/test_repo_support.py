@@ -110,6 +110,7 @@ class MeshRepo:
         self.keys = keys
         self.data = data
         self.host_keys: dict[str, HostKey] = {}
+        self.root_key = keys.operators[0]  # the identity ca.recipients names
         self.outputs: list[str] = []
         path.mkdir(parents=True, exist_ok=True)
         subprocess.run(["git", "init", "-q", str(path)], check=True)
@@ -286,7 +287,7 @@ def check_consistent(repo: MeshRepo, unsealed: Unsealed | None = None) -> None:
     assert result.returncode == 0, str(result)
     state = repo.state()
     ca_dir = repo.state_dir / "ca"
-    root_pem = age_decrypt(ca_dir / "root.key.age", repo.operator.private_file)
+    root_pem = age_decrypt(ca_dir / "root.key.age", repo.root_key.private_file)
     assert root_pem.returncode == 0, root_pem.stderr
     assert public_der_of_private_pem(root_pem.stdout) == public_der_of_cert(
         (ca_dir / "root.crt").read_bytes()

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from meshops.engine.plan import Action, Change
 from meshops.engine.resource import Observed, Resource, fingerprint_of
 from meshops.model.durations import format_duration
 from meshops.providers.files import read_bytes, write_atomic
+from meshops.resources.repo.node_ca import superseded
 from meshops.resources.repo.scope import RepoScope, sha256_hex
 from meshops.resources.repo.state import Revoked
 
@@ -25,6 +26,8 @@ class CRLLive:
     sha256: str | None
     serials: frozenset[str]
     next_update: str
+    number: int = 0  # the file's CRL number: an apply killed before saving state.yaml
+    # leaves it one ahead of the record, and CRL numbers must only grow
 
 
 class CRLResource(Resource[CRLLive]):
@@ -38,18 +41,18 @@ class CRLResource(Resource[CRLLive]):
         self.wanted = self._wanted()
 
     def _wanted(self) -> list[Revoked]:
-        """Entries still worth listing, plus the node CAs of nodes removed now.
+        """Entries to list: those state.yaml records, plus the node CAs this apply
+        revokes (removed or re-keyed nodes).
 
-        Captured when the plan is made: applying the node CA deletions clears their
-        records from state before this resource runs.
+        Captured when the plan is made, so the plan shows the revocation; the node CA
+        resources also record their entries in state.yaml as they run (see `apply`).
         """
         state = self.scope.state
         entries = {r.serial: r for r in state.crl.revoked}
-        for node in self.scope.removed:
-            rec = state.nodes.get(node)
-            if rec is not None and rec.ca is not None and rec.ca.serial not in entries:
-                entries[rec.ca.serial] = Revoked(
-                    node=node, serial=rec.ca.serial, revoked_at="", not_after=rec.ca.not_after
+        for node, record in superseded(self.scope):
+            if record.serial not in entries:
+                entries[record.serial] = Revoked(
+                    node=node, serial=record.serial, revoked_at="", not_after=record.not_after
                 )
         return sorted(entries.values(), key=lambda r: (r.node, r.serial))
 
@@ -57,6 +60,7 @@ class CRLResource(Resource[CRLLive]):
         data = read_bytes(self.path)
         serials: frozenset[str] = frozenset()
         next_update = ""
+        number = 0
         if data is not None:
             from meshops.pki.parse import load_crl
 
@@ -65,10 +69,13 @@ class CRLResource(Resource[CRLLive]):
                 serials = frozenset(format(r.serial_number, "x") for r in crl)
                 if crl.next_update_utc is not None:
                     next_update = crl.next_update_utc.isoformat(timespec="seconds")
+                number = _crl_number(crl)
             except Exception:  # garbled: treated as absent below
                 data = None
-        live = CRLLive(sha256_hex(data) if data is not None else None, serials, next_update)
-        return Observed(live, fingerprint_of(live.sha256, self.scope.state.crl.number))
+        live = CRLLive(sha256_hex(data) if data is not None else None, serials, next_update, number)
+        crl = self.scope.state.crl
+        revoked = sorted(r.serial for r in crl.revoked)
+        return Observed(live, fingerprint_of(live.sha256, crl.number, revoked))
 
     def plan(self, observed: Observed[CRLLive], rt: Runtime) -> Change:
         live = observed.value
@@ -126,7 +133,11 @@ class CRLResource(Resource[CRLLive]):
 
         scope = self.scope
         now = rt.now
-        current = [r for r in self.wanted if not r.not_after or _parse(r.not_after) > now]
+        wanted = {r.serial: r for r in self.wanted}
+        for entry in scope.state.crl.revoked:  # recorded by node CA changes just made
+            wanted[entry.serial] = entry
+        current = [r for r in wanted.values() if not r.not_after or _parse(r.not_after) > now]
+        current.sort(key=lambda r: (r.node, r.serial))
         stamped = [
             Revoked(
                 r.node, r.serial, r.revoked_at or now.isoformat(timespec="seconds"), r.not_after
@@ -134,7 +145,8 @@ class CRLResource(Resource[CRLLive]):
             for r in current
         ]
         root_cert, root_key = scope.root_material(rt)
-        number = scope.state.crl.number + 1
+        live = self.read(rt).value
+        number = max(scope.state.crl.number, live.number if live else 0) + 1
         crl = build_crl(
             issuer_cert=root_cert,
             issuer_key=root_key,
@@ -148,6 +160,15 @@ class CRLResource(Resource[CRLLive]):
         scope.state.crl.revoked = stamped
         scope.state.crl.next_update = (now + CRL_VALIDITY).isoformat(timespec="seconds")
         scope.save()
+
+
+def _crl_number(crl: Any) -> int:
+    from cryptography import x509
+
+    try:
+        return int(crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number)
+    except x509.ExtensionNotFound:
+        return 0
 
 
 def _parse(text: str) -> datetime:

@@ -17,7 +17,7 @@ from meshops.resources.repo.scope import (
     recipients_fingerprint,
     sha256_hex,
 )
-from meshops.resources.repo.state import CertRecord
+from meshops.resources.repo.state import CertRecord, Revoked
 
 if TYPE_CHECKING:
     from meshops.engine.runtime import Runtime
@@ -39,6 +39,24 @@ def names_fingerprint(spec: NodeCASpec) -> str:
 
 def names_of(spec: NodeCASpec) -> list[str]:
     return [*(f"dns:{d}" for d in spec.permitted_dns), *(f"ip:{ip}" for ip in spec.ips)]
+
+
+def superseded(scope: RepoScope) -> list[tuple[str, CertRecord]]:
+    """Recorded node CAs that apply revokes: those of removed nodes, and those sealed
+    to a node recipient that mesh.yaml no longer names (a re-keyed, maybe stolen host).
+
+    A node CA replaced for any other reason (renewal, names, a new root) is not revoked:
+    hosts that have not pulled the new one yet keep working until it expires.
+    """
+    out = []
+    for name in sorted(scope.state.nodes):
+        rec = scope.state.nodes[name]
+        if rec.ca is None:
+            continue
+        node = scope.mesh.nodes.get(name)
+        if node is None or rec.ca.recipients != recipients_fingerprint([node.recipient]):
+            out.append((name, rec.ca))
+    return out
 
 
 class NodeCAResource(Resource[NodeCALive]):
@@ -153,6 +171,19 @@ class NodeCAResource(Resource[NodeCALive]):
         except Exception:  # a torn or garbled file is simply "not what we recorded"
             return ""
 
+    def _revoke_superseded(self, rt: Runtime) -> None:
+        """Record the current node CA as revoked (saved with this resource's change)."""
+        for node, record in superseded(self.scope):
+            if node == self.node:
+                self.scope.state.crl.revoke(
+                    Revoked(
+                        node=node,
+                        serial=record.serial,
+                        revoked_at=rt.now.isoformat(timespec="seconds"),
+                        not_after=record.not_after,
+                    )
+                )
+
     def apply(self, change: Change, rt: Runtime) -> None:
         scope = self.scope
         if change.action is Action.DELETE:
@@ -160,6 +191,7 @@ class NodeCAResource(Resource[NodeCALive]):
             remove(self.cert_path)
             rec = scope.state.nodes.get(self.node)
             prune_empty_dirs(self.scope.layout.node_dir(self.node), stop=self.scope.layout.dir)
+            self._revoke_superseded(rt)
             if rec is not None:
                 rec.ca = None
             scope.save()
@@ -190,6 +222,7 @@ class NodeCAResource(Resource[NodeCALive]):
         # that do not match state.yaml, which the next plan replaces
         write_atomic(self.key_path, sealed, mode=0o600)
         write_atomic(self.cert_path, cert_pem(cert), mode=0o644)
+        self._revoke_superseded(rt)
         scope.state.node(self.node).ca = CertRecord(
             fingerprint=cert_fingerprint(cert),
             serial=format(cert.serial_number, "x"),

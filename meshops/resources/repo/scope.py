@@ -19,6 +19,8 @@ if TYPE_CHECKING:
     from meshops.engine.resource import Resource
     from meshops.engine.runtime import Runtime
 
+# the name `write_atomic` gives its temp files: `.<name>.meshops-tmp-<pid>`
+TEMP_GLOB = ".*.meshops-tmp-*"
 ROOT_KEY_NEED = "root CA key (an identity among ca.recipients)"
 
 
@@ -64,6 +66,23 @@ class RepoScope:
     def save(self) -> None:
         self.state.mesh = self.mesh.mesh.name
         save_state(self.layout, self.state)
+
+    def sweep_temp_files(self) -> list[Path]:
+        """Remove temp files an apply killed mid-write left under state/.
+
+        `write_atomic` renames its temp file into place, so one still present was never
+        published; it holds at most a sealed secret. Call only under the repo lock.
+        """
+        from meshops.providers.files import prune_empty_dirs, remove
+
+        swept: list[Path] = []
+        if not self.layout.dir.is_dir():
+            return swept
+        for path in sorted(self.layout.dir.rglob(TEMP_GLOB)):
+            if path.is_file() and remove(path):
+                swept.append(path)
+                prune_empty_dirs(path.parent, stop=self.layout.dir)
+        return swept
 
     def root_needs(self) -> tuple[str, ...]:
         """What signing needs: the root key, unless this apply creates the root."""

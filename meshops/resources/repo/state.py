@@ -63,7 +63,15 @@ class Revoked:
 class CRLRecord:
     number: int = 0
     next_update: str = ""
+    # every node CA that must be on the CRL; an entry is added when its node CA is
+    # deleted or superseded, before crl.pem is re-signed, so an apply interrupted in
+    # between still revokes it on the next run
     revoked: list[Revoked] = field(default_factory=list)
+
+    def revoke(self, entry: Revoked) -> None:
+        """Add `entry` unless its serial is already listed."""
+        if all(r.serial != entry.serial for r in self.revoked):
+            self.revoked.append(entry)
 
 
 @dataclass

@@ -1,0 +1,163 @@
+"""Repo-scope applies racing each other, and applies SIGKILLed at random points.
+
+Both must leave a repository that the next apply converges, with every sealed key
+matching its public half (checked with the stock `age`, `openssl` and `wg`).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from test_repo_support import (
+    MESHOPS,
+    KeyRing,
+    MeshRepo,
+    check_consistent,
+    keyring,
+    new_repo,
+    openssl,
+)
+
+pytestmark = pytest.mark.e2e
+__all__ = ["keyring"]
+
+
+def _start_apply(repo: MeshRepo) -> subprocess.Popen[str]:
+    argv = [MESHOPS, "--no-color", "-C", str(repo.path)]
+    for key in repo.keys.operators:
+        argv += ["--identity", str(key.private_file)]
+    argv += ["apply", "--auto-approve"]
+    # unbuffered, so progress lines arrive as each change is made
+    env = {**os.environ, "SOPS_DISABLE_VERSION_CHECK": "1", "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen(
+        argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+    )
+
+
+def _kill_mid_apply(proc: subprocess.Popen[str], rng: random.Random) -> bool:
+    """SIGKILL the apply at a random point of its work; True when it was killed.
+
+    The point is counted in progress lines (one per change made), not in seconds, so
+    a loaded machine still gets kills inside the apply: after the k-th change (k = 0:
+    once the plan is printed, before any change), plus a random jitter.
+    """
+    assert proc.stdout is not None
+    k = rng.randrange(0, 8)
+    seen = -1
+    for line in proc.stdout:
+        if line.startswith("meshops will perform") or re.search(
+            r": (created|replaced|updated|destroyed)$", line
+        ):
+            seen += 1
+        if seen >= k:
+            break
+    time.sleep(rng.uniform(0.0, 0.06))
+    if proc.poll() is not None:
+        return False
+    proc.send_signal(signal.SIGKILL)
+    return True
+
+
+def test_concurrent_applies_never_corrupt_state(tmp_path: Path, keyring: KeyRing) -> None:
+    repo = new_repo(tmp_path / "mesh", keyring, nodes=4)
+    refused = 0
+    for round_ in range(4):
+        if round_:
+            # new work for the next race: one node re-keyed, one node added
+            repo.set_node(f"node-{round_}", keyring.age_hosts[round_], round_)
+            repo.set_node(f"node-{4 + round_}", keyring.ssh_hosts[4 + round_ % 4], 4 + round_)
+            repo.write_mesh()
+        procs = [_start_apply(repo) for _ in range(3)]
+        outcomes = [(p.wait(timeout=120), *p.communicate()) for p in procs]
+        codes = sorted(code for code, _, _ in outcomes)
+        assert codes[0] == 0, outcomes
+        for code, out, err in outcomes:
+            assert "Traceback" not in out + err
+            if code != 0:
+                assert code == 1, (code, out, err)
+                # the loser names the holder, one clear line
+                assert re.search(r"another meshops run holds .*meshops\.lock: pid \d+ on ", err), (
+                    err
+                )
+                refused += 1
+        check_consistent(repo)
+    assert refused, "no race was ever observed; the test did not test anything"
+
+
+def _serials_on_disk(repo: MeshRepo, node: str) -> set[str]:
+    """The node CA serial that state.yaml currently records for `node` (if any)."""
+    try:
+        state = yaml.safe_load((repo.state_dir / "state.yaml").read_text())
+    except FileNotFoundError:
+        return set()
+    rec = (state.get("nodes") or {}).get(node) or {}
+    ca = rec.get("ca")
+    return {ca["serial"]} if ca else set()
+
+
+def _mutate(repo: MeshRepo, keys: KeyRing, rng: random.Random, must_revoke: set[str]) -> str:
+    """One random change to mesh.yaml that gives apply real work."""
+    nodes = repo.data["nodes"]
+    kind = rng.choice(["rekey", "rekey", "root", "remove", "add"])
+    if kind == "remove" and len(nodes) > 3:
+        name = rng.choice(sorted(nodes))
+        must_revoke |= _serials_on_disk(repo, name)
+        repo.remove_node(name)
+    elif kind == "add" or (kind == "remove" and len(nodes) <= 3):
+        free = [i for i in range(1, 9) if f"node-{i}" not in nodes]
+        if not free:
+            return _mutate(repo, keys, rng, must_revoke)
+        i = rng.choice(free)
+        repo.set_node(f"node-{i}", keys.ssh_hosts[i - 1], i)
+    elif kind == "root":
+        repo.root_key = keys.operators[1 - keys.operators.index(repo.root_key)]
+        repo.data["ca"]["recipients"] = [repo.root_key.recipient]
+    else:
+        for name in rng.sample(sorted(nodes), k=min(3, len(nodes))):
+            i = int(name.split("-")[1])
+            current = repo.host_keys[name]
+            pool = keys.age_hosts if current in keys.ssh_hosts else keys.ssh_hosts
+            repo.set_node(name, pool[i - 1], i)
+    repo.write_mesh()
+    return kind
+
+
+def test_apply_killed_at_random_points_converges_on_the_next_run(
+    tmp_path: Path, keyring: KeyRing
+) -> None:
+    started = time.monotonic()
+    rng = random.Random(int(os.environ.get("MESHOPS_KILL_SEED", "4242")))
+    repo = new_repo(tmp_path / "mesh", keyring, nodes=5)
+    must_revoke: set[str] = set()
+    kills = trials = 0
+    budget = float(os.environ.get("MESHOPS_KILL_BUDGET", "40"))
+    while time.monotonic() - started < budget and trials < 60:
+        trials += 1
+        if trials > 1:
+            _mutate(repo, keyring, rng, must_revoke)
+        proc = _start_apply(repo)
+        kills += _kill_mid_apply(proc, rng)
+        _, err = proc.communicate()
+        assert "Traceback" not in err
+        if trials % 8 == 0:
+            repo.apply()  # converges from whatever the kills left
+            check_consistent(repo)
+    repo.apply()
+    check_consistent(repo)
+    assert kills >= 8, f"only {kills} of {trials} applies were killed mid-way"
+    # nodes removed along the way have their last node CA on the CRL
+    crl = repo.state_dir / "ca/crl.pem"
+    text = openssl("crl", "-in", str(crl), "-noout", "-text").stdout.replace(":", "").upper()
+    listed = {x.lstrip("0") for x in re.findall(r"SERIAL NUMBER ([0-9A-F]+)", text)}
+    live = {rec["ca"]["serial"] for rec in repo.state()["nodes"].values() if rec.get("ca")}
+    missing = {s for s in must_revoke - live if s.upper().lstrip("0") not in listed}
+    assert not missing, f"removed nodes' CAs not revoked: {missing}"
+    print(f"{trials} trials, {kills} killed, {time.monotonic() - started:.1f}s")
