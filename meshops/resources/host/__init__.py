@@ -103,6 +103,7 @@ def _wireguard(scope: HostScope) -> list[Resource[Any]]:
     out: list[Resource[Any]] = [interface, addresses, RouteResource(scope, addresses)]
     keepalive = int(mesh.wireguard.keepalive) if mesh.wireguard.keepalive else None
     last_peers: dict[str, str] = scope.last.get("peers", {})
+    last_endpoints: dict[str, str] = scope.last.get("peer_endpoints", {})
     claimed: set[str] = set()
     for node in sorted(mesh.nodes):
         rec = scope.state.nodes.get(node)
@@ -118,7 +119,9 @@ def _wireguard(scope: HostScope) -> list[Resource[Any]]:
         )
         old = last_peers.get(node)
         claimed |= {want.public_key, *([old] if old else [])}
-        out.append(PeerResource(scope, interface, node, old, want))
+        out.append(
+            PeerResource(scope, interface, node, old, want, old_endpoint=last_endpoints.get(node))
+        )
     # peers on the device (or configured last time) that no node claims: remove them
     known = dict(last_peers)
     device = scope.device()

@@ -38,6 +38,13 @@ def record_apply(
         else:
             peers[node] = key
     last["peers"] = {k: peers[k] for k in sorted(peers)}
+    endpoints = dict(last.get("peer_endpoints", {}))
+    for node, endpoint in rt.shared.get("peer_endpoints", {}).items():
+        if endpoint is None:
+            endpoints.pop(node, None)
+        else:
+            endpoints[node] = endpoint
+    last["peer_endpoints"] = {k: endpoints[k] for k in sorted(endpoints)}
     if plan_id and result is not None and result.ok:
         last["plan_id"] = plan_id
     last["last_apply"] = {

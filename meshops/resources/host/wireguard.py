@@ -7,7 +7,7 @@ Changes are per peer: an unchanged peer is never touched, so its session survive
 from __future__ import annotations
 
 import socket
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from meshops.engine.plan import Action, Change, Impact
@@ -17,7 +17,10 @@ from meshops.resources.host.scope import NODE_KEY_NEED, ROOT_NEED, HostScope
 
 if TYPE_CHECKING:
     from meshops.engine.runtime import Runtime
-    from meshops.providers.wireguard import PeerConfig
+    from meshops.providers.wireguard import PeerConfig, PeerState
+
+# a session with a handshake this recent is alive (WireGuard re-keys every 2 minutes)
+ROAMING_SESSION_SECONDS = 180
 
 
 @dataclass(frozen=True)
@@ -200,13 +203,15 @@ class PeerResource(Resource[Any]):
     """One other node as a WireGuard peer, identified by name, keyed by public key."""
 
     def __init__(self, scope: HostScope, interface: InterfaceResource, node: str,
-                 old_key: str | None, want: PeerConfig | None):  # fmt: skip
+                 old_key: str | None, want: PeerConfig | None, *,
+                 old_endpoint: str | None = None):  # fmt: skip
         self.scope = scope
         self.name = interface.name
         self.node = node
         self.address = f'wireguard.peer["{node}"]'
         self.depends_on = (interface.address,)
         self.old_key = old_key  # the key we configured last time, if any
+        self.old_endpoint = old_endpoint  # the endpoint we configured last time, if known
         self.want = want  # None: the peer must go
 
     def _live(self, key: str | None) -> Any:
@@ -239,7 +244,7 @@ class PeerResource(Resource[Any]):
                               needs=(ROOT_NEED,), impact=Impact.SESSION_RESET)  # fmt: skip
             return Change(self.address, Action.CREATE, "new peer", None, after,
                           needs=(ROOT_NEED,))  # fmt: skip
-        if peer_matches(live_new.config, want):
+        if peer_matches(live_new.config, want) or self._roamed(live_new, want, rt):
             return Change(self.address, Action.NOOP, "", before, before)
         return Change(self.address, Action.UPDATE, _what_changed(live_new.config, want), before,
                       after, needs=(ROOT_NEED,), impact=Impact.IN_PLACE)  # fmt: skip
@@ -255,6 +260,25 @@ class PeerResource(Resource[Any]):
         if self.want is not None and change.action is not Action.DELETE:
             backend.set_peer(self.name, self.want)
         rt.shared.setdefault("peers", {})[self.node] = self.want.public_key if self.want else None
+        endpoint = self.want.endpoint if self.want else None
+        rt.shared.setdefault("peer_endpoints", {})[self.node] = endpoint
+
+    def _roamed(self, live: PeerState, want: PeerConfig, rt: Runtime) -> bool:
+        """True when only the endpoint differs because WireGuard roamed: we configured
+        this very endpoint before, and the session is alive, so the peer answered from
+        another of its addresses. Setting it again would only fight the roaming on
+        every run (a plan that never converges on multi-homed hosts)."""
+        from meshops.providers.wireguard import peer_matches
+        from meshops.providers.wireguard.state import normalise_endpoint
+
+        if self.old_endpoint is None or want.endpoint is None or live.endpoint is None:
+            return False
+        if normalise_endpoint(self.old_endpoint) != normalise_endpoint(want.endpoint):
+            return False
+        if not peer_matches(replace(live.config, endpoint=want.endpoint), want):
+            return False
+        when = live.last_handshake
+        return when is not None and 0 <= rt.now.timestamp() - when < ROAMING_SESSION_SECONDS
 
 
 def _peer_view(peer: PeerConfig) -> dict[str, Any]:

@@ -1,0 +1,227 @@
+"""A mesh repository wired to a namespace test bed, for host-scope end-to-end tests.
+
+    with bed_mesh(tmp, keyring, ["node-1", "node-2"], identities={...}) as mesh:
+        mesh.apply_repo()             # repo scope with the operator key, then commit
+        mesh.apply_all()              # `meshops apply --node N` inside every host
+        mesh.host("node-1").ping(mesh.overlay_ip("node-2"))
+
+Each node runs on a test-bed host of the same name; its endpoint is the host's
+underlay address, its recipient a fresh SSH ed25519 host key from the session key
+ring, and its `--root` a directory of its own under the test's temporary directory.
+All `meshops` runs go through the installed CLI inside the host's namespaces (so
+WireGuard is the host's own wireguard-go) and are recorded on `MeshRepo.outputs` for
+leak scans. Private keys live in the key ring's temporary directory, never in the repo.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import subprocess
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from test_repo_support import MESHOPS, HostKey, KeyRing, MeshRepo, Result, new_repo
+from testbed import Host, TestBed
+
+WG_PORT = 51820
+IFACE = "wg-mesh"
+# meshops reads these; an operator's shell must not leak into the hosts' runs
+CLEAN_ENV = {"MESHOPS_IDENTITY": "", "MESHOPS_NODE": "", "SOPS_DISABLE_VERSION_CHECK": "1"}
+
+
+@dataclass
+class BedMesh:
+    """A mesh repository whose nodes are the hosts of a running test bed."""
+
+    repo: MeshRepo
+    bed: TestBed
+    roots: dict[str, Path]
+    keys: dict[str, HostKey] = field(default_factory=dict)
+
+    # -- where things are ----------------------------------------------------------------
+
+    def host(self, node: str) -> Host:
+        return self.bed[node]
+
+    @property
+    def nodes(self) -> list[str]:
+        """The nodes in mesh.yaml now (a removed node's host may still be running)."""
+        return sorted(self.repo.data["nodes"])
+
+    @property
+    def domain(self) -> str:
+        return str(self.repo.data["mesh"]["domain"])
+
+    @property
+    def trust_domain(self) -> str:
+        return str(self.repo.data["mesh"]["trust_domain"])
+
+    def overlay_ip(self, node: str) -> str:
+        return str(self.repo.state()["nodes"][node]["address"])
+
+    def public_key(self, node: str) -> str:
+        return str(self.repo.state()["nodes"][node]["wireguard"]["public_key"])
+
+    def node_of_key(self, key: str) -> str:
+        for name, rec in self.repo.state()["nodes"].items():
+            if rec.get("wireguard", {}).get("public_key") == key:
+                return str(name)
+        raise KeyError(key)
+
+    def host_path(self, node: str, path: str) -> Path:
+        """`path` under the node's --root (the files meshops manages there)."""
+        return self.roots[node] / path.lstrip("/")
+
+    def tls_dir(self, node: str, identity: str) -> Path:
+        return self.host_path(node, f"/etc/meshops/tls/{identity}")
+
+    # -- changing mesh.yaml ------------------------------------------------------------
+
+    def set_endpoint(self, node: str, ip: str, port: int = WG_PORT) -> None:
+        self.repo.data["nodes"][node]["endpoint"] = f"{ip}:{port}"
+        self.repo.write_mesh()
+
+    def apply_repo(self, message: str = "mesh change") -> Result:
+        """Repo scope apply with the operator's key, then commit mesh.yaml and state/."""
+        self.repo.write_mesh()
+        result = self.repo.apply()
+        self.repo.commit(message)
+        return result
+
+    # -- running meshops on a host -----------------------------------------------------
+
+    def meshops(
+        self,
+        node: str,
+        *args: str,
+        identity: bool = True,
+        check: bool = True,
+        timeout: float = 120,
+    ) -> Result:
+        """`meshops -C REPO <args> --node NODE --root ROOT [--identity KEY]` inside the
+        node's host. With `check`, a non-zero exit fails the test (exit 2 too)."""
+        argv = [MESHOPS, "--no-color", "-C", str(self.repo.path)]
+        if identity:
+            argv += ["--identity", str(self.keys[node].private_file)]
+        argv += [*args, "--node", node, "--root", str(self.roots[node])]
+        proc = self.host(node).run(argv, env=CLEAN_ENV, check=False, timeout=timeout)
+        result = Result(argv, proc.returncode, proc.stdout, proc.stderr)
+        self.repo.outputs.append(result.output)
+        if check:
+            assert result.returncode == 0, f"[{node}] {result}"
+        return result
+
+    def apply(self, node: str) -> Result:
+        return self.meshops(node, "apply", "--auto-approve")
+
+    def apply_all(self) -> dict[str, Result]:
+        return {node: self.apply(node) for node in self.nodes}
+
+    def plan(self, node: str, *args: str) -> Result:
+        """`plan --detailed-exitcode`: exit 0 no changes, 2 changes (not checked here)."""
+        result = self.meshops(node, "plan", "--detailed-exitcode", *args, check=False)
+        assert result.returncode in (0, 2), f"[{node}] {result}"
+        return result
+
+    def status(self, node: str) -> dict[str, Any]:
+        result = self.meshops(node, "status", "--format", "json", identity=False)
+        data: dict[str, Any] = json.loads(result.stdout)
+        return data
+
+    # -- WireGuard as the stock `wg` tool sees it --------------------------------------
+
+    def wg(self, node: str, *what: str) -> str:
+        return self.host(node).run(["wg", "show", IFACE, *what]).stdout
+
+    def wg_table(self, node: str, what: str) -> dict[str, str]:
+        """`wg show wg-mesh <what>` (peers, endpoints, latest-handshakes, transfer...) as
+        public key -> the rest of the line."""
+        table = {}
+        for line in self.wg(node, what).splitlines():
+            key, _, rest = line.partition("\t")
+            table[key] = rest
+        return table
+
+    def wg_peers(self, node: str) -> set[str]:
+        return set(self.wg(node, "peers").split())
+
+    def traffic(self, count: int = 2) -> None:
+        """Ping every pair over the overlay (makes handshakes); fail if one cannot."""
+        failed = [
+            (src, dst)
+            for src in self.nodes
+            for dst in self.nodes
+            if src != dst and not self.host(src).ping(self.overlay_ip(dst), count=count)
+        ]
+        assert not failed, f"no overlay connectivity for {failed}"
+
+
+def host_key_pool(keyring: KeyRing) -> list[HostKey]:
+    return list(keyring.ssh_hosts)
+
+
+@contextlib.contextmanager
+def bed_mesh(
+    directory: Path,
+    keyring: KeyRing,
+    nodes: Sequence[str],
+    *,
+    identities: dict[str, Any] | None = None,
+    groups: dict[str, list[str]] | None = None,
+    policies: list[dict[str, Any]] | None = None,
+    **sections: Any,
+) -> Iterator[BedMesh]:
+    """A started test bed (one host per node) and a mesh repository for it.
+
+    Nothing is applied yet; the bed is torn down (every process killed) on exit.
+    """
+    pool = host_key_pool(keyring)
+    if len(nodes) > len(pool):
+        raise ValueError(f"the key ring has {len(pool)} host keys, {len(nodes)} nodes asked")
+    with TestBed(len(nodes), names=list(nodes)) as bed:
+        repo = new_repo(directory / "mesh", keyring, nodes=0, **sections)
+        roots = {}
+        for index, (node, host) in enumerate(zip(nodes, bed.hosts, strict=True)):
+            repo.host_keys[node] = pool[index]
+            repo.data["nodes"][node] = {
+                "endpoint": f"{host.underlay_ip}:{WG_PORT}",
+                "recipient": pool[index].recipient,
+            }
+            roots[node] = directory / f"root-{node}"
+            roots[node].mkdir(parents=True)
+        repo.data["identities"] = dict(identities or {})
+        repo.data["groups"] = dict(groups or {})
+        repo.data["policies"] = list(policies or [])
+        repo.write_mesh()
+        yield BedMesh(repo, bed, roots, dict(repo.host_keys))
+
+
+def converged(mesh: BedMesh) -> BedMesh:
+    """Apply at repo scope, then on every host; the mesh is up when this returns."""
+    mesh.apply_repo("initial state")
+    mesh.apply_all()
+    return mesh
+
+
+# -- waiting for servers ---------------------------------------------------------------
+
+
+def wait_for_port(host: Host, port: int, *, timeout: float = 20.0, proc: Any = None) -> None:
+    """Wait until something listens on TCP `port` inside `host` (or `proc` exits)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise AssertionError(f"server on port {port} exited with {proc.returncode}")
+        listening = host.run(["ss", "-Htln", f"sport = :{port}"], check=False).stdout
+        if listening.strip():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"nothing listens on port {port} in {host.name} after {timeout}s")
+
+
+def openssl(*args: str, input: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["openssl", *args], capture_output=True, text=True, input=input)
