@@ -14,8 +14,6 @@ from __future__ import annotations
 import ipaddress
 from typing import Any
 
-import yaml
-
 from meshops.policy.table import ANY, CallerRule
 from meshops.render.spec import ProxySpec
 
@@ -194,6 +192,8 @@ def bootstrap(spec: ProxySpec) -> Json:
 
 def render_envoy(spec: ProxySpec) -> str:
     """A complete Envoy bootstrap in YAML for `envoy -c FILE`."""
+    import yaml  # deferred: `meshops --version` must stay fast
+
     header = (
         f"# meshops: mTLS sidecar for identity {spec.identity} ({spec.spiffe_id})\n"
         "# Generated from mesh.yaml policies; edits are overwritten by `meshops apply`.\n"
