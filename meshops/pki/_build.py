@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 
 from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from cryptography.x509.oid import ExtensionOID
 
 from meshops.errors import MeshError
 from meshops.pki.keys import PrivateKey, PublicKey, signature_hash
@@ -52,8 +56,42 @@ def issuer_expiry(cert: x509.Certificate | None) -> str:
     return f"{cert.not_valid_after_utc:%Y-%m-%d %H:%M:%SZ}" if cert is not None else "(never)"
 
 
+def ski_digest(public_key: PublicKey) -> bytes:
+    """RFC 5280 method 1: SHA-1 of the subjectPublicKey bits.
+
+    The same value as `SubjectKeyIdentifier.from_public_key`, taken straight from the
+    key's raw encoding instead of re-parsing its DER SubjectPublicKeyInfo.
+    """
+    if isinstance(public_key, ec.EllipticCurvePublicKey):
+        raw = public_key.public_bytes(Encoding.X962, PublicFormat.UncompressedPoint)
+    elif isinstance(public_key, ed25519.Ed25519PublicKey):
+        raw = public_key.public_bytes(Encoding.Raw, PublicFormat.Raw)
+    else:
+        raw = public_key.public_bytes(Encoding.DER, PublicFormat.PKCS1)
+    return hashlib.sha1(raw, usedforsecurity=False).digest()
+
+
 def ski_of(public_key: PublicKey) -> x509.SubjectKeyIdentifier:
-    return x509.SubjectKeyIdentifier.from_public_key(public_key)
+    return x509.SubjectKeyIdentifier(ski_digest(public_key))
+
+
+def encoded(value: x509.ExtensionType, *, critical: bool) -> x509.Extension[x509.ExtensionType]:
+    """An extension encoded to DER once, so that signing copies bytes.
+
+    `cryptography` encodes extension objects on every signature by reading their
+    attributes back from Python; a pre-encoded value is byte-for-byte the same
+    certificate for a fraction of the cost.
+    """
+    raw = x509.UnrecognizedExtension(value.oid, value.public_bytes())
+    return x509.Extension(value.oid, critical, raw)
+
+
+def encoded_ski(public_key: PublicKey) -> x509.Extension[x509.ExtensionType]:
+    """The SKI extension, DER-encoded directly (an OCTET STRING of the 20-byte digest)."""
+    raw = x509.UnrecognizedExtension(
+        ExtensionOID.SUBJECT_KEY_IDENTIFIER, b"\x04\x14" + ski_digest(public_key)
+    )
+    return x509.Extension(ExtensionOID.SUBJECT_KEY_IDENTIFIER, False, raw)
 
 
 @lru_cache(maxsize=64)

@@ -34,7 +34,7 @@ from meshops.pki import (
     issue_root,
     key_type_of,
 )
-from meshops.pki.leaf import _sign_leaf, leaf_sans
+from meshops.pki.leaf import leaf_sans, sign_leaf_with_names
 
 
 def _ext(
@@ -264,14 +264,14 @@ def test_leaf_of_node_a_is_rejected_when_node_b_ca_is_the_only_trust_anchor(
 def _forbidden_leaf(pki: Pki, sans: list[x509.GeneralName], cn: str = "api") -> x509.Certificate:
     """A leaf built past issue_leaf's spec, to prove the node CA's constraints hold."""
     ca = pki.node_cas["web-1"]
-    return _sign_leaf(
+    return sign_leaf_with_names(
         node_ca_cert=ca.cert,
         node_ca_key=ca.key,
         public_key=generate_key(pki.key_type).public_key(),
         common_name=cn,
         sans=sans,
-        not_before=NOW - timedelta(minutes=5),
-        not_after=NOW + timedelta(hours=1),
+        now=NOW,
+        ttl_seconds=HOUR,
         serial=7,
     )
 
@@ -424,3 +424,53 @@ def test_zero_ttl_is_a_clear_error(p256: Pki) -> None:
 def test_leaf_ttl_shorter_than_an_hour_is_honoured(p256: Pki) -> None:
     cert = p256.leaf(leaf_spec(ttl_seconds=0.5 * HOUR)).cert
     assert cert.not_valid_after_utc - cert.not_valid_before_utc == timedelta(minutes=35)
+
+
+def test_fast_path_encodes_exactly_what_the_plain_builder_would(pki: Pki) -> None:
+    """issue_leaf pre-encodes its extensions; the certificate must not differ by a byte."""
+    from cryptography.x509.oid import ExtensionOID as OID
+
+    ca = pki.node_cas["web-1"]
+    spec = leaf_spec(key_type=pki.key_type, ips=(ip_address("10.42.0.11"), ip_address("fd42::11")))
+    key = generate_key(pki.key_type).public_key()
+    fast = issue_leaf(
+        node_ca_cert=ca.cert, node_ca_key=ca.key, public_key=key, spec=spec, now=NOW, serial=99
+    )
+    parsed = fast.extensions
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(fast.subject)
+        .issuer_name(ca.cert.subject)
+        .public_key(key)
+        .serial_number(99)
+        .not_valid_before(fast.not_valid_before_utc)
+        .not_valid_after(fast.not_valid_after_utc)
+    )
+    for ext in parsed:
+        builder = builder.add_extension(ext.value, ext.critical)
+    plain = builder.sign(ca.key, fast.signature_hash_algorithm)  # type: ignore[arg-type]
+    assert fast.tbs_certificate_bytes == plain.tbs_certificate_bytes
+    assert [e.oid for e in parsed] == [
+        OID.BASIC_CONSTRAINTS,
+        OID.KEY_USAGE,
+        OID.EXTENDED_KEY_USAGE,
+        OID.SUBJECT_ALTERNATIVE_NAME,
+        OID.SUBJECT_KEY_IDENTIFIER,
+        OID.AUTHORITY_KEY_IDENTIFIER,
+    ]
+    ski = parsed.get_extension_for_class(x509.SubjectKeyIdentifier).value
+    assert ski == x509.SubjectKeyIdentifier.from_public_key(key)
+
+
+def test_out_of_range_serial_is_refused(p256: Pki) -> None:
+    ca = p256.node_cas["web-1"]
+    for serial in (0, -1, 2**159):
+        with pytest.raises(ValueError, match="serial"):
+            issue_leaf(
+                node_ca_cert=ca.cert,
+                node_ca_key=ca.key,
+                public_key=generate_key("ecdsa-p256").public_key(),
+                spec=leaf_spec(),
+                now=NOW,
+                serial=serial,
+            )
