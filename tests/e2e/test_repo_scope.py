@@ -281,8 +281,10 @@ def test_node_recipient_change_replaces_its_wireguard_key_and_node_ca(applied: M
     assert applied.actions() == {
         'wireguard.key["node-1"]': ["delete", "create"],
         'ca.node["node-1"]': ["delete", "create"],
+        "ca.crl": ["update"],  # the old node CA may be in a stolen host's hands
     }
     assert "node recipient changed" in plan.stdout
+    assert f"revokes node CA of node-1 (serial {old_state['ca']['serial']})" in plan.stdout
     assert "[session-reset]" in plan.stdout
     applied.apply()
     check_consistent(applied)
@@ -293,6 +295,10 @@ def test_node_recipient_change_replaces_its_wireguard_key_and_node_ca(applied: M
     for name in ("ca.key.age", "wg.key.age"):
         sealed = applied.state_dir / "nodes/node-1" / name
         assert age_decrypt(sealed, old_key.private_file).returncode != 0
+    crl = openssl("crl", "-in", str(applied.state_dir / "ca/crl.pem"), "-noout", "-text")
+    listed = crl.stdout.replace(":", "").upper()
+    assert old_state["ca"]["serial"].upper().lstrip("0") in listed
+    assert new_state["ca"]["serial"].upper().lstrip("0") not in listed
 
 
 def test_without_identity_plan_works_and_apply_fails_before_changing_anything(
