@@ -52,7 +52,7 @@ def compile_host(scope: HostScope) -> list[Resource[Any]]:
     mesh = scope.mesh
     out: list[Resource[Any]] = []
     bundle = read_bytes(scope.layout.root_cert) or b""
-    crl = read_bytes(scope.layout.crl) or b""
+    crl = crl_bundle(scope)
     for identity in mesh.identities_on(scope.node):
         ident = mesh.identities[identity]
         leaf = LeafResource(scope, identity)
@@ -79,6 +79,24 @@ def compile_host(scope: HostScope) -> list[Resource[Any]]:
     out += _wireguard(scope)
     out.append(HostsResource(scope))
     return out
+
+
+NODE_CRL = "crl.pem"  # state/nodes/<node>/crl.pem: an (empty) CRL signed by that node CA
+
+
+def crl_bundle(scope: HostScope) -> bytes:
+    """The root's CRL followed by every node CA's own CRL found in state/.
+
+    A verifier that checks CRLs along the whole chain (nginx's `ssl_crl` turns on
+    OpenSSL's CRL_CHECK_ALL) refuses a leaf whose issuing node CA has published no CRL
+    ("unable to get certificate CRL"), so the node CAs' CRLs travel with the root's.
+    """
+    from meshops.providers.files import read_bytes
+
+    parts = [read_bytes(scope.layout.crl) or b""]
+    for node in sorted(scope.mesh.nodes):
+        parts.append(read_bytes(scope.layout.node_dir(node) / NODE_CRL) or b"")
+    return b"".join(p if p.endswith(b"\n") else p + b"\n" for p in parts if p)
 
 
 def _proxy(scope: HostScope, identity: str, follows: list[str]) -> list[Resource[Any]]:
