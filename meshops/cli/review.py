@@ -41,7 +41,9 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     else:
         head = revisions.read_commit(repo, args.head, mesh_path)
         ancestor = revisions.is_ancestor(repo, args.base, args.head)
-    review = build_review(base, head, base_is_ancestor=ancestor)
+    from meshops.gitops.plan_section import repo_plan
+
+    review = build_review(base, head, base_is_ancestor=ancestor, plan_section=repo_plan)
     if args.format == "json":
         from meshops.report.review_json import render_json
 
