@@ -7,4 +7,5 @@ export SOPS_DISABLE_VERSION_CHECK=1
 meshops validate -f examples/mesh.yaml
 demo=$(mktemp -d)
 cp examples/mesh.yaml "$demo/mesh.yaml"
-meshops -C "$demo" plan || true
+meshops -C "$demo" plan
+meshops -f examples/mesh.yaml graph
