@@ -149,13 +149,17 @@ class BedMesh:
     def wg_peers(self, node: str) -> set[str]:
         return set(self.wg(node, "peers").split())
 
-    def traffic(self, count: int = 2) -> None:
-        """Ping every pair over the overlay (makes handshakes); fail if one cannot."""
+    def traffic(self) -> None:
+        """Ping every pair over the overlay (makes handshakes); fail if one cannot.
+
+        One echo each: a first handshake takes milliseconds; a miss is retried."""
         failed = [
             (src, dst)
             for src in self.nodes
             for dst in self.nodes
-            if src != dst and not self.host(src).ping(self.overlay_ip(dst), count=count)
+            if src != dst
+            and not self.host(src).ping(self.overlay_ip(dst))
+            and not self.host(src).ping(self.overlay_ip(dst), count=3)
         ]
         assert not failed, f"no overlay connectivity for {failed}"
 
