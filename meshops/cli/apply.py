@@ -12,6 +12,7 @@ from meshops.cli.context import Context
 if TYPE_CHECKING:
     from meshops.engine.plan import Change, Plan
     from meshops.engine.run import ApplyResult
+    from meshops.engine.runtime import Runtime
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -20,6 +21,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--auto-approve", action="store_true", help="apply without asking (required off a tty)"
     )
     parser.add_argument("--quiet", action="store_true", help="print nothing when nothing changed")
+    parser.add_argument(
+        "--pull", action="store_true",
+        help="host scope: fetch the mesh repository first (trusted, no rewinds; see host.yaml)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--allow-rewind", action="store_true",
+        help="with --pull: accept a revision that does not descend from the last applied one",
+    )  # fmt: skip
 
 
 def run(args: argparse.Namespace, ctx: Context) -> int:
@@ -30,6 +39,8 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
 
     rt = make_runtime(ctx)
     saved = planfile.load(Path(args.planfile)) if args.planfile else None
+    if getattr(args, "pull", False):
+        _pull(ctx, rt, allow_rewind=bool(getattr(args, "allow_rewind", False)))
     scope = open_scope(ctx, rt)
     with lock.hold(scope.lock_path, "apply"):
         # plan again under the lock: what we apply is what is true now
@@ -72,6 +83,20 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
             ),
         )
     return 0
+
+
+def _pull(ctx: Context, rt: Runtime, *, allow_rewind: bool) -> None:
+    from meshops.cli.common import use_host_config
+    from meshops.errors import MeshError
+    from meshops.gitops.sync import pull
+
+    if ctx.resolve_node() is None:
+        raise MeshError("--pull is for host scope: pass --node NAME")
+    use_host_config(ctx, rt)
+    settings = (ctx.host_config() or {}).get("pull") or {}
+    lib = ctx.host_path("/var/lib/meshops")
+    pull(ctx.repo_dir, settings=settings, lib_dir=lib, host_path=ctx.host_path,
+         allow_rewind=allow_rewind)  # fmt: skip
 
 
 def _plan_id() -> str:
