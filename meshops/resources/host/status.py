@@ -6,7 +6,7 @@
     {"format_version": "1.0", "node": str, "mesh": str, "generated_at": ISO,
      "identities": [{"name", "spiffe_id", "status": "ok"|"due"|"expired"|"missing",
                      "serial", "not_after", "expires_in_seconds", "renew_at"}],
-     "node_ca": {"not_after", "expires_in_seconds"} | null,
+     "node_ca": {"serial", "not_after", "expires_in_seconds"} | null,
      "wireguard": {"interface", "present", "public_key", "listen_port", "addresses",
                    "peers": [{"node", "public_key", "endpoint", "allowed_ips",
                               "latest_handshake", "handshake_age_seconds",
@@ -24,6 +24,13 @@ from meshops.resources.host.scope import HostScope
 
 STATUS_FORMAT = "1.0"
 STALE_HANDSHAKE = 180  # seconds: WireGuard re-handshakes every 2 minutes on a live session
+
+
+# a node of the mesh that the device does not have: the same keys as a live peer
+_MISSING_PEER: dict[str, Any] = {
+    "endpoint": None, "allowed_ips": [], "latest_handshake": None,
+    "handshake_age_seconds": None, "rx_bytes": 0, "tx_bytes": 0, "state": "missing",
+}  # fmt: skip
 
 
 def collect(scope: HostScope, now: datetime) -> dict[str, Any]:
@@ -50,7 +57,8 @@ def _identity(scope: HostScope, name: str, now: datetime) -> dict[str, Any]:
     try:
         cert = load_certificates(path.read_bytes())[0]
     except Exception:
-        return {**entry, "status": "missing"}
+        return {**entry, "status": "missing", "serial": None, "not_after": None,
+                "expires_in_seconds": None, "renew_at": None}  # fmt: skip
     not_after = cert.not_valid_after_utc
     renew_at = renewal_time(
         cert, scope.mesh.leaf_renew_before(name), float(scope.mesh.leaf_ttl(name))
@@ -110,8 +118,7 @@ def _wireguard(scope: HostScope, now: datetime) -> dict[str, Any]:
     for node in sorted(scope.mesh.nodes):
         rec = scope.state.nodes.get(node)
         if node != scope.node and rec and rec.wireguard and rec.wireguard.public_key not in seen:
-            peers.append({"node": node, "public_key": rec.wireguard.public_key,
-                          "state": "missing"})  # fmt: skip
+            peers.append({**_MISSING_PEER, "node": node, "public_key": rec.wireguard.public_key})
     peers.sort(key=lambda p: (p["node"] or "~", p["public_key"]))
     return {
         "interface": name,
