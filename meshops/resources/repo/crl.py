@@ -73,9 +73,9 @@ class CRLResource(Resource[CRLLive]):
             except Exception:  # garbled: treated as absent below
                 data = None
         live = CRLLive(sha256_hex(data) if data is not None else None, serials, next_update, number)
-        crl = self.scope.state.crl
-        revoked = sorted(r.serial for r in crl.revoked)
-        return Observed(live, fingerprint_of(live.sha256, crl.number, revoked))
+        record = self.scope.state.crl
+        revoked = sorted(r.serial for r in record.revoked)
+        return Observed(live, fingerprint_of(live.sha256, record.number, revoked))
 
     def plan(self, observed: Observed[CRLLive], rt: Runtime) -> Change:
         live = observed.value
