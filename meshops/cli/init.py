@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import argparse
 import re
-import shutil
-import subprocess
-from importlib import resources
 from pathlib import Path
 
 from meshops.cli.context import Context
@@ -24,6 +21,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, ctx: Context) -> int:
+    import shutil
+    import subprocess
+    from importlib import resources
+
     from meshops.errors import MeshError
     from meshops.model import load_text
     from meshops.model.types import NAME_RE, Recipient

@@ -36,13 +36,23 @@ from meshops.model.types import (
 SUPPORTED_VERSION = 1
 
 
+# Plain functions, not `list`/`dict`: pydantic inspects each factory's signature, and a
+# builtin's costs a tokenizer run on its text signature, at every start-up.
+def _list() -> list[Any]:
+    return []
+
+
+def _dict() -> dict[Any, Any]:
+    return {}
+
+
 def _as_list(value: Any) -> Any:
     """Accept a single value where a list is expected (`to: api` == `to: [api]`)."""
     return [value] if isinstance(value, str) else value
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, defer_build=True)
 
 
 class MeshInfo(Strict):
@@ -60,7 +70,7 @@ class CA(Strict):
     root_ttl: Duration = Duration.parse("87600h")
     node_ca_ttl: Duration = Duration.parse("720h")
     recipients: list[Recipient] = Field(
-        default_factory=list, description="who may unseal the root key"
+        default_factory=_list, description="who may unseal the root key"
     )
 
 
@@ -111,9 +121,9 @@ class Node(Strict):
     recipient: Recipient
     address: IPv4Address | None = None
     address6: IPv6Address | None = None
-    labels: dict[str, str] = Field(default_factory=dict)
-    dns: list[DnsName] = Field(default_factory=list)
-    ips: list[IPv4Address | IPv6Address] = Field(default_factory=list)
+    labels: dict[str, str] = Field(default_factory=_dict)
+    dns: list[DnsName] = Field(default_factory=_list)
+    ips: list[IPv4Address | IPv6Address] = Field(default_factory=_list)
 
 
 class Proxy(Strict):
@@ -121,7 +131,7 @@ class Proxy(Strict):
     listen: int = Field(ge=1, le=65535)
     upstream: Endpoint
     config: str | None = Field(default=None, description="absolute path of the rendered config")
-    reload: list[str] = Field(default_factory=list, description="argv run after a change")
+    reload: list[str] = Field(default_factory=_list, description="argv run after a change")
 
     @field_validator("config")
     @classmethod
@@ -149,11 +159,11 @@ class Identity(Strict):
     ttl: Duration | None = None
     key_type: KeyType | None = None
     renew_before: RenewBefore | None = None
-    dns: list[DnsName] = Field(default_factory=list)
-    ips: list[IPv4Address | IPv6Address] = Field(default_factory=list)
+    dns: list[DnsName] = Field(default_factory=_list)
+    ips: list[IPv4Address | IPv6Address] = Field(default_factory=_list)
     proxy: Proxy | None = None
     outputs: Outputs | None = None
-    on_renew: list[list[str]] = Field(default_factory=list)
+    on_renew: list[list[str]] = Field(default_factory=_list)
 
     @field_validator("on_renew")
     @classmethod
@@ -240,11 +250,11 @@ class Mesh(Strict):
     certs: Certs = Field(default_factory=Certs)
     wireguard: WireGuard = Field(default_factory=WireGuard)
     mtls: MTLS = Field(default_factory=MTLS)
-    nodes: dict[Name, Node] = Field(default_factory=dict)
-    identities: dict[Name, Identity] = Field(default_factory=dict)
-    groups: dict[Name, list[Name]] = Field(default_factory=dict)
-    policies: list[Policy] = Field(default_factory=list)
-    tests: list[PolicyTest] = Field(default_factory=list)
+    nodes: dict[Name, Node] = Field(default_factory=_dict)
+    identities: dict[Name, Identity] = Field(default_factory=_dict)
+    groups: dict[Name, list[Name]] = Field(default_factory=_dict)
+    policies: list[Policy] = Field(default_factory=_list)
+    tests: list[PolicyTest] = Field(default_factory=_list)
 
     @field_validator("version", mode="before")
     @classmethod
