@@ -10,8 +10,12 @@ IDENTITY = "/etc/meshops/host.key"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from meshops.cli.main import _add_globals
+
     sub = parser.add_subparsers(dest="host_command", metavar="SUBCOMMAND", required=True)
     init = sub.add_parser("init", help="create this host's age identity (0600)")
+    # like every command, `host init` takes --root/--node after its name too
+    _add_globals(init, top=False)
     init.add_argument("--repo", help="path of the mesh repository checkout, saved in host.yaml")
     init.add_argument("--force", action="store_true", help="replace an existing identity")
 
@@ -21,15 +25,19 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     from meshops.providers.files import write_atomic
     from meshops.secrets import generate_age_identity
 
+    if not ctx.node:
+        # host.yaml without `node:` would make every later command on this host fail
+        raise MeshError(
+            "host init records which node this host is: pass --node NAME",
+            hint="NAME is the key this host gets under `nodes:` in mesh.yaml (or set MESHOPS_NODE)",
+        )
     key_path = ctx.host_path(IDENTITY)
     if key_path.exists() and not args.force:
         raise MeshError(f"{key_path} already exists", hint="pass --force to replace it")
     secret, recipient = generate_age_identity()
     write_atomic(key_path, (secret.strip() + "\n").encode(), mode=0o600)
     config_path = ctx.host_path("/etc/meshops/host.yaml")
-    lines = ["# meshops host configuration"]
-    if ctx.node:
-        lines.append(f"node: {ctx.node}")
+    lines = ["# meshops host configuration", f"node: {ctx.node}"]
     if args.repo:
         lines.append(f"repo: {args.repo}")
     lines.append(f"identity: {IDENTITY}")

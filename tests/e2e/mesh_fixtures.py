@@ -103,9 +103,10 @@ class BedMesh:
         timeout: float = 120,
     ) -> Result:
         """`meshops -C REPO <args> --node NODE --root ROOT [--identity KEY]` inside the
-        node's host. With `check`, a non-zero exit fails the test (exit 2 too)."""
+        node's host (a node without a key-ring key uses its host.yaml identity). With
+        `check`, a non-zero exit fails the test (exit 2 too)."""
         argv = [MESHOPS, "--no-color", "-C", str(self.repo.path)]
-        if identity:
+        if identity and node in self.keys:
             argv += ["--identity", str(self.keys[node].private_file)]
         argv += [*args, "--node", node, "--root", str(self.roots[node])]
         proc = self.host(node).run(argv, env=CLEAN_ENV, check=False, timeout=timeout)
@@ -177,19 +178,25 @@ def bed_mesh(
     identities: dict[str, Any] | None = None,
     groups: dict[str, list[str]] | None = None,
     policies: list[dict[str, Any]] | None = None,
+    spare: Sequence[str] = (),
     **sections: Any,
 ) -> Iterator[BedMesh]:
     """A started test bed (one host per node) and a mesh repository for it.
 
-    Nothing is applied yet; the bed is torn down (every process killed) on exit.
+    `spare` hosts are started (with a root directory each) but are not in mesh.yaml:
+    room for a node that joins later. Nothing is applied yet; the bed is torn down
+    (every process killed) on exit.
     """
     pool = host_key_pool(keyring)
     if len(nodes) > len(pool):
         raise ValueError(f"the key ring has {len(pool)} host keys, {len(nodes)} nodes asked")
-    with TestBed(len(nodes), names=list(nodes)) as bed:
+    with TestBed(len(nodes) + len(spare), names=[*nodes, *spare]) as bed:
         repo = new_repo(directory / "mesh", keyring, nodes=0, **sections)
         roots = {}
-        for index, (node, host) in enumerate(zip(nodes, bed.hosts, strict=True)):
+        for name in spare:
+            roots[name] = directory / f"root-{name}"
+            roots[name].mkdir(parents=True)
+        for index, (node, host) in enumerate(zip(nodes, bed.hosts, strict=False)):
             repo.host_keys[node] = pool[index]
             repo.data["nodes"][node] = {
                 "endpoint": f"{host.underlay_ip}:{WG_PORT}",

@@ -18,14 +18,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from mesh_fixtures import BedMesh, bed_mesh, converged, openssl
-from test_repo_support import KeyRing, Unsealed, assert_no_secret_leaked, keyring
+from mesh_fixtures import CLEAN_ENV, BedMesh, bed_mesh, converged, openssl
+from test_repo_support import MESHOPS, KeyRing, Unsealed, assert_no_secret_leaked, keyring
 from testbed import unavailable_reason
 
 pytestmark = [pytest.mark.e2e, pytest.mark.netns]
 __all__ = ["keyring"]  # the session fixture, imported for pytest
 
 NODES = ("node-1", "node-2", "node-3")
+JOINER = "node-4"  # a spare host: joins the mesh in a test, set up by `meshops host init`
 IDENTITIES = {
     "web": {"nodes": ["node-1"]},
     "api": {"nodes": ["node-2", "node-3"], "dns": ["api.example.test"]},
@@ -38,7 +39,7 @@ def mesh(tmp_path_factory: pytest.TempPathFactory, keyring: KeyRing) -> Iterator
     if reason is not None:
         pytest.skip(reason)
     directory = tmp_path_factory.mktemp("host-scope")
-    with bed_mesh(directory, keyring, NODES, identities=IDENTITIES) as built:
+    with bed_mesh(directory, keyring, NODES, identities=IDENTITIES, spare=[JOINER]) as built:
         yield converged(built)
 
 
@@ -232,6 +233,47 @@ def test_changed_endpoint_updates_exactly_that_peer_in_place_on_the_other_hosts(
     mesh.traffic()
     for node in others:
         assert mesh.plan(node).returncode == 0
+
+
+def test_host_initialised_with_host_init_joins_and_applies_from_host_yaml_alone(
+    mesh: BedMesh, tmp_path: Path
+) -> None:
+    host, root = mesh.host(JOINER), mesh.roots[JOINER]
+    init = host.run(
+        [MESHOPS, "--no-color", "host", "init", "--node", JOINER,
+         "--repo", str(mesh.repo.path), "--root", str(root)],
+        env=CLEAN_ENV, cwd=tmp_path,
+    )  # fmt: skip
+    (recipient,) = [
+        ln.split(": ", 1)[1] for ln in init.stdout.splitlines() if ln.startswith("recipient: ")
+    ]
+    assert recipient.startswith("age1")
+    key_file = root / "etc/meshops/host.key"
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    secret = [ln for ln in key_file.read_text().splitlines() if ln.startswith("AGE-SECRET-KEY-1")]
+    assert len(secret) == 1 and secret[0] not in init.stdout + init.stderr
+
+    mesh.repo.data["nodes"][JOINER] = {
+        "endpoint": f"{host.underlay_ip}:51820",
+        "recipient": recipient,
+    }
+    mesh.apply_repo(f"add {JOINER}")
+    for node in mesh.nodes:
+        if node == JOINER:
+            continue
+        applied = mesh.apply(node)
+        assert f'+ wireguard.peer["{JOINER}"]: new peer' in applied.stdout
+        assert "~ hosts.block: 1 entries added, 0 removed" in applied.stdout
+        assert "Resources: 1 added, 1 changed, 0 destroyed." in applied.stdout
+    # no -C, --node or --identity: host.yaml under --root names all three
+    joined = host.run([MESHOPS, "--no-color", "--root", str(root), "apply", "--auto-approve"],
+                      env=CLEAN_ENV, cwd=tmp_path)  # fmt: skip
+    assert f"on the node {JOINER}" in joined.stdout
+    mesh.traffic()
+    assert mesh.wg_peers(JOINER) == {mesh.public_key(n) for n in mesh.nodes if n != JOINER}
+    again = host.run([MESHOPS, "--no-color", "--root", str(root), "plan", "--detailed-exitcode"],
+                     env=CLEAN_ENV, cwd=tmp_path, check=False)  # fmt: skip
+    assert again.returncode == 0, again.stdout + again.stderr
 
 
 def test_removed_node_is_dropped_everywhere_while_other_sessions_survive(
