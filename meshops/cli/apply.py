@@ -66,9 +66,14 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
             if not args.auto_approve:
                 _confirm(ctx)
         scope.preflight(plan, rt)
-        result = apply_plan(plan, scope.resources, rt, progress=_progress(ctx))
-        scope.record(plan, result, saved.plan_id if saved else _plan_id(), rt)
-        rt.forget_secrets()
+        result = None
+        try:
+            result = apply_plan(plan, scope.resources, rt, progress=_progress(ctx))
+        finally:
+            # also on an unexpected error: records what was done (state.yaml is batched)
+            scope.record(plan, result, saved.plan_id if saved else _plan_id(), rt)
+            rt.forget_secrets()
+    assert result is not None
     _summary(ctx, plan, result)
     if not result.ok:
         assert result.failed is not None and result.error is not None

@@ -75,6 +75,7 @@ def open_repo(loaded: Loaded, mesh_file: Path, repo_dir: Path, rt: Runtime) -> S
         if plan_id and result is not None and result.ok:
             repo_scope.state.applied_plan = plan_id
             repo_scope.save()
+        repo_scope.flush()  # state.yaml writes are batched during an apply
 
     applied = {repo_scope.state.applied_plan} if repo_scope.state.applied_plan else set()
     return Scope(

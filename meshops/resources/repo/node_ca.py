@@ -3,6 +3,7 @@ sealed to the node's recipient. Removing the node revokes it (see `ca.crl`)."""
 
 from __future__ import annotations
 
+import binascii
 import hashlib
 from dataclasses import dataclass
 from datetime import datetime
@@ -28,6 +29,22 @@ if TYPE_CHECKING:
 class NodeCALive:
     cert_sha256: str | None
     key_sha256: str | None
+    cert_fingerprint: str = ""  # of the first certificate in ca.crt; "" if unreadable
+
+
+def pem_fingerprint(data: bytes) -> str:
+    """`sha256:<hex>` of the first PEM certificate's DER, as `cert_fingerprint` gives,
+    without parsing the certificate (a thousand parses dominate a no-op plan)."""
+    begin, end = b"-----BEGIN CERTIFICATE-----", b"-----END CERTIFICATE-----"
+    start = data.find(begin)
+    stop = data.find(end, start)
+    if start < 0 or stop < 0:
+        return ""
+    try:
+        der = binascii.a2b_base64(data[start + len(begin) : stop])
+    except binascii.Error:
+        return ""
+    return "sha256:" + hashlib.sha256(der).hexdigest()
 
 
 def names_fingerprint(spec: NodeCASpec) -> str:
@@ -81,6 +98,7 @@ class NodeCAResource(Resource[NodeCALive]):
         live = NodeCALive(
             sha256_hex(cert) if cert is not None else None,
             sha256_hex(key) if key is not None else None,
+            pem_fingerprint(cert) if cert is not None else "",
         )
         rec = self.scope.state.nodes.get(self.node)
         recorded = vars(rec.ca) if rec and rec.ca else None
@@ -134,7 +152,7 @@ class NodeCAResource(Resource[NodeCALive]):
         mesh = self.scope.mesh
         if record is None or live.cert_sha256 is None or live.key_sha256 is None:
             return ("new node" if record is None else "node CA files missing"), Action.CREATE
-        if record.key_sha256 != live.key_sha256 or record.fingerprint != self._file_fingerprint():
+        if record.key_sha256 != live.key_sha256 or record.fingerprint != live.cert_fingerprint:
             return "files do not match state.yaml (interrupted apply or hand edit)", Action.REPLACE
         recipient = recipients_fingerprint([mesh.nodes[self.node].recipient])
         if record.recipients != recipient:
@@ -159,17 +177,6 @@ class NodeCAResource(Resource[NodeCALive]):
                 Action.REPLACE,
             )
         return "", Action.NOOP
-
-    def _file_fingerprint(self) -> str:
-        from meshops.pki.parse import cert_fingerprint, load_certificates
-
-        data = read_bytes(self.cert_path)
-        if data is None:
-            return ""
-        try:
-            return str(cert_fingerprint(load_certificates(data)[0]))
-        except Exception:  # a torn or garbled file is simply "not what we recorded"
-            return ""
 
     def _revoke_superseded(self, rt: Runtime) -> None:
         """Record the current node CA as revoked (saved with this resource's change)."""

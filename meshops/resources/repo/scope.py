@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from ipaddress import IPv4Address, IPv6Address, IPv6Network
@@ -19,6 +20,8 @@ if TYPE_CHECKING:
     from meshops.engine.resource import Resource
     from meshops.engine.runtime import Runtime
 
+# state.yaml is written at most this often during an apply (see RepoScope.save)
+MIN_FLUSH_INTERVAL = 0.5
 # the name `write_atomic` gives its temp files: `.<name>.meshops-tmp-<pid>`
 TEMP_GLOB = ".*.meshops-tmp-*"
 ROOT_KEY_NEED = "root CA key (an identity among ca.recipients)"
@@ -50,6 +53,9 @@ class RepoScope:
     addresses6: dict[str, IPv6Address]
     removed: list[str]
     _sealer: Any = field(default=None, repr=False)
+    _dirty: bool = field(default=False, repr=False)
+    _last_flush: float = field(default=0.0, repr=False)  # time.monotonic() of it
+    _flush_cost: float = field(default=0.0, repr=False)  # seconds the last one took
 
     @property
     def mesh(self) -> Any:
@@ -64,8 +70,31 @@ class RepoScope:
         return self._sealer
 
     def save(self) -> None:
+        """Record the state after a change; every resource calls it.
+
+        Writing state.yaml after each change keeps an interrupted apply cheap to
+        converge, but each write costs O(nodes), O(nodes²) per apply on a big mesh.
+        So a write is deferred while the last one is recent (within 20 times its own
+        cost, and at least half a second), and `flush` writes what is pending at the
+        end of every apply. Deferring is safe: the file only ever lags behind the
+        sealed files, and a sealed file whose hash state.yaml does not vouch for is
+        replaced by the next run.
+        """
+        self._dirty = True
+        since = time.monotonic() - self._last_flush
+        if since >= max(MIN_FLUSH_INTERVAL, 20 * self._flush_cost):
+            self.flush()
+
+    def flush(self) -> None:
+        """Write state.yaml now if a change is pending."""
+        if not self._dirty:
+            return
+        started = time.monotonic()
         self.state.mesh = self.mesh.mesh.name
         save_state(self.layout, self.state)
+        self._dirty = False
+        self._last_flush = time.monotonic()
+        self._flush_cost = self._last_flush - started
 
     def sweep_temp_files(self) -> list[Path]:
         """Remove temp files an apply killed mid-write left under state/.

@@ -74,7 +74,10 @@ def test_plan_json_has_the_documented_fields() -> None:
     json.dumps(data)  # serialisable
 
 
-@given(st.text(min_size=1).filter(lambda s: "[" not in s), st.text())
+@given(
+    st.from_regex(r"[a-z][a-z._]{0,20}", fullmatch=True),
+    st.from_regex(r"[A-Za-z0-9][A-Za-z0-9._-]{0,30}", fullmatch=True),
+)
 def test_split_address_recovers_type_and_name(kind: str, name: str) -> None:
     address = f'{kind}["{name}"]'
     assert split_address(address) == (kind, name)

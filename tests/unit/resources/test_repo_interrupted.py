@@ -33,13 +33,16 @@ class Repo:
         scope, rt = self.scope()
         return make_plan(scope.name, scope.resources, rt), scope, rt
 
-    def apply(self, *, stop_before: int | None = None) -> Plan:
-        """Apply the fresh plan, or only its first `stop_before` changes."""
+    def apply(self, *, stop_before: int | None = None, record: bool = True) -> Plan:
+        """Apply the fresh plan, or only its first `stop_before` changes; then record
+        the outcome as `meshops apply` does, unless `record=False` (a SIGKILL)."""
         plan, scope, rt = self.plan()
         todo = plan.actionable if stop_before is None else plan.actionable[:stop_before]
         partial = Plan(plan.scope, todo, plan.fingerprint)
         result = apply_plan(partial, scope.resources, rt)
         assert result.ok, result.error
+        if record:
+            scope.record(partial, result, None, rt)
         return plan
 
 
@@ -49,10 +52,13 @@ def repo(tmp_path: Path) -> Repo:
     return Repo(tmp_path / "mesh", make_mesh(nodes=3))
 
 
-def test_an_apply_stopped_after_any_change_converges_on_the_next_run(repo: Repo) -> None:
+@pytest.mark.parametrize("record", [True, False], ids=["stopped", "killed"])
+def test_an_apply_stopped_after_any_change_converges_on_the_next_run(
+    repo: Repo, record: bool
+) -> None:
     total = len(repo.plan()[0].actionable)
     for stop in range(total):
-        repo.apply(stop_before=stop)
+        repo.apply(stop_before=stop, record=record)
         repo.apply()
         assert not repo.plan()[0].has_changes, f"not converged after stopping at {stop}"
         # new work for the next round: re-key node-2

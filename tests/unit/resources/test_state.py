@@ -107,3 +107,20 @@ def test_crl_record_revokes_each_serial_once() -> None:
     crl.revoke(Revoked("a", "1f", "t", "u"))
     crl.revoke(Revoked("a", "1f", "t2", "u2"))
     assert [r.revoked_at for r in crl.revoked] == ["t"]
+
+
+def test_the_parse_cache_is_used_only_for_the_same_bytes(tmp_path: Path) -> None:
+    (tmp_path / ".git").mkdir()
+    layout = StateLayout(tmp_path)
+    doc = StateDoc(mesh="demo", nodes={"a": NodeRecord(address="10.42.0.1")})
+    save_state(layout, doc)
+    cache = tmp_path / ".git/meshops-state-cache.json"
+    assert cache.exists()
+    assert load_state(layout) == doc
+    # a hand edit (or a checkout) changes the bytes: the cache is ignored, then refreshed
+    text = layout.state_file.read_text().replace("10.42.0.1", "10.42.0.2")
+    layout.state_file.write_text(text)
+    assert load_state(layout).nodes["a"].address == "10.42.0.2"
+    cache.write_text("{not json")
+    assert load_state(layout).nodes["a"].address == "10.42.0.2"
+    assert load_state(layout).nodes["a"].address == "10.42.0.2"
