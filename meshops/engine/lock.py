@@ -27,6 +27,8 @@ def _boot_id() -> str:
 
 
 def _describe(record: dict[str, object]) -> str:
+    if not record:
+        return "a run that has not recorded itself yet"
     since = record.get("since")
     age = ""
     if isinstance(since, int | float):
@@ -53,7 +55,7 @@ def hold(path: Path, operation: str, *, wait: float = 0.0) -> Iterator[None]:
             except BlockingIOError:
                 if time.monotonic() >= deadline:
                     raise LockHeld(
-                        f"another meshops run holds {path}: {_describe(_read(fd))}",
+                        f"another meshops run holds {path}: {_describe(_holder(fd))}",
                         hint="wait for it to finish; the lock frees itself if that run dies",
                     ) from None
                 time.sleep(0.1)
@@ -73,6 +75,17 @@ def hold(path: Path, operation: str, *, wait: float = 0.0) -> Iterator[None]:
                 os.ftruncate(fd, 0)
     finally:
         os.close(fd)  # closing releases the flock
+
+
+def _holder(fd: int) -> dict[str, object]:
+    """The holder's record; it writes it just after taking the lock, so wait a moment
+    for it rather than name nobody."""
+    for _ in range(20):
+        record = _read(fd)
+        if record:
+            return record
+        time.sleep(0.025)
+    return {}
 
 
 def _read(fd: int) -> dict[str, object]:

@@ -156,3 +156,18 @@ def test_plan_counts_a_replace_as_one_add_and_one_destroy() -> None:
     )
     assert plan.counts() == {"add": 1, "change": 1, "destroy": 2}
     assert plan.needs() == ["root CA key"]
+
+
+def test_lock_refuses_a_second_holder_naming_the_first(tmp_path: Any) -> None:
+    import os
+
+    from meshops.engine import lock
+    from meshops.errors import LockHeld
+
+    path = tmp_path / "meshops.lock"
+    holder = rf"holds {path}: pid {os.getpid()} on .*\(apply"
+    with lock.hold(path, "apply"), pytest.raises(LockHeld, match=holder):  # noqa: SIM117
+        with lock.hold(path, "apply"):
+            pass  # pragma: no cover
+    with lock.hold(path, "apply"):  # released after the block
+        pass
