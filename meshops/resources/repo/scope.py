@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -171,8 +172,18 @@ def open_repo_scope(loaded: Loaded, repo_dir: Path, now: datetime) -> RepoScope:
     recorded = {name: rec.address for name, rec in state.nodes.items()}
     addresses = allocate_all(mesh.wireguard.network, pinned, recorded, quarantined)
     addresses6 = _allocate6(mesh.wireguard.network6, mesh, addresses)
-    removed = sorted(set(state.nodes) - set(mesh.nodes))
+    removed = sorted((set(state.nodes) | _node_dirs(layout)) - set(mesh.nodes))
     return RepoScope(loaded, layout, state, addresses, addresses6, removed)
+
+
+def _node_dirs(layout: StateLayout) -> set[str]:
+    """Nodes with a directory under state/nodes/. Files of a node can exist before
+    state.yaml records it (its writes are batched), so an apply killed after adding a
+    node, followed by the node's removal, leaves files only this finds."""
+    try:
+        return {e.name for e in os.scandir(layout.dir / "nodes") if e.is_dir()}
+    except (FileNotFoundError, NotADirectoryError):
+        return set()
 
 
 def _allocate6(

@@ -102,3 +102,23 @@ def test_temp_files_left_by_a_killed_apply_are_swept_by_the_next_apply(repo: Rep
     assert not junk.exists()
     assert not orphan_dir.exists()
     assert (repo.path / "state/nodes/node-1/wg.key.age").exists()
+
+
+def test_files_of_a_node_state_yaml_never_recorded_are_removed_with_the_node(
+    repo: Repo,
+) -> None:
+    # an apply killed after writing a new node's files but before state.yaml caught
+    # up, then the node taken out of mesh.yaml: only the files say it existed
+    repo.apply()
+    import shutil
+
+    shutil.copytree(repo.path / "state/nodes/node-1", repo.path / "state/nodes/stray")
+    plan = repo.plan()[0]
+    stray = {c.address: c.action for c in plan.actionable if '"stray"' in c.address}
+    assert stray == {
+        'wireguard.key["stray"]': Action.DELETE,
+        'ca.node["stray"]': Action.DELETE,
+    }
+    repo.apply()
+    assert not (repo.path / "state/nodes/stray").exists()
+    assert not repo.plan()[0].has_changes
