@@ -211,50 +211,6 @@ def bed_mesh(
         yield BedMesh(repo, bed, roots, dict(repo.host_keys))
 
 
-def publish_node_crls(mesh: BedMesh) -> list[str]:
-    """Stand-in for the repo scope until it publishes one: an empty CRL signed by each
-    node CA, valid for the node CA's lifetime, at state/nodes/<node>/crl.pem (the host
-    scope appends these to the root's CRL in every identity's crl.pem, which nginx
-    needs). The node CA key is opened with the node's host key by stock `age`, in
-    memory. Nodes that already have one are left alone; returns the nodes done."""
-    from datetime import UTC, datetime, timedelta
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-
-    done = []
-    for node in mesh.nodes:
-        node_dir = mesh.repo.state_dir / "nodes" / node
-        if (node_dir / "crl.pem").exists():
-            continue
-        opened = subprocess.run(
-            ["age", "-d", "-i", str(mesh.keys[node].private_file), str(node_dir / "ca.key.age")],
-            capture_output=True,
-            check=True,
-        )
-        key = serialization.load_pem_private_key(opened.stdout, password=None)
-        ca = x509.load_pem_x509_certificate((node_dir / "ca.crt").read_bytes())
-        now = datetime.now(UTC)
-        ski = ca.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
-        builder = (
-            x509.CertificateRevocationListBuilder()
-            .issuer_name(ca.subject)
-            .last_update(now - timedelta(minutes=5))
-            .next_update(ca.not_valid_after_utc)
-            .add_extension(x509.CRLNumber(1), critical=False)
-            .add_extension(
-                x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski),
-                critical=False,
-            )
-        )
-        crl = builder.sign(key, hashes.SHA256())  # type: ignore[arg-type]
-        (node_dir / "crl.pem").write_bytes(crl.public_bytes(serialization.Encoding.PEM))
-        done.append(node)
-    if done:
-        mesh.repo.commit("node CA CRLs (test stand-in)")
-    return done
-
-
 def converged(mesh: BedMesh) -> BedMesh:
     """Apply at repo scope, then on every host; the mesh is up when this returns."""
     mesh.apply_repo("initial state")

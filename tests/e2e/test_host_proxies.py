@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from mesh_fixtures import BedMesh, bed_mesh, openssl, publish_node_crls, wait_for_port
+from mesh_fixtures import BedMesh, bed_mesh, openssl, wait_for_port
 from test_repo_support import KeyRing, Unsealed, assert_no_secret_leaked, keyring
 from testbed import unavailable_reason
 
@@ -144,7 +144,6 @@ def proxies(tmp_path_factory: pytest.TempPathFactory, keyring: KeyRing) -> Itera
     with bed_mesh(directory, keyring, ["n1", "n2"], identities=IDENTITIES,
                   policies=POLICIES) as built:  # fmt: skip
         built.apply_repo("initial state")
-        publish_node_crls(built)  # nginx checks a CRL for every CA in the chain
         built.apply_all()
         mesh = built
         n1 = mesh.host("n1")
@@ -238,11 +237,6 @@ def test_caller_without_a_mesh_certificate_is_refused_before_the_upstream(
     assert proxies.reached()[before:] == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="repo scope does not publish node-CA CRLs yet (state/nodes/<node>/crl.pem); "
-    "the fixture's publish_node_crls stands in, remove it when this passes",
-)
 def test_repo_scope_publishes_a_crl_per_node_ca(tmp_path: Path, keyring: KeyRing) -> None:
     from test_repo_support import new_repo
 

@@ -279,8 +279,8 @@ def check_consistent(repo: MeshRepo, unsealed: Unsealed | None = None) -> None:
     - `plan --detailed-exitcode` exits 0;
     - the root key opens with the operator identity (stock age) and matches root.crt;
     - per node: ca.key.age opens with the host key and matches ca.crt, which chains to
-      the root; wg.key.age opens and its public key equals state.yaml's; another node's
-      host key does not open them;
+      the root; crl.pem is signed by that node CA; wg.key.age opens and its public key
+      equals state.yaml's; another node's host key does not open them;
     - nothing but what the contract lists lives under state/ (no leftover temp files).
     """
     result = repo.plan()
@@ -308,13 +308,17 @@ def check_consistent(repo: MeshRepo, unsealed: Unsealed | None = None) -> None:
         )
         chain = openssl("verify", "-CAfile", str(ca_dir / "root.crt"), str(node_dir / "ca.crt"))
         assert chain.returncode == 0, f"{name}: {chain.stdout}{chain.stderr}"
+        crl = openssl("crl", "-noout", "-CAfile", str(node_dir / "ca.crt"),
+                      "-in", str(node_dir / "crl.pem"))  # fmt: skip
+        assert crl.returncode == 0, f"{name}: node CA's CRL: {crl.stderr}"
         wg = age_decrypt(node_dir / "wg.key.age", host.private_file)
         assert wg.returncode == 0, f"{name}: {wg.stderr!r}"
         assert len(base64.b64decode(wg.stdout.strip())) == 32
         assert wg_pubkey(wg.stdout.decode()) == state["nodes"][name]["wireguard"]["public_key"]
         if unsealed is not None:
             unsealed.texts += [_pem_body(key.stdout), wg.stdout.decode().strip()]
-        expected |= {f"state/nodes/{name}/{f}" for f in ("ca.crt", "ca.key.age", "wg.key.age")}
+        node_files = ("ca.crt", "ca.key.age", "crl.pem", "wg.key.age")
+        expected |= {f"state/nodes/{name}/{f}" for f in node_files}
     present = {str(p.relative_to(repo.path)) for p in repo.state_dir.rglob("*") if p.is_file()}
     assert present == expected, f"unexpected files: {sorted(present ^ expected)}"
     assert sorted(state["nodes"]) == nodes

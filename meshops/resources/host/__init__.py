@@ -81,9 +81,6 @@ def compile_host(scope: HostScope) -> list[Resource[Any]]:
     return out
 
 
-NODE_CRL = "crl.pem"  # state/nodes/<node>/crl.pem: an (empty) CRL signed by that node CA
-
-
 def crl_bundle(scope: HostScope) -> bytes:
     """The root's CRL followed by every node CA's own CRL found in state/.
 
@@ -95,7 +92,7 @@ def crl_bundle(scope: HostScope) -> bytes:
 
     parts = [read_bytes(scope.layout.crl) or b""]
     for node in sorted(scope.mesh.nodes):
-        parts.append(read_bytes(scope.layout.node_dir(node) / NODE_CRL) or b"")
+        parts.append(read_bytes(scope.layout.node_crl(node)) or b"")
     return b"".join(p if p.endswith(b"\n") else p + b"\n" for p in parts if p)
 
 

@@ -30,6 +30,7 @@ class NodeCALive:
     cert_sha256: str | None
     key_sha256: str | None
     cert_fingerprint: str = ""  # of the first certificate in ca.crt; "" if unreadable
+    crl_sha256: str | None = None
 
 
 def pem_fingerprint(data: bytes) -> str:
@@ -84,6 +85,7 @@ class NodeCAResource(Resource[NodeCALive]):
         self.depends_on = ("ca.root", f'ipam.address["{node}"]')
         self.cert_path = scope.layout.node_ca_cert(node)
         self.key_path = scope.layout.node_ca_key(node)
+        self.crl_path = scope.layout.node_crl(node)
 
     def _spec(self) -> NodeCASpec:
         from meshops.pki import NodeCASpec
@@ -95,14 +97,18 @@ class NodeCAResource(Resource[NodeCALive]):
     def read(self, rt: Runtime) -> Observed[NodeCALive]:
         cert = read_bytes(self.cert_path)
         key = read_bytes(self.key_path)
+        crl = read_bytes(self.crl_path)
         live = NodeCALive(
             sha256_hex(cert) if cert is not None else None,
             sha256_hex(key) if key is not None else None,
             pem_fingerprint(cert) if cert is not None else "",
+            sha256_hex(crl) if crl is not None else None,
         )
         rec = self.scope.state.nodes.get(self.node)
         recorded = vars(rec.ca) if rec and rec.ca else None
-        return Observed(live, fingerprint_of(live.cert_sha256, live.key_sha256, recorded))
+        return Observed(
+            live, fingerprint_of(live.cert_sha256, live.key_sha256, live.crl_sha256, recorded)
+        )
 
     def plan(self, observed: Observed[NodeCALive], rt: Runtime) -> Change:
         live = observed.value
@@ -119,7 +125,8 @@ class NodeCAResource(Resource[NodeCALive]):
             else None
         )
         if self.node not in self.scope.mesh.nodes:
-            if record is None and live.cert_sha256 is None and live.key_sha256 is None:
+            files = (live.cert_sha256, live.key_sha256, live.crl_sha256)
+            if record is None and files == (None, None, None):
                 return Change(self.address, Action.NOOP)
             serial = f" (serial {record.serial})" if record else ""
             return Change(
@@ -154,6 +161,11 @@ class NodeCAResource(Resource[NodeCALive]):
             return ("new node" if record is None else "node CA files missing"), Action.CREATE
         if record.key_sha256 != live.key_sha256 or record.fingerprint != live.cert_fingerprint:
             return "files do not match state.yaml (interrupted apply or hand edit)", Action.REPLACE
+        if record.crl_sha256 != live.crl_sha256:
+            # only the node CA's key can sign its CRL, and repo scope holds it only
+            # while issuing: a missing or altered CRL means issuing afresh
+            what = "missing" if live.crl_sha256 is None else "does not match state.yaml"
+            return f"node CA's CRL {what}", Action.REPLACE
         recipient = recipients_fingerprint([mesh.nodes[self.node].recipient])
         if record.recipients != recipient:
             return "node recipient changed: new key sealed to the new recipient", Action.REPLACE
@@ -196,6 +208,7 @@ class NodeCAResource(Resource[NodeCALive]):
         if change.action is Action.DELETE:
             remove(self.key_path)
             remove(self.cert_path)
+            remove(self.crl_path)
             rec = scope.state.nodes.get(self.node)
             prune_empty_dirs(self.scope.layout.node_dir(self.node), stop=self.scope.layout.dir)
             self._revoke_superseded(rt)
@@ -209,6 +222,7 @@ class NodeCAResource(Resource[NodeCALive]):
             issue_node_ca,
             private_pem,
         )
+        from meshops.pki.crl import build_crl, crl_pem
         from meshops.pki.parse import cert_fingerprint
 
         mesh = scope.mesh
@@ -229,6 +243,19 @@ class NodeCAResource(Resource[NodeCALive]):
         # that do not match state.yaml, which the next plan replaces
         write_atomic(self.key_path, sealed, mode=0o600)
         write_atomic(self.cert_path, cert_pem(cert), mode=0o644)
+        # the node CA revokes nothing (a leaf lives for hours), but verifiers that
+        # check the whole chain want a CRL from it: one, valid for the CA's lifetime
+        crl = crl_pem(
+            build_crl(
+                issuer_cert=cert,
+                issuer_key=key,
+                revoked=[],
+                number=1,
+                now=rt.now,
+                next_update_seconds=(cert.not_valid_after_utc - rt.now).total_seconds(),
+            )
+        )
+        write_atomic(self.crl_path, crl, mode=0o644)
         self._revoke_superseded(rt)
         scope.state.node(self.node).ca = CertRecord(
             fingerprint=cert_fingerprint(cert),
@@ -239,5 +266,6 @@ class NodeCAResource(Resource[NodeCALive]):
             recipients=recipients_fingerprint([recipient]),
             names=names_fingerprint(spec),
             issuer=cert_fingerprint(root_cert),
+            crl_sha256=sha256_hex(crl),
         )
         scope.save()

@@ -37,6 +37,7 @@ class CertRecord:
     recipients: str = ""  # fingerprint of the recipients the key is sealed to
     names: str = ""  # fingerprint of the names a node CA is constrained to
     issuer: str = ""  # fingerprint of the issuing root
+    crl_sha256: str = ""  # sha256 of the (empty) CRL a node CA publishes beside itself
 
 
 @dataclass
@@ -217,6 +218,11 @@ class StateLayout:
 
     def node_ca_key(self, node: str) -> Path:
         return self.node_dir(node) / f"ca.key{self.suffix}"
+
+    def node_crl(self, node: str) -> Path:
+        """An empty CRL signed by the node CA, valid for its lifetime: verifiers that
+        check CRLs along the whole chain (nginx) need one from every CA in it."""
+        return self.node_dir(node) / "crl.pem"
 
     def wg_key(self, node: str) -> Path:
         return self.node_dir(node) / f"wg.key{self.suffix}"
