@@ -37,6 +37,9 @@ class Runtime:
     def remember_secret(self, name: str, plaintext: bytes) -> None:
         self._secrets[name] = plaintext
 
+    def has_secret(self, name: str) -> bool:
+        return name in self._secrets
+
     def secret(self, name: str, load: Callable[[], bytes]) -> bytes:
         """A secret from this run's memory, else `load()` it (unseal) and remember it."""
         if name not in self._secrets:
