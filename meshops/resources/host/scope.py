@@ -44,7 +44,11 @@ class HostScope:
         return self.state.nodes[self.node]
 
     def host_path(self, path: str) -> Path:
-        return self.root / path.lstrip("/")
+        """`path` under `--root`; refused (MeshError naming the symlink) when a symlink
+        or `..` on the way would make a write there land outside the root."""
+        from meshops.providers.files import inside_root
+
+        return inside_root(self.root / path.lstrip("/"), self.root)
 
     def tls_dir(self, identity: str) -> Path:
         return self.host_path(f"{TLS_DIR}/{identity}")
