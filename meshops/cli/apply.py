@@ -11,8 +11,10 @@ from meshops.cli.context import Context
 
 if TYPE_CHECKING:
     from meshops.engine.plan import Change, Plan
+    from meshops.engine.planfile import SavedPlan
     from meshops.engine.run import ApplyResult
     from meshops.engine.runtime import Runtime
+    from meshops.gitops.sync import PullRefused
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -23,7 +25,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true", help="print nothing when nothing changed")
     parser.add_argument(
         "--pull", action="store_true",
-        help="host scope: fetch the mesh repository first (trusted, no rewinds; see host.yaml)",
+        help="host scope: fetch the mesh repository first (trusted, no rewinds; see host.yaml); "
+        "cron mode: prints nothing when nothing changed",
     )  # fmt: skip
     parser.add_argument(
         "--allow-rewind", action="store_true",
@@ -32,15 +35,45 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, ctx: Context) -> int:
-    from meshops.cli.common import make_runtime, open_scope
-    from meshops.engine import lock, planfile
-    from meshops.engine.run import apply_plan, make_plan
+    from meshops.cli.common import make_runtime
+    from meshops.engine import planfile
     from meshops.errors import MeshError
 
     rt = make_runtime(ctx)
     saved = planfile.load(Path(args.planfile)) if args.planfile else None
-    if getattr(args, "pull", False):
-        _pull(ctx, rt, allow_rewind=bool(getattr(args, "allow_rewind", False)))
+    if not getattr(args, "pull", False):
+        return _apply(args, ctx, rt, saved, quiet=bool(args.quiet))
+    if saved is not None:
+        raise MeshError(
+            "--pull cannot apply a saved plan: the plan was made at the revision it names",
+            hint="pull first (`meshops apply --pull`), or apply the plan without --pull",
+        )
+    # A refused pull leaves the checkout where it was; that revision is still applied
+    # (leaf renewals must not stop because the remote is unreachable or untrusted),
+    # then the refusal is the error. Cron mode: silent when nothing changed.
+    refused = _pull(ctx, rt, allow_rewind=bool(getattr(args, "allow_rewind", False)))
+    try:
+        code = _apply(args, ctx, rt, None, quiet=True)
+    except MeshError as exc:
+        if refused is None:
+            raise
+        raise MeshError(
+            f"{refused.message}; applying the kept revision failed too: {exc.message}",
+            hint=exc.hint or refused.hint,
+        ) from None
+    if refused is not None:
+        raise refused
+    return code
+
+
+def _apply(
+    args: argparse.Namespace, ctx: Context, rt: Runtime, saved: SavedPlan | None, *, quiet: bool
+) -> int:
+    from meshops.cli.common import open_scope
+    from meshops.engine import lock, planfile
+    from meshops.engine.run import apply_plan, make_plan
+    from meshops.errors import MeshError
+
     scope = open_scope(ctx, rt)
     with lock.hold(scope.lock_path, "apply"):
         # plan again under the lock: what we apply is what is true now
@@ -55,7 +88,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
                 applied_ids=scope.applied_ids,
             )
         if not plan.has_changes:
-            if not args.quiet:
+            if not quiet:
                 ctx.out("No changes. Nothing to apply.")
             scope.record(plan, None, None, rt)
             return 0
@@ -90,18 +123,28 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     return 0
 
 
-def _pull(ctx: Context, rt: Runtime, *, allow_rewind: bool) -> None:
+def _pull(ctx: Context, rt: Runtime, *, allow_rewind: bool) -> PullRefused | None:
+    """Move the checkout to the remote's newest acceptable revision; the refusal, if any."""
     from meshops.cli.common import use_host_config
     from meshops.errors import MeshError
-    from meshops.gitops.sync import pull
+    from meshops.gitops.sync import PullRefused, parse_settings, pull
 
     if ctx.resolve_node() is None:
-        raise MeshError("--pull is for host scope: pass --node NAME")
+        raise MeshError("--pull is for host scope: pass --node NAME (or set it in host.yaml)")
     use_host_config(ctx, rt)
-    settings = (ctx.host_config() or {}).get("pull") or {}
-    lib = ctx.host_path("/var/lib/meshops")
-    pull(ctx.repo_dir, settings=settings, lib_dir=lib, host_path=ctx.host_path,
-         allow_rewind=allow_rewind)  # fmt: skip
+    settings = parse_settings((ctx.host_config() or {}).get("pull"))
+    try:
+        pull(
+            ctx.repo_dir,
+            settings,
+            lib_dir=ctx.host_path("/var/lib/meshops"),
+            host_path=ctx.host_path,
+            mesh_file=ctx.mesh_file,
+            allow_rewind=allow_rewind,
+        )
+    except PullRefused as exc:
+        return exc
+    return None
 
 
 def _plan_id() -> str:

@@ -1,9 +1,10 @@
 """`meshops watch --node N`: reconcile this host continuously.
 
-Applies on start, then whenever the checkout changes (watchfiles), every pull interval
-(with `--pull`), and at the next certificate renewal deadline; one apply at a time;
-exponential backoff with jitter after errors; a line per run; clean exit on SIGTERM or
-SIGINT.
+Applies on start, then whenever the checkout changes (watchfiles), every pull interval,
+and at the next certificate renewal deadline; one apply at a time; exponential
+back-off with jitter after errors (but a new commit on the remote is tried at once); a
+line per run on stderr; clean exit on SIGTERM or SIGINT. It pulls (as `apply --pull`)
+when host.yaml has a `pull:` section or `--pull` is given.
 """
 
 from __future__ import annotations
@@ -12,89 +13,241 @@ import argparse
 import json
 import random
 import signal
+import sys
 import threading
 import time
+from collections.abc import Mapping
 from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
 
 from meshops.cli.context import Context
 
+FIRST_BACKOFF = 2.0
 MAX_BACKOFF = 300.0
+JITTER = 0.2  # a back-off is drawn from [1 - JITTER, 1 + JITTER] times its nominal length
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--pull", action="store_true", help="fetch the remote before each run")
     parser.add_argument(
-        "--interval", type=float, default=60.0, metavar="SECONDS",
-        help="longest wait between runs (the pull interval; default 60)",
+        "--pull", action="store_true",
+        help="fetch the remote before each run (the default when host.yaml has `pull:`)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--no-pull", action="store_true", help="never fetch; apply the checkout as it is"
+    )
+    parser.add_argument(
+        "--interval", type=float, default=None, metavar="SECONDS",
+        help="longest wait between runs (default: pull.interval in host.yaml, else 60)",
     )  # fmt: skip
     parser.add_argument("--allow-rewind", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--once", action="store_true", help="run one reconcile and exit")
 
 
+# -- the schedule (pure) -----------------------------------------------------------------
+
+
+def next_backoff(previous: float) -> float:
+    """The nominal back-off after one more error: 2 s, doubling, at most MAX_BACKOFF."""
+    return min(MAX_BACKOFF, max(FIRST_BACKOFF, previous * 2))
+
+
+def jittered(seconds: float, rng: random.Random) -> float:
+    return seconds * rng.uniform(1 - JITTER, 1 + JITTER)
+
+
+def seconds_to_renewal(status: Mapping[str, Any], now: datetime) -> float | None:
+    """Seconds until the earliest renewal deadline in a status.json document, plus one
+    (status times are whole seconds, truncated); None when none lies ahead.
+
+    A deadline already past is skipped: the apply that just ran did not renew that
+    certificate (its lifetime is clamped to its issuer's), so waking for it again
+    would spin.
+    """
+    soonest: float | None = None
+    for ident in status.get("identities") or []:
+        if not isinstance(ident, Mapping) or not ident.get("renew_at"):
+            continue
+        try:
+            due = (datetime.fromisoformat(str(ident["renew_at"])) - now).total_seconds()
+        except (TypeError, ValueError):
+            continue
+        if due > 0 and (soonest is None or due < soonest):
+            soonest = due
+    return None if soonest is None else soonest + 1.0
+
+
+def one_line(text: str) -> str:
+    return "; ".join(line.strip() for line in text.splitlines() if line.strip())
+
+
+# -- the loop ----------------------------------------------------------------------------
+
+
 def run(args: argparse.Namespace, ctx: Context) -> int:
-    from meshops.cli import apply as apply_cmd
+    from meshops.cli.common import make_runtime, use_host_config
     from meshops.errors import MeshError
+    from meshops.gitops.sync import parse_settings
 
     if ctx.resolve_node() is None:
         raise MeshError("watch runs on a host: pass --node NAME (or set MESHOPS_NODE)")
+    use_host_config(ctx, make_runtime(ctx))  # the checkout host.yaml names, if any
+    config = ctx.host_config() or {}
+    settings = parse_settings(config.get("pull"))
+    pulling = not args.no_pull and (args.pull or "pull" in config)
+    interval = args.interval or settings.interval or 60.0
+    if interval <= 0:
+        raise MeshError("--interval must be more than 0 seconds")
+
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    apply_args = argparse.Namespace(
-        planfile=None, auto_approve=True, quiet=True, pull=args.pull,
-        allow_rewind=args.allow_rewind,
-    )  # fmt: skip
+    rng = random.Random()
+    mode = f"pulling every {interval:g}s" if pulling else f"checking every {interval:g}s"
+    _log(ctx, f"started for node {ctx.resolve_node()} on {ctx.repo_dir} ({mode})")
     backoff = 0.0
     while not stop.is_set():
-        started = time.monotonic()
-        try:
-            apply_cmd.run(apply_args, ctx)
+        error = _reconcile(args, ctx, pulling=pulling)
+        sys.stdout.flush()
+        if error is None:
             backoff = 0.0
-            _log(ctx, f"ok in {time.monotonic() - started:.1f}s")
-        except MeshError as exc:
-            backoff = min(MAX_BACKOFF, max(2.0, backoff * 2))
-            _log(ctx, f"error: {exc.message} (retry in about {backoff:.0f}s)")
+        else:
+            backoff = next_backoff(backoff)
+            _log(ctx, f"error: {error} (retry in about {backoff:.0f}s)")
         if args.once:
-            return 0 if backoff == 0 else 1
-        wait = _next_wait(ctx, args.interval, backoff)
-        _wait_for_change(ctx, wait, stop)
+            return 0 if error is None else 1
+        delay = jittered(backoff, rng) if backoff else interval
+        renewal = seconds_to_renewal(_status(ctx), datetime.now(UTC))
+        if renewal is not None:
+            delay = min(delay, renewal)
+        failed_at = _remote_now(ctx) if backoff and pulling else None
+        _sleep(ctx, delay, stop, interval=interval if pulling else None, failed_at=failed_at)
     _log(ctx, "stopped")
     return 0
+
+
+def _reconcile(args: argparse.Namespace, ctx: Context, *, pulling: bool) -> str | None:
+    """One apply (with a pull first); logs its line; the error as one line, if any."""
+    from meshops.cli import apply as apply_cmd
+    from meshops.errors import MeshError, ValidationFailed
+
+    apply_args = argparse.Namespace(
+        planfile=None, auto_approve=True, quiet=True, pull=pulling,
+        allow_rewind=args.allow_rewind,
+    )  # fmt: skip
+    started = time.monotonic()
+    try:
+        apply_cmd.run(apply_args, ctx)
+    except ValidationFailed as exc:
+        return one_line("; ".join(str(p) for p in exc.problems))
+    except MeshError as exc:
+        return one_line(exc.message)
+    except Exception as exc:  # a bug must not end the loop that renews certificates
+        if ctx.debug:
+            import traceback
+
+            traceback.print_exc()
+        return one_line(f"internal error: {type(exc).__name__}: {exc} (a bug in meshops)")
+    last = _last_apply(ctx)
+    revision = str(last.get("revision") or "")[:12] or "(no git revision)"
+    changes = int(last.get("changes") or 0)
+    took = time.monotonic() - started
+    if changes:
+        _log(ctx, f"applied {changes} change{'s' if changes != 1 else ''} at {revision} "
+                  f"in {took:.1f}s")  # fmt: skip
+    else:
+        _log(ctx, f"no changes at {revision} ({took:.1f}s)")
+    return None
 
 
 def _log(ctx: Context, text: str) -> None:
     ctx.note(f"{datetime.now(UTC).isoformat(timespec='seconds')} watch: {text}")
 
 
-def _next_wait(ctx: Context, interval: float, backoff: float) -> float:
-    """Until the next pull, the next renewal deadline, or the end of the backoff."""
-    if backoff:
-        return backoff * random.uniform(0.8, 1.2)
-    wait = interval
-    status = ctx.host_path("/var/lib/meshops/status.json")
+def _read_json(path: Path) -> dict[str, Any]:
     try:
-        data = json.loads(status.read_text())
-        now = datetime.now(UTC)
-        for ident in data.get("identities", []):
-            if ident.get("renew_at"):
-                due = (datetime.fromisoformat(ident["renew_at"]) - now).total_seconds()
-                wait = min(wait, max(1.0, due + 1.0))
-    except (OSError, ValueError, TypeError):
-        pass
-    return wait
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
-def _wait_for_change(ctx: Context, seconds: float, stop: threading.Event) -> None:
-    """Return on a change in the checkout (not state written by us), a timeout or stop."""
+def _status(ctx: Context) -> dict[str, Any]:
+    return _read_json(ctx.host_path("/var/lib/meshops/status.json"))
+
+
+def _last_apply(ctx: Context) -> dict[str, Any]:
+    last = _read_json(ctx.host_path("/var/lib/meshops/last-applied.json")).get("last_apply")
+    return last if isinstance(last, dict) else {}
+
+
+def _remote_now(ctx: Context) -> str | None:
+    """The remote's revision as last fetched (no network)."""
+    from meshops.errors import MeshError
+    from meshops.gitops.pull import tracked_branch
+    from meshops.gitops.sync import parse_settings
+    from meshops.providers.run import run
+
+    try:
+        settings = parse_settings((ctx.host_config() or {}).get("pull"))
+        branch = settings.branch or tracked_branch(ctx.repo_dir, settings.remote)
+    except MeshError:
+        return None
+    ref = f"refs/remotes/{settings.remote}/{branch}"
+    proc = run(["git", "-C", str(ctx.repo_dir), "rev-parse", "-q", "--verify", ref], check=False)
+    return proc.stdout.decode().strip() or None
+
+
+def _sleep(
+    ctx: Context,
+    seconds: float,
+    stop: threading.Event,
+    *,
+    interval: float | None,
+    failed_at: str | None,
+) -> None:
+    """Wait `seconds`, or less: a change in the checkout, a stop, or (during a back-off
+    while pulling) a new revision on the remote found by a fetch every `interval`."""
+    from meshops.errors import MeshError
+    from meshops.gitops.sync import parse_settings, remote_revision
+
+    end = time.monotonic() + seconds
+    while not stop.is_set():
+        left = end - time.monotonic()
+        if left <= 0:
+            return
+        if _wait_for_change(ctx.repo_dir, min(left, interval or left), stop):
+            return
+        if interval is not None and failed_at is not None and end - time.monotonic() > 0:
+            try:
+                settings = parse_settings((ctx.host_config() or {}).get("pull"))
+            except MeshError:
+                continue
+            latest = remote_revision(ctx.repo_dir, settings)
+            if latest is not None and latest != failed_at:
+                return
+
+
+def _wait_for_change(repo_dir: Path, seconds: float, stop: threading.Event) -> bool:
+    """True on a change in the checkout's files or HEAD; False on timeout or stop.
+
+    Git's own bookkeeping (fetches, reflogs, the index) is not a change.
+    """
     from watchfiles import watch
 
+    repo_dir = repo_dir.absolute()
+    head = str(repo_dir / ".git" / "HEAD")
+
     def interesting(change: object, path: str) -> bool:
-        return "/.git/" not in path or path.endswith(("/HEAD", "/ORIG_HEAD"))
+        return "/.git/" not in path or path == head
 
     deadline = time.monotonic() + seconds
     for changes in watch(
-        ctx.repo_dir, watch_filter=interesting, stop_event=stop,
+        repo_dir, watch_filter=interesting, stop_event=stop, debounce=200,
         rust_timeout=max(1, int(seconds * 1000)), yield_on_timeout=True,
     ):  # fmt: skip
-        if changes or time.monotonic() >= deadline or stop.is_set():
-            return
+        if changes:
+            return True
+        if time.monotonic() >= deadline or stop.is_set():
+            return False
+    return False

@@ -40,28 +40,74 @@ def _short(rev: str) -> str:
     return rev[:12]
 
 
-def current_branch(repo_dir: Path) -> str:
+def head_revision(repo_dir: Path) -> str | None:
+    """The commit the checkout is at (None in an empty repository)."""
+    proc = run(
+        ["git", "-C", str(repo_dir), "rev-parse", "--verify", "-q", "HEAD^{commit}"],
+        env=_GIT_ENV,
+        check=False,
+        what="git rev-parse",
+    )
+    return proc.stdout.decode().strip() or None if proc.returncode == 0 else None
+
+
+def tracked_branch(repo_dir: Path, remote: str = "origin") -> str:
+    """The branch to follow: the checked-out one, else (a detached checkout, as after a
+    pull) the remote's default branch as recorded by `git clone`."""
     proc = run(
         ["git", "-C", str(repo_dir), "symbolic-ref", "--quiet", "--short", "HEAD"],
         env=_GIT_ENV,
         check=False,
     )
-    if proc.returncode != 0:
-        raise MeshError(
-            f"{repo_dir}: HEAD is detached, so there is no branch to pull",
-            hint="name the branch to follow (branch: in host.yaml, or --branch)",
-        )
-    return proc.stdout.decode().strip()
+    if proc.returncode == 0:
+        return proc.stdout.decode().strip()
+    proc = run(
+        ["git", "-C", str(repo_dir), "symbolic-ref", "--quiet", f"refs/remotes/{remote}/HEAD"],
+        env=_GIT_ENV,
+        check=False,
+    )
+    prefix = f"refs/remotes/{remote}/"
+    ref = proc.stdout.decode().strip()
+    if proc.returncode == 0 and ref.startswith(prefix):
+        return ref[len(prefix) :]
+    raise MeshError(
+        f"{repo_dir}: HEAD is detached and {remote}/HEAD names no default branch, so "
+        "there is no branch to pull",
+        hint="name the branch to follow in host.yaml (pull: {branch: main}), or run "
+        f"`git -C {repo_dir} remote set-head {remote} --auto`",
+    )
+
+
+def is_known(repo_dir: Path, revision: str) -> bool:
+    """True when `revision` is a commit this repository holds."""
+    proc = run(
+        ["git", "-C", str(repo_dir), "cat-file", "-e", f"{revision}^{{commit}}"],
+        env=_GIT_ENV,
+        check=False,
+    )
+    return proc.returncode == 0
+
+
+def show_file(repo_dir: Path, revision: str, path: str) -> bytes | None:
+    """The bytes of `path` (relative to `repo_dir`) at `revision`, None if absent."""
+    spec = f"{revision}:./{Path(path).as_posix()}"
+    proc = run(["git", "-C", str(repo_dir), "cat-file", "blob", spec], env=_GIT_ENV, check=False)
+    return proc.stdout if proc.returncode == 0 else None
+
+
+def checkout(repo_dir: Path, revision: str) -> None:
+    """Detach the checkout at `revision` (a host's checkout follows, it never commits)."""
+    _git(repo_dir, "checkout", "-q", "--detach", revision, what="git checkout")
 
 
 def fetch(
     repo_dir: Path, remote: str = "origin", branch: str | None = None, *, timeout: float = 120
 ) -> str:
-    """Fetch `branch` (default: the current branch) from `remote`; return its commit hash.
+    """Fetch `branch` (default: `tracked_branch`) from `remote`; return its commit hash.
 
     Only the remote-tracking ref moves; the working tree and HEAD are left alone.
     """
-    branch = branch or current_branch(repo_dir)
+    branch = branch or tracked_branch(repo_dir, remote)
     tracking = f"refs/remotes/{remote}/{branch}"
     try:
         _git(
