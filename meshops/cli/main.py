@@ -29,6 +29,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "graph": ("meshops.cli.graph", "the access graph: who may call whom"),
     "watch": ("meshops.cli.watch", "reconcile this host continuously"),
     "host": ("meshops.cli.host", "host setup: `host init` creates this host's identity"),
+    "ca": ("meshops.cli.ca", "stage a new root CA: `ca rotate`, or `ca import` an existing one"),
 }
 
 
