@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import stat
 from pathlib import Path
 
 from meshops.errors import MeshError
@@ -27,7 +28,7 @@ def write_atomic(path: Path, data: bytes, *, mode: int = 0o644, fsync: bool = Tr
             f"cannot create directory {directory}: {_reason(exc)}",
             hint=_HINTS.get(exc.errno or 0),
         ) from None
-    tmp = directory / f".{path.name}.meshops-tmp-{os.getpid()}"
+    tmp = directory / f".{path.name}{TEMP_MARK}{os.getpid()}"
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
         try:
@@ -50,6 +51,21 @@ def write_atomic(path: Path, data: bytes, *, mode: int = 0o644, fsync: bool = Tr
         ) from None
     if fsync:
         _fsync_dir(directory)
+    _sweep_temps(directory, path.name)
+
+
+def _sweep_temps(directory: Path, name: str) -> None:
+    """Remove temp files of `name` that a killed writer left behind."""
+    prefix = f".{name}{TEMP_MARK}"
+    try:
+        entries = [e.name for e in os.scandir(directory) if e.name.startswith(prefix)]
+    except OSError:
+        return
+    for entry in entries:
+        pid = entry[len(prefix) :]
+        if pid.isdigit() and not _alive(int(pid)):
+            with contextlib.suppress(OSError):
+                os.unlink(directory / entry)
 
 
 _HINTS = {
@@ -76,6 +92,134 @@ def _fsync_dir(directory: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+def write_together(directory: Path, files: dict[str, tuple[bytes, int]]) -> None:
+    """Replace several files of `directory` in one step: a reader (or a run killed
+    half-way) sees all of them old or all of them new, never a new key beside an old
+    certificate.
+
+    The new directory is built beside the old one (`.<name>.meshops-next`, 0700 while
+    it fills), with every other file of the old directory carried over, then swapped
+    in with one `renameat2(RENAME_EXCHANGE)`; the old contents are removed after. Where
+    the file system cannot exchange (or the directory does not exist yet), the files
+    are written one by one, in the order given.
+    """
+    import shutil
+
+    directory = Path(directory)
+    if not directory.is_dir() or directory.is_symlink():
+        for name, (data, mode) in files.items():
+            write_atomic(directory / name, data, mode=mode)
+        return
+    staged = next_dir(directory)
+    shutil.rmtree(staged, ignore_errors=True)
+    try:
+        final_mode = stat.S_IMODE(os.stat(directory).st_mode)
+        os.mkdir(staged, 0o700)
+        for entry in os.scandir(directory):
+            if entry.name in files or TEMP_MARK in entry.name or not entry.is_file():
+                continue
+            data = Path(entry.path).read_bytes()
+            mode = stat.S_IMODE(entry.stat(follow_symlinks=False).st_mode)
+            write_atomic(staged / entry.name, data, mode=mode, fsync=False)
+        for name, (data, mode) in files.items():
+            write_atomic(staged / name, data, mode=mode, fsync=False)
+        os.chmod(staged, final_mode)
+        _fsync_tree(staged)
+    except OSError as exc:
+        shutil.rmtree(staged, ignore_errors=True)
+        hint = _HINTS.get(exc.errno or 0)
+        raise MeshError(f"cannot write {staged}: {_reason(exc)}", hint=hint) from None
+    except MeshError:
+        shutil.rmtree(staged, ignore_errors=True)
+        raise
+    if not _exchange(staged, directory):
+        shutil.rmtree(staged, ignore_errors=True)
+        for name, (data, mode) in files.items():
+            write_atomic(directory / name, data, mode=mode)
+        return
+    _fsync_dir(directory.parent)
+    shutil.rmtree(staged, ignore_errors=True)  # the old contents
+
+
+TEMP_MARK = ".meshops-tmp-"
+NEXT_MARK = ".meshops-next"
+
+
+def next_dir(directory: Path) -> Path:
+    """Where `write_together` stages the new contents of `directory`."""
+    return directory.parent / f".{directory.name}{NEXT_MARK}"
+
+
+def leftovers(directory: Path) -> list[Path]:
+    """What an interrupted run left of its writes in `directory`: temp files of dead
+    processes and a staged `write_together` directory."""
+    found = []
+    staged = next_dir(Path(directory))
+    if os.path.lexists(staged):
+        found.append(staged)
+    try:
+        entries = list(os.scandir(directory))
+    except OSError:
+        return found
+    for entry in entries:
+        name, _, pid = entry.name.rpartition(TEMP_MARK)
+        if name and pid.isdigit() and not _alive(int(pid)):
+            found.append(Path(entry.path))
+    return sorted(found)
+
+
+def clear_leftovers(directory: Path) -> None:
+    import shutil
+
+    for path in leftovers(directory):
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Atomically swap two paths (Linux renameat2 RENAME_EXCHANGE); False where the
+    system or file system cannot."""
+    import ctypes
+
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except AttributeError:
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    rc = renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange)
+    if rc == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.EXDEV):
+        return False
+    raise MeshError(f"cannot swap {a} into {b}: {os.strerror(err)}", hint=_HINTS.get(err))
+
+
+def _fsync_tree(directory: Path) -> None:
+    for entry in os.scandir(directory):
+        fd = os.open(entry.path, os.O_RDONLY | os.O_NOFOLLOW)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    _fsync_dir(directory)
 
 
 def inside_root(path: Path, root: Path) -> Path:

@@ -35,11 +35,15 @@ def _binary(name: str) -> str | None:
     return shutil.which(name) or shutil.which(name, path="/usr/sbin:/usr/local/sbin")
 
 
-def check_config(kind: ProxyKind, text: str, *, workdir: Path) -> str | None:
+def check_config(
+    kind: ProxyKind, text: str, *, workdir: Path, target: Path | None = None
+) -> str | None:
     """Have the proxy check `text`; raise CommandFailed with its own message if refused.
 
-    Returns None when the config was checked, or the reason the check was skipped
-    (only when the proxy binary is not installed); the reason is also logged.
+    `target` is where the config will be installed: the error names it (and its line)
+    instead of the scratch copy in `workdir`. Returns None when the config was
+    checked, or the reason the check was skipped (only when the proxy binary is not
+    installed); the reason is also logged.
     """
     workdir = Path(workdir)
     if kind == "envoy":
@@ -51,13 +55,13 @@ def check_config(kind: ProxyKind, text: str, *, workdir: Path) -> str | None:
         log.warning(reason)
         return reason
     if kind == "caddy":
-        _check_caddy(binary, text, workdir)
+        _check_caddy(binary, text, workdir, target)
     else:
-        _check_nginx(binary, text, workdir)
+        _check_nginx(binary, text, workdir, target)
     return None
 
 
-def _check_caddy(binary: str, text: str, workdir: Path) -> None:
+def _check_caddy(binary: str, text: str, workdir: Path, target: Path | None) -> None:
     config = workdir / "Caddyfile"
     write_atomic(config, text.encode(), mode=0o644)
     # Keep Caddy's own files (autosave, default storage) inside workdir.
@@ -73,8 +77,12 @@ def _check_caddy(binary: str, text: str, workdir: Path) -> None:
             what=f"caddy validate {config}",
         )
     except CommandFailed as exc:
+        reason = _caddy_error(exc.detail or exc.message)
+        if target is not None:
+            reason = reason.replace(str(config), str(target))
         raise CommandFailed(
-            f"caddy validate {config} failed: {_caddy_error(exc.detail or exc.message)}",
+            f"caddy validate {target or config} failed: {reason}",
+            hint="the old config stays in place and caddy was not reloaded",
             detail=exc.detail,
         ) from None
 
@@ -128,8 +136,31 @@ def write_nginx_wrapper(text: str, workdir: Path) -> Path:
     return wrapper
 
 
-def _check_nginx(binary: str, text: str, workdir: Path) -> None:
+def _check_nginx(binary: str, text: str, workdir: Path, target: Path | None) -> None:
     wrapper = write_nginx_wrapper(text, workdir)
+    try:
+        _run_nginx_t(binary, wrapper, workdir)
+    except CommandFailed as exc:
+        reason = _nginx_error(exc.detail or exc.message)
+        if target is not None:
+            reason = reason.replace(str(workdir / "server.conf"), str(target))
+        raise CommandFailed(
+            f"nginx -t rejected {target or wrapper}: {reason}",
+            hint="the old config stays in place and nginx was not reloaded",
+            detail=exc.detail,
+        ) from None
+
+
+def _nginx_error(stderr: str) -> str:
+    """nginx's reason: its first `[emerg]` (else last) line, without the `nginx:` tag."""
+    lines = [line.strip() for line in stderr.strip().splitlines() if line.strip()]
+    chosen = next((line for line in lines if "[emerg]" in line), lines[-1] if lines else "")
+    for prefix in ("nginx: ", "[emerg] "):
+        chosen = chosen.removeprefix(prefix)
+    return chosen or "no message"
+
+
+def _run_nginx_t(binary: str, wrapper: Path, workdir: Path) -> None:
     run(
         [
             binary,

@@ -70,7 +70,7 @@ class ProxyConfigResource(Resource[bytes]):
         from meshops.providers.proxies import check_config
 
         with tempfile.TemporaryDirectory(prefix="meshops-check-") as work:
-            check_config(self.kind, self.text, workdir=Path(work))
+            check_config(self.kind, self.text, workdir=Path(work), target=self.path)
         write_atomic(self.path, self.text.encode(), mode=0o644)
 
 

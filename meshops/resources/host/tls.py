@@ -11,7 +11,13 @@ from typing import TYPE_CHECKING, Any
 
 from meshops.engine.plan import Action, Change, Impact
 from meshops.engine.resource import Observed, Resource, fingerprint_of
-from meshops.providers.files import read_bytes, write_atomic
+from meshops.providers.files import (
+    clear_leftovers,
+    leftovers,
+    read_bytes,
+    write_atomic,
+    write_together,
+)
 from meshops.resources.host.scope import NODE_KEY_NEED, HostScope
 
 if TYPE_CHECKING:
@@ -24,6 +30,11 @@ class LeafLive:
     cert_pem: bytes | None
     key_pem: bytes | None
     key_mode: int | None
+
+
+# an apply killed while swapping a leaf's files in leaves these; the next one clears
+# them and runs the identity's hooks again (it may have died before running them)
+LEFTOVER = "an interrupted apply left files behind"
 
 
 class LeafResource(Resource[LeafLive]):
@@ -63,8 +74,8 @@ class LeafResource(Resource[LeafLive]):
         if reason is None:
             return Change(self.address, Action.NOOP, "", before, before, sensitive=True)
         action = Action.CREATE if live.cert_pem is None else Action.REPLACE
-        if live.cert_pem is not None and reason.startswith("key file mode"):
-            action = Action.UPDATE
+        if live.cert_pem is not None and reason.startswith(("key file mode", LEFTOVER)):
+            action = Action.UPDATE  # the pair stays; the hooks run again
         return Change(
             self.address, action, reason, before, after,
             sensitive=True, needs=(NODE_KEY_NEED,), impact=impact,
@@ -106,6 +117,8 @@ class LeafResource(Resource[LeafLive]):
         )
         if reason is None and live.key_mode != 0o600:
             return f"key file mode {oct(live.key_mode or 0)} is not 0600", before
+        if reason is None and leftovers(self.dir):
+            return f"{LEFTOVER} ({', '.join(p.name for p in leftovers(self.dir))})", before
         return reason, before
 
     def apply(self, change: Change, rt: Runtime) -> None:
@@ -113,6 +126,7 @@ class LeafResource(Resource[LeafLive]):
 
         if change.action is Action.UPDATE and self.key_path.exists():
             os.chmod(self.key_path, 0o600)
+            clear_leftovers(self.dir)
             return
         node_ca_cert, node_ca_key = self.scope.node_ca(rt)
         spec = self.spec()
@@ -124,10 +138,15 @@ class LeafResource(Resource[LeafLive]):
             spec=spec,
             now=rt.now,
         )
-        # key then cert: a reader sees a matching pair or, after an interruption, a
-        # mismatch that the next plan replaces
-        write_atomic(self.key_path, private_pem(key), mode=0o600)
-        write_atomic(self.cert_path, chain_pem(cert, node_ca_cert), mode=0o644)
+        # both at once: a proxy (or a run killed half-way) sees the old pair or the new
+        # one, never a new key beside an old certificate
+        write_together(
+            self.dir,
+            {
+                "key.pem": (private_pem(key), 0o600),
+                "cert.pem": (chain_pem(cert, node_ca_cert), 0o644),
+            },
+        )
         rt.shared.setdefault("renewed", set()).add(self.identity)
 
 
@@ -207,6 +226,8 @@ class OutputsResource(Resource[tuple[bytes | None, bytes | None]]):
             return Change(self.address, Action.CREATE, f"missing {', '.join(missing)}", None,
                           after, sensitive=True)  # fmt: skip
         stale = self._stale()
+        if stale is None and self.dir != self.leaf.dir and leftovers(self.dir):
+            stale = f"{self.dir} (an interrupted apply left files behind)"
         if stale:
             return Change(self.address, Action.UPDATE, f"{stale} out of date", None, after,
                           sensitive=True)  # fmt: skip
@@ -234,22 +255,25 @@ class OutputsResource(Resource[tuple[bytes | None, bytes | None]]):
         bundle = (
             (self.leaf.dir / "ca.pem").read_bytes() if (self.leaf.dir / "ca.pem").exists() else b""
         )
+        files: dict[str, tuple[bytes, int]] = {}
         for name, path in self._targets():
             if name == "combined":
-                write_atomic(path, cert + key, mode=0o600)
+                files[path.name] = (cert + key, 0o600)
             elif name == "p12":
                 chain = load_certificates(cert)
                 data = pkcs12(
                     name=self.identity, key=load_private_pem(key), cert=chain[0],
                     chain=chain[1:],
                 )  # fmt: skip
-                write_atomic(path, data, mode=0o600)
+                files[path.name] = (data, 0o600)
             elif name == "key.pem":
-                write_atomic(path, key, mode=0o600)
+                files[path.name] = (key, 0o600)
             elif name == "cert.pem":
-                write_atomic(path, cert, mode=0o644)
+                files[path.name] = (cert, 0o644)
             elif name == "ca.pem":
-                write_atomic(path, bundle, mode=0o644)
+                files[path.name] = (bundle, 0o644)
+        write_together(self.dir, files)  # a consumer never sees a key and cert apart
+        clear_leftovers(self.dir)
 
 
 def _p12_cert(data: bytes) -> bytes:

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import itertools
 import os
+import random
+import signal
 import stat
+import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -11,7 +16,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from meshops.errors import MeshError
-from meshops.providers.files import inside_root, read_bytes, write_atomic
+from meshops.providers.files import (
+    clear_leftovers,
+    inside_root,
+    leftovers,
+    read_bytes,
+    write_atomic,
+    write_together,
+)
 
 
 def _tree(directory: Path) -> dict[str, bytes | str]:
@@ -215,3 +227,74 @@ def test_a_write_let_through_never_changes_anything_outside_the_root(
     assert _tree(out) == before_out
     assert {p.name for p in base.iterdir()} == before_base
     assert os.path.realpath(checked).startswith(os.path.realpath(root) + "/")
+
+
+# -- write_together: several files of one directory swapped in at once -----------------
+
+
+def test_write_together_swaps_the_files_and_carries_the_others_over(tmp_path: Path) -> None:
+    tls = tmp_path / "tls/api"
+    tls.mkdir(parents=True, mode=0o750)
+    tls.chmod(0o750)
+    write_atomic(tls / "key.pem", b"old key", mode=0o600)
+    write_atomic(tls / "cert.pem", b"old cert")
+    write_atomic(tls / "combined.pem", b"secret", mode=0o600)
+    write_together(tls, {"key.pem": (b"new key", 0o600), "cert.pem": (b"new cert", 0o644)})
+    assert _tree(tls) == {"cert.pem": b"new cert", "combined.pem": b"secret", "key.pem": b"new key"}
+    assert stat.S_IMODE((tls / "key.pem").stat().st_mode) == 0o600
+    assert stat.S_IMODE((tls / "combined.pem").stat().st_mode) == 0o600
+    assert stat.S_IMODE(tls.stat().st_mode) == 0o750
+    assert sorted(p.name for p in tls.parent.iterdir()) == ["api"]
+    assert leftovers(tls) == []
+
+
+def test_write_together_creates_a_missing_directory(tmp_path: Path) -> None:
+    write_together(tmp_path / "new", {"key.pem": (b"k", 0o600), "cert.pem": (b"c", 0o644)})
+    assert _tree(tmp_path / "new") == {"cert.pem": b"c", "key.pem": b"k"}
+
+
+def test_leftovers_of_a_killed_run_are_found_and_cleared_but_live_temps_are_kept(
+    tmp_path: Path,
+) -> None:
+    tls = tmp_path / "api"
+    tls.mkdir()
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    (tls / f".key.pem.meshops-tmp-{dead.pid}").write_bytes(b"half")
+    (tls / f".cert.pem.meshops-tmp-{os.getpid()}").write_bytes(b"mine, in progress")
+    staged = tmp_path / ".api.meshops-next"
+    staged.mkdir()
+    (staged / "key.pem").write_bytes(b"old")
+    assert leftovers(tls) == sorted([staged, tls / f".key.pem.meshops-tmp-{dead.pid}"])
+    clear_leftovers(tls)
+    assert leftovers(tls) == [] and not staged.exists()
+    assert (tls / f".cert.pem.meshops-tmp-{os.getpid()}").exists()
+
+
+def test_a_writer_killed_at_random_points_never_leaves_a_key_beside_another_cert(
+    tmp_path: Path,
+) -> None:
+    """A child rewrites the pair (key i, cert i) in a loop and is SIGKILLed at random
+    moments; after every kill the pair on disk carries one generation."""
+    tls = tmp_path / "api"
+    write_together(tls, {"key.pem": (b"0", 0o600), "cert.pem": (b"0", 0o644)})
+    rng = random.Random(7)
+    generations = set()
+    for _ in range(25):
+        pid = os.fork()
+        if pid == 0:  # the child: write generations until killed
+            try:
+                for i in itertools.count(1):
+                    gen = str(i).encode()
+                    write_together(tls, {"key.pem": (gen, 0o600), "cert.pem": (gen, 0o644)})
+            finally:
+                os._exit(0)
+        time.sleep(rng.uniform(0.0, 0.05))
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        key, cert = (tls / "key.pem").read_bytes(), (tls / "cert.pem").read_bytes()
+        assert key == cert, f"torn pair: key {key!r}, cert {cert!r}"
+        generations.add(key)
+        clear_leftovers(tls)
+        assert leftovers(tls) == []
+    assert len(generations) > 5, "the writer was never killed mid-way"
