@@ -22,9 +22,7 @@ from meshops.providers.run import run
 from meshops.providers.wireguard.state import Backend, LinkState
 from meshops.providers.wireguard.uapi import UAPI_DIR, UapiBackend
 
-IFF_UP = 0x1
 MAIN_TABLE = 254
-RTN_UNICAST = 1
 SOCKET_WAIT_SECONDS = 10.0
 STOP_WAIT_SECONDS = 3.0
 
@@ -63,61 +61,17 @@ def _index(ipr: Any, name: str) -> int | None:
     return int(found[0]) if found else None
 
 
-def _require_index(ipr: Any, name: str) -> int:
-    index = _index(ipr, name)
-    if index is None:
-        raise MeshError(
-            f"WireGuard interface {name} does not exist",
-            hint="create it first (ensure_interface)",
-        )
-    return index
-
-
 # --- reading -----------------------------------------------------------------------
 
 
 def read_link(name: str) -> LinkState | None:
-    """The link named `name` with its addresses and main-table routes, or None."""
-    with _iproute(name) as ipr:
-        index = _index(ipr, name)
-        if index is None:
-            return None
-        links = _netlink(
-            name, "read link", lambda: list(ipr.get_links(index)), ignore=(errno.ENODEV,)
-        )
-        if not links:
-            return None
-        link = links[0]
-        addresses = sorted(
-            (
-                ipaddress.ip_interface(f"{msg.get('IFA_ADDRESS')}/{msg['prefixlen']}")
-                for msg in ipr.get_addr(index=index)
-                if msg.get("IFA_ADDRESS")
-            ),
-            key=lambda i: (i.version, i.ip, i.network.prefixlen),
-        )
-        routes = sorted(
-            (
-                ipaddress.ip_network(
-                    f"{msg.get('RTA_DST') or _default(msg['family'])}/{msg['dst_len']}"
-                )
-                for msg in ipr.get_routes(oif=index, table=MAIN_TABLE)
-                if msg["type"] == RTN_UNICAST
-            ),
-            key=lambda n: (n.version, n.network_address, n.prefixlen),
-        )
-        return LinkState(
-            name=name,
-            kind=link.get(("IFLA_LINKINFO", "IFLA_INFO_KIND")),
-            mtu=int(link.get("IFLA_MTU")),
-            up=bool(link["flags"] & IFF_UP),
-            addresses=tuple(str(a) for a in addresses),
-            routes=tuple(str(r) for r in routes),
-        )
+    """The link named `name` with its addresses and main-table routes, or None.
 
+    Plain rtnetlink over a socket (`rtnl.py`): a no-op plan never imports pyroute2.
+    """
+    from meshops.providers.wireguard.rtnl import read_link_state
 
-def _default(family: int) -> str:
-    return "::" if family == 10 else "0.0.0.0"
+    return read_link_state(name)
 
 
 # --- creating and deleting -----------------------------------------------------------
@@ -276,77 +230,82 @@ def _require(name: str) -> LinkState:
 
 
 def _set_link(name: str, what: str, **changes: Any) -> None:
+    _on_link(name, what, lambda ipr, index: ipr.link("set", index=index, **changes))
+
+
+def _on_link(
+    name: str,
+    what: str,
+    action: Callable[[Any, int], object],
+    *,
+    already: tuple[int, ...] = (),
+    missing_ok: bool = False,
+) -> bool:
+    """Look the link up, then make one netlink change on it; True when it changed.
+
+    Errnos in `already` mean the change was already so (False). A missing link is an
+    error, or nothing to do when `missing_ok` (removals).
+    """
     with _iproute(name) as ipr:
-        index = _require_index(ipr, name)
-        _netlink(name, what, lambda: ipr.link("set", index=index, **changes))
+        index = _index(ipr, name)
+        if index is None:
+            if missing_ok:
+                return False
+            raise MeshError(
+                f"WireGuard interface {name} does not exist",
+                hint="create it first (ensure_interface)",
+            )
+        done = _netlink(name, what, lambda: action(ipr, index) or True, ignore=already)
+    return done is not None
 
 
 def add_address(name: str, address: str) -> bool:
     """Add `address` (`10.42.0.1/16`); False when it was already there."""
     iface = _interface(address)
-    with _iproute(name) as ipr:
-        index = _require_index(ipr, name)
-        done = _netlink(
-            name,
-            f"add address {iface}",
-            lambda: (
-                ipr.addr(
-                    "add", index=index, address=str(iface.ip), prefixlen=iface.network.prefixlen
-                )
-                or True
-            ),
-            ignore=(errno.EEXIST,),
-        )
-    return done is not None
+    return _on_link(
+        name,
+        f"add address {iface}",
+        lambda ipr, index: ipr.addr(
+            "add", index=index, address=str(iface.ip), prefixlen=iface.network.prefixlen
+        ),
+        already=(errno.EEXIST,),
+    )
 
 
 def remove_address(name: str, address: str) -> bool:
     iface = _interface(address)
-    with _iproute(name) as ipr:
-        index = _index(ipr, name)
-        if index is None:
-            return False
-        done = _netlink(
-            name,
-            f"remove address {iface}",
-            lambda: (
-                ipr.addr(
-                    "del", index=index, address=str(iface.ip), prefixlen=iface.network.prefixlen
-                )
-                or True
-            ),
-            ignore=(errno.EADDRNOTAVAIL, errno.ENOENT, errno.ESRCH),
-        )
-    return done is not None
+    return _on_link(
+        name,
+        f"remove address {iface}",
+        lambda ipr, index: ipr.addr(
+            "del", index=index, address=str(iface.ip), prefixlen=iface.network.prefixlen
+        ),
+        already=(errno.EADDRNOTAVAIL, errno.ENOENT, errno.ESRCH),
+        missing_ok=True,
+    )
 
 
 def ensure_route(cidr: str, name: str) -> bool:
     """Route `cidr` through the link (main table); False when it already was."""
     network = _network(cidr)
-    link = _require(name)
-    if str(network) in link.routes:
+    if str(network) in _require(name).routes:
         return False
-    with _iproute(name) as ipr:
-        index = _require_index(ipr, name)
-        _netlink(
-            name, f"route {network}", lambda: ipr.route("replace", dst=str(network), oif=index)
-        )
-    return True
+    return _on_link(
+        name,
+        f"route {network}",
+        lambda ipr, index: ipr.route("replace", dst=str(network), oif=index),
+    )
 
 
 def remove_route(cidr: str, name: str) -> bool:
     network = _network(cidr)
-    with _iproute(name) as ipr:
-        index = _index(ipr, name)
-        if index is None:
-            return False
-        done = _netlink(
-            name,
-            f"remove route {network}",
-            lambda: ipr.route("del", dst=str(network), oif=index, table=MAIN_TABLE) or True,
-            ignore=(errno.ESRCH, errno.ENOENT),
-        )
-    return done is not None
+    return _on_link(
+        name,
+        f"remove route {network}",
+        lambda ipr, index: ipr.route("del", dst=str(network), oif=index, table=MAIN_TABLE),
+        already=(errno.ESRCH, errno.ENOENT),
+        missing_ok=True,
+    )
 
 
 def _interface(text: str) -> ipaddress.IPv4Interface | ipaddress.IPv6Interface:

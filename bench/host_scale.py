@@ -1,0 +1,459 @@
+"""Host-scope scale benchmark: meshops on one host of an N-node mesh vs the bare tools.
+
+    python bench/host_scale.py [--nodes 10,100,1000] [--runs 5] [--profile] [--keep-going]
+
+For each N: an N-node repository (real keys, `bench/repo_scale.py`'s `make_repo`; node-1
+is sealed to an SSH key we keep), one repo apply, then inside a fresh network namespace
+with a private mount namespace (`tests/e2e/testbed.py`: /run/wireguard is per host),
+under a temporary `--root`, the installed `meshops` CLI as a user runs it:
+
+  host apply      first `apply --node node-1` (wireguard-go interface + N-1 peers)
+                  vs `wg setconf` of the same peers on a second, fresh interface
+  no-op plan      `plan --node node-1 --detailed-exitcode`
+                  vs python start + yaml.CSafeLoader parse of mesh.yaml + `wg show dump`
+  one-peer change one node's endpoint changed in mesh.yaml, `apply --node node-1`
+                  vs `wg set <if> peer KEY endpoint IP:PORT`
+  peak RSS        of the meshops process (wait4 rusage), vs the python+yaml floor
+
+Every figure is the median of `--runs` runs (the first apply is redone on a fresh
+interface and root each run). The markdown table and the machine line go to stdout,
+ready for the README. Namespaces, wireguard-go processes and temporary files are
+removed on exit, also on Ctrl-C and on failure. Needs root (network namespaces).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import itertools
+import math
+import os
+import platform
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent / "tests" / "e2e"))
+sys.path.insert(0, str(HERE.parent / "tests"))
+sys.path.insert(0, str(HERE))
+
+NODE = "node-1"
+FLOOR_IF = "wg-floor"
+FLOOR_PORT = 51899
+ENV = {"MESHOPS_IDENTITY": "", "MESHOPS_NODE": "", "SOPS_DISABLE_VERSION_CHECK": "1"}
+
+# targets of issue 8: (metric, largest ratio to the floor), checked at N >= 1000
+TARGETS = {"no-op plan": 5.0, "host apply": 3.0}
+TARGET_FROM_NODES = 1000
+LINEAR_EXPONENT = 1.15  # cost(N2)/cost(N1) <= (N2/N1)**this counts as linear
+
+
+# --- measuring ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Run:
+    seconds: float
+    max_rss_kib: int
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def timed(argv: Sequence[str], *, env: dict[str, str] | None = None) -> Run:
+    """Run `argv` to completion: wall time and the child's own peak RSS (wait4)."""
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        started = time.perf_counter()
+        proc = subprocess.Popen(
+            list(argv),
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=err,
+            env={**os.environ, **(env or {})},
+        )
+        try:
+            _, status, usage = os.wait4(proc.pid, 0)
+        except BaseException:
+            proc.kill()
+            proc.wait()
+            raise
+        seconds = time.perf_counter() - started
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        return Run(
+            seconds,
+            usage.ru_maxrss,
+            proc.returncode,
+            out.read().decode(errors="replace"),
+            err.read().decode(errors="replace"),
+        )
+
+
+def check(run: Run, what: str, *, ok: tuple[int, ...] = (0,)) -> Run:
+    if run.returncode not in ok:
+        raise SystemExit(
+            f"{what} exited {run.returncode}\n--- stdout\n{run.stdout[-3000:]}"
+            f"--- stderr\n{run.stderr[-3000:]}"
+        )
+    return run
+
+
+@dataclass
+class Row:
+    nodes: int
+    metric: str
+    meshops: list[float] = field(default_factory=list)
+    floor: list[float] = field(default_factory=list)
+    unit: str = "s"
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.meshops)
+
+    @property
+    def floor_median(self) -> float:
+        return statistics.median(self.floor)
+
+    @property
+    def ratio(self) -> float:
+        return self.median / self.floor_median if self.floor_median else math.inf
+
+    @property
+    def target(self) -> float | None:
+        return TARGETS.get(self.metric) if self.nodes >= TARGET_FROM_NODES else None
+
+
+# --- the mesh and the host --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Mesh:
+    repo: Path
+    identity: Path  # node-1's private SSH key (outside the repository)
+    nodes: int
+
+
+def build_mesh(directory: Path, nodes: int) -> tuple[Mesh, float]:
+    """An N-node repository applied once at repo scope; node-1 sealed to a key we hold."""
+    import yaml
+    from factories import to_yaml
+    from repo_scale import make_repo
+
+    repo = make_repo(directory, nodes)
+    keys = directory / "keys"
+    data = yaml.safe_load((repo / "mesh.yaml").read_text())
+    pub = (keys / "ssh-0.pub").read_text().split()
+    data["nodes"][NODE]["recipient"] = f"{pub[0]} {pub[1]}"
+    (repo / "mesh.yaml").write_text(to_yaml(data))
+    run = timed(
+        ["meshops", "--no-color", "-C", str(repo), "--identity", str(keys / "operator"),
+         "apply", "--auto-approve"],
+        env=ENV,
+    )  # fmt: skip
+    check(run, f"repo apply of {nodes} nodes")
+    for argv in (["add", "-A"], ["commit", "-q", "-m", "mesh"]):
+        subprocess.run(
+            ["git", "-C", str(repo), "-c", "user.name=bench", "-c", "user.email=bench@invalid",
+             *argv],
+            check=True, capture_output=True,
+        )  # fmt: skip
+    return Mesh(repo, keys / "ssh-0", nodes), run.seconds
+
+
+class Host:
+    """One network + private mount namespace (a test-bed host) to run commands in."""
+
+    def __init__(self, stack: contextlib.ExitStack) -> None:
+        from testbed import TestBed
+
+        self.bed = stack.enter_context(TestBed(1, prefix="hb"))
+        self.host = self.bed.hosts[0]
+
+    def run(self, argv: Sequence[str], *, env: dict[str, str] | None = None) -> Run:
+        return timed(self.host.argv(argv), env=env)
+
+    def meshops(self, mesh: Mesh, root: Path, *args: str) -> Run:
+        argv = ["meshops", "--no-color", "-C", str(mesh.repo), *args, "--node", NODE,
+                "--root", str(root), "--identity", str(mesh.identity)]  # fmt: skip
+        return self.run(argv, env=ENV)
+
+    def sh(self, script: str) -> Run:
+        return self.run(["sh", "-c", script])
+
+    def delete_interface(self, name: str) -> None:
+        """Delete the link; wireguard-go exits when its tun goes away."""
+        self.sh(f"ip link del {name} 2>/dev/null; true")
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if self.sh(f"test -e /run/wireguard/{name}.sock").returncode != 0:
+                return
+            time.sleep(0.02)
+        self.sh(f"pkill -f 'wireguard-go {name}$'; rm -f /run/wireguard/{name}.sock")
+
+    def fresh_interface(self, name: str) -> None:
+        self.delete_interface(name)
+        check(self.run(["wireguard-go", name]), f"wireguard-go {name}")
+        deadline = time.monotonic() + 10
+        while self.run(["wg", "show", name, "public-key"]).returncode != 0:
+            if time.monotonic() > deadline:
+                raise SystemExit(f"wireguard-go {name}: no UAPI socket after 10 s")
+            time.sleep(0.02)
+
+
+# --- floors -------------------------------------------------------------------------
+
+
+def wg_config(mesh: Mesh, directory: Path) -> Path:
+    """The peers node-1 gets, as a `wg setconf` file (throwaway private key, 0600)."""
+    import yaml
+
+    data = yaml.load((mesh.repo / "mesh.yaml").read_text(), Loader=yaml.CSafeLoader)
+    state = yaml.load((mesh.repo / "state/state.yaml").read_text(), Loader=yaml.CSafeLoader)
+    keepalive = data["wireguard"].get("keepalive")
+    private = subprocess.run(["wg", "genkey"], capture_output=True, text=True, check=True).stdout
+    lines = ["[Interface]", f"PrivateKey = {private.strip()}", f"ListenPort = {FLOOR_PORT}"]
+    for name in sorted(data["nodes"]):
+        record = state["nodes"].get(name) or {}
+        if name == NODE or not record.get("wireguard"):
+            continue
+        lines += ["", "[Peer]", f"PublicKey = {record['wireguard']['public_key']}",
+                  f"Endpoint = {data['nodes'][name]['endpoint']}",
+                  f"AllowedIPs = {record['address']}/32"]  # fmt: skip
+        if keepalive:
+            lines.append(f"PersistentKeepalive = {_seconds(keepalive)}")
+    path = directory / "floor.conf"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write("\n".join(lines) + "\n")
+    return path
+
+
+def _seconds(text: str | int) -> int:
+    if isinstance(text, int):
+        return text
+    units = {"s": 1, "m": 60, "h": 3600}
+    return int(float(text[:-1]) * units[text[-1]])
+
+
+def plan_floor(host: Host, mesh: Mesh, interface: str) -> Run:
+    """python start + CSafeLoader parse of mesh.yaml + `wg show dump`, back to back."""
+    parse = "import sys, yaml; yaml.load(open(sys.argv[1]).read(), Loader=yaml.CSafeLoader)"
+    first = check(host.run([sys.executable, "-c", parse, str(mesh.repo / "mesh.yaml")]), "floor")
+    second = check(host.run(["wg", "show", interface, "dump"]), "wg show dump")
+    return Run(first.seconds + second.seconds, max(first.max_rss_kib, second.max_rss_kib), 0,
+               "", "")  # fmt: skip
+
+
+# --- one size ----------------------------------------------------------------------------
+
+
+def measure(mesh: Mesh, work: Path, runs: int, *, profile: bool) -> list[Row]:
+    import yaml
+    from factories import to_yaml
+
+    apply_row = Row(mesh.nodes, "host apply")
+    plan_row = Row(mesh.nodes, "no-op plan")
+    change_row = Row(mesh.nodes, "one-peer change")
+    rss_row = Row(mesh.nodes, "peak RSS", unit="MiB")
+    interface = yaml.safe_load((mesh.repo / "mesh.yaml").read_text())["wireguard"]["interface"]
+    config = wg_config(mesh, work)
+    peers = mesh.nodes - 1
+    rss: list[int] = []
+    with contextlib.ExitStack() as stack:
+        host = Host(stack)
+        root = work / "root"
+        for i in range(runs):
+            host.delete_interface(interface)
+            shutil.rmtree(root, ignore_errors=True)
+            root.mkdir()
+            run = check(host.meshops(mesh, root, "apply", "--auto-approve"), "host apply")
+            apply_row.meshops.append(run.seconds)
+            rss.append(run.max_rss_kib)
+            host.fresh_interface(FLOOR_IF)
+            floor = check(host.run(["wg", "setconf", FLOOR_IF, str(config)]), "wg setconf")
+            apply_row.floor.append(floor.seconds)
+            if i == 0:
+                _check_peers(host, interface, peers)
+        for _ in range(runs):
+            run = check(host.meshops(mesh, root, "plan", "--detailed-exitcode"), "no-op plan")
+            plan_row.meshops.append(run.seconds)
+            rss.append(run.max_rss_kib)
+            floor = plan_floor(host, mesh, interface)
+            plan_row.floor.append(floor.seconds)
+            rss_row.floor.append(floor.max_rss_kib / 1024)
+        if profile:
+            _profile(host, mesh, root, work)
+        data = yaml.safe_load((mesh.repo / "mesh.yaml").read_text())
+        state = yaml.safe_load((mesh.repo / "state/state.yaml").read_text())
+        for i in range(runs):
+            other = f"node-{2 + i % max(1, mesh.nodes - 1)}"
+            endpoint = f"198.51.100.{200 + i}:{52000 + i}"
+            data["nodes"][other]["endpoint"] = endpoint
+            (mesh.repo / "mesh.yaml").write_text(to_yaml(data))
+            run = check(host.meshops(mesh, root, "apply", "--auto-approve"), "one-peer apply")
+            if f'wireguard.peer["{other}"]: updated' not in run.stdout:
+                raise SystemExit(f"one-peer apply did not update {other}:\n{run.stdout}")
+            change_row.meshops.append(run.seconds)
+            rss.append(run.max_rss_kib)
+            key = state["nodes"][other]["wireguard"]["public_key"]
+            floor = check(
+                host.run(["wg", "set", FLOOR_IF, "peer", key, "endpoint", endpoint]), "wg set"
+            )
+            change_row.floor.append(floor.seconds)
+        subprocess.run(["git", "-C", str(mesh.repo), "checkout", "-q", "mesh.yaml"], check=True)
+    rss_row.meshops = [max(rss) / 1024]
+    return [apply_row, plan_row, change_row, rss_row]
+
+
+def _check_peers(host: Host, interface: str, peers: int) -> None:
+    dump = check(host.run(["wg", "show", interface, "dump"]), "wg show dump").stdout
+    found = len(dump.splitlines()) - 1
+    if found != peers:
+        raise SystemExit(f"{interface} has {found} peers after the host apply, want {peers}")
+
+
+def _profile(host: Host, mesh: Mesh, root: Path, work: Path) -> None:
+    """The no-op plan in process under cProfile (inside the namespace)."""
+    out = work / "plan.prof"
+    argv = [sys.executable, "-m", "cProfile", "-o", str(out), "-m", "meshops", "--no-color",
+            "-C", str(mesh.repo), "plan", "--node", NODE, "--root", str(root),
+            "--identity", str(mesh.identity)]  # fmt: skip
+    check(host.run(argv, env=ENV), "profiled plan")
+    import pstats
+
+    print(f"\n### cProfile: no-op plan, {mesh.nodes} nodes\n", file=sys.stderr)
+    pstats.Stats(str(out), stream=sys.stderr).sort_stats("cumulative").print_stats(30)
+
+
+# --- report --------------------------------------------------------------------------------
+
+
+def machine_line() -> str:
+    model = "unknown CPU"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    python = platform.python_version()
+    return (
+        f"Machine: {model}, {os.cpu_count()} cores, Linux {platform.release()}, "
+        f"Python {python}, wireguard-go (userspace)"
+    )
+
+
+def table(rows: list[Row], runs: int) -> str:
+    out = [
+        f"| N | metric (median of {runs}) | meshops | floor | ratio | target | met? |",
+        "| ---: | --- | ---: | ---: | ---: | ---: | :---: |",
+    ]
+    for row in rows:
+        if row.unit == "MiB":
+            mine, floor = f"{row.median:.0f} MiB", f"{row.floor_median:.0f} MiB"
+        else:
+            mine, floor = _ms(row.median), _ms(row.floor_median)
+        target = f"≤ {row.target:g}x" if row.target else "—"
+        met = "—" if row.target is None else ("yes" if row.ratio <= row.target else "**no**")
+        out.append(
+            f"| {row.nodes:,} | {row.metric} | {mine} | {floor} | {row.ratio:.1f}x | {target} "
+            f"| {met} |"
+        )
+    return "\n".join(out)
+
+
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1000:.0f} ms" if seconds >= 0.01 else f"{seconds * 1000:.1f} ms"
+
+
+def growth(rows: list[Row]) -> list[str]:
+    """Per metric, cost growth between consecutive sizes as an exponent of N."""
+    lines = []
+    by_metric: dict[str, list[Row]] = {}
+    for row in rows:
+        if row.unit == "s":
+            by_metric.setdefault(row.metric, []).append(row)
+    for metric, series in by_metric.items():
+        series.sort(key=lambda r: r.nodes)
+        parts = []
+        worst = 0.0
+        for small, big in itertools.pairwise(series):
+            exponent = math.log(big.median / small.median) / math.log(big.nodes / small.nodes)
+            worst = max(worst, exponent)
+            parts.append(f"{small.nodes:,}→{big.nodes:,}: N^{exponent:.2f}")
+        if parts:
+            verdict = "linear or better" if worst <= LINEAR_EXPONENT else "**superlinear**"
+            lines.append(f"- {metric}: {', '.join(parts)} ({verdict})")
+    return lines
+
+
+# --- main ------------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def interrupt_on_term() -> Iterator[None]:
+    """SIGTERM/SIGHUP unwind like Ctrl-C, so every `with` cleans up."""
+
+    def handler(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    old = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for sig, previous in old.items():
+            signal.signal(sig, previous)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--nodes", default="10,100,1000", help="comma-separated mesh sizes")
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--profile", action="store_true", help="cProfile the no-op plans")
+    args = parser.parse_args()
+    sizes = sorted({int(n) for n in args.nodes.split(",")})
+    if any(n < 2 for n in sizes) or args.runs < 1:
+        parser.error("every size needs at least 2 nodes, and --runs at least 1")
+    from testbed import unavailable_reason
+
+    reason = unavailable_reason()
+    if reason or not shutil.which("wireguard-go") or not shutil.which("meshops"):
+        raise SystemExit(reason or "needs wireguard-go and meshops (pip install -e .) on PATH")
+    rows: list[Row] = []
+    with interrupt_on_term():
+        for nodes in sizes:
+            with tempfile.TemporaryDirectory(prefix="meshops-hostbench-") as tmp:
+                work = Path(tmp)
+                mesh, seconds = build_mesh(work, nodes)
+                print(f"{nodes:,} nodes: repo apply {seconds:.1f} s", file=sys.stderr)
+                rows_before = len(rows)
+                rows += measure(mesh, work, args.runs, profile=args.profile)
+                for row in rows[rows_before:]:
+                    print(
+                        f"  {row.metric}: {row.median * (1 if row.unit == 'MiB' else 1000):.1f}"
+                        f" {'MiB' if row.unit == 'MiB' else 'ms'} (x{row.ratio:.1f})",
+                        file=sys.stderr,
+                    )
+    print(table(rows, args.runs))
+    print()
+    print("Growth with N (meshops wall time):")
+    print("\n".join(growth(rows)))
+    print()
+    print(machine_line())
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        raise SystemExit(main())
+    except KeyboardInterrupt:
+        print("interrupted; namespaces and processes cleaned up", file=sys.stderr)
+        raise SystemExit(130) from None
