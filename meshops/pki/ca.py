@@ -43,19 +43,21 @@ def issue_root(
 ) -> x509.Certificate:
     """A self-signed root CA for the mesh.
 
-    The subject carries the issue date so that during a rotation the old and new roots
-    have different names, which keeps chain building unambiguous in every TLS stack.
+    The subject carries the issue date and the start of the key id, so that during a
+    rotation the old and new roots have different names, which keeps chain building
+    (and CRL lookup by issuer name) unambiguous in every TLS stack.
     """
     not_before, not_after = validity(now, ttl_seconds)
+    public_key = key.public_key()
+    key_id = ski_of(public_key).digest[:4].hex()
     name = x509.Name(
         [
             x509.NameAttribute(NameOID.ORGANIZATION_NAME, "meshops"),
             x509.NameAttribute(
-                NameOID.COMMON_NAME, f"{mesh_name} root CA {utc(now):%Y-%m-%d %H:%M}"
+                NameOID.COMMON_NAME, f"{mesh_name} root CA {utc(now):%Y-%m-%d %H:%M} {key_id}"
             ),
         ]
     )
-    public_key = key.public_key()
     builder = (
         x509.CertificateBuilder()
         .subject_name(name)

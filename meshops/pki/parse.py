@@ -31,3 +31,10 @@ def load_crl(data: bytes, *, what: str = "CRL") -> x509.CertificateRevocationLis
         return x509.load_pem_x509_crl(data)
     except ValueError as exc:
         raise MeshError(f"{what}: not a PEM CRL ({exc})") from None
+
+
+def load_crls(data: bytes, *, what: str = "CRL") -> list[x509.CertificateRevocationList]:
+    """Every CRL in a PEM file, in order (one per root during a root rotation)."""
+    marker = b"-----BEGIN X509 CRL-----"
+    blocks = [marker + part for part in data.split(marker)[1:]]
+    return [load_crl(block, what=what) for block in blocks]

@@ -253,11 +253,11 @@ def public_der_of_private_pem(pem: bytes) -> bytes:
     )
 
 
-def public_der_of_cert(pem: bytes) -> bytes:
+def public_der_of_cert(pem: bytes, index: int = 0) -> bytes:
     from cryptography import x509
     from cryptography.hazmat.primitives import serialization
 
-    cert = x509.load_pem_x509_certificates(pem)[0]
+    cert = x509.load_pem_x509_certificates(pem)[index]
     return cert.public_key().public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )
@@ -277,7 +277,8 @@ def check_consistent(repo: MeshRepo, unsealed: Unsealed | None = None) -> None:
     """The repository is converged and every sealed file matches its public half.
 
     - `plan --detailed-exitcode` exits 0;
-    - the root key opens with the operator identity (stock age) and matches root.crt;
+    - the root key opens with the operator identity (stock age) and matches the signing
+      root in root.crt (and during a rotation, root.previous.key.age the old one);
     - per node: ca.key.age opens with the host key and matches ca.crt, which chains to
       the root; crl.pem is signed by that node CA; wg.key.age opens and its public key
       equals state.yaml's; another node's host key does not open them;
@@ -287,15 +288,22 @@ def check_consistent(repo: MeshRepo, unsealed: Unsealed | None = None) -> None:
     assert result.returncode == 0, str(result)
     state = repo.state()
     ca_dir = repo.state_dir / "ca"
-    root_pem = age_decrypt(ca_dir / "root.key.age", repo.root_key.private_file)
-    assert root_pem.returncode == 0, root_pem.stderr
-    assert public_der_of_private_pem(root_pem.stdout) == public_der_of_cert(
-        (ca_dir / "root.crt").read_bytes()
-    )
-    if unsealed is not None:
-        unsealed.texts.append(_pem_body(root_pem.stdout))
+    roots = (ca_dir / "root.crt").read_bytes()
     expected = {"state/state.yaml", "state/ca/root.crt", "state/ca/root.key.age"}
     expected.add("state/ca/crl.pem")
+    # the signing root (last in root.crt); during a rotation also the old one (first)
+    keys = [("root.key.age", -1)]
+    if (state.get("ca") or {}).get("rotation"):
+        keys.append(("root.previous.key.age", 0))
+        expected.add("state/ca/root.previous.key.age")
+    for name, index in keys:
+        root_pem = age_decrypt(ca_dir / name, repo.root_key.private_file)
+        assert root_pem.returncode == 0, root_pem.stderr
+        assert public_der_of_private_pem(root_pem.stdout) == public_der_of_cert(roots, index), (
+            f"{name} does not hold the key of root #{index} in root.crt"
+        )
+        if unsealed is not None:
+            unsealed.texts.append(_pem_body(root_pem.stdout))
     nodes = sorted(repo.data["nodes"])
     for name in nodes:
         node_dir = repo.state_dir / "nodes" / name

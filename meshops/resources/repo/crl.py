@@ -1,7 +1,13 @@
-"""`ca.crl`: the root-signed CRL listing revoked node CAs (state/ca/crl.pem)."""
+"""`ca.crl`: the root-signed CRL listing revoked node CAs (state/ca/crl.pem).
+
+During a root rotation the file holds one CRL per root, each listing the revoked node
+CAs that root signed: verifiers that check CRLs along the whole chain (nginx) want one
+from every CA in it, whichever root the chain ends at.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -28,6 +34,7 @@ class CRLLive:
     next_update: str
     number: int = 0  # the file's CRL number: an apply killed before saving state.yaml
     # leaves it one ahead of the record, and CRL numbers must only grow
+    count: int = 1  # CRLs in the file: one per root
 
 
 class CRLResource(Resource[CRLLive]):
@@ -52,7 +59,11 @@ class CRLResource(Resource[CRLLive]):
         for node, record in superseded(self.scope):
             if record.serial not in entries:
                 entries[record.serial] = Revoked(
-                    node=node, serial=record.serial, revoked_at="", not_after=record.not_after
+                    node=node,
+                    serial=record.serial,
+                    revoked_at="",
+                    not_after=record.not_after,
+                    issuer=record.issuer,
                 )
         return sorted(entries.values(), key=lambda r: (r.node, r.serial))
 
@@ -60,19 +71,23 @@ class CRLResource(Resource[CRLLive]):
         data = read_bytes(self.path)
         serials: frozenset[str] = frozenset()
         next_update = ""
-        number = 0
+        number = count = 0
         if data is not None:
-            from meshops.pki.parse import load_crl
+            from meshops.pki.parse import load_crls
 
             try:
-                crl = load_crl(data)
-                serials = frozenset(format(r.serial_number, "x") for r in crl)
-                if crl.next_update_utc is not None:
-                    next_update = crl.next_update_utc.isoformat(timespec="seconds")
-                number = _crl_number(crl)
+                crls = load_crls(data)
+                serials = frozenset(format(r.serial_number, "x") for crl in crls for r in crl)
+                updates = [c.next_update_utc for c in crls if c.next_update_utc is not None]
+                if updates:
+                    next_update = min(updates).isoformat(timespec="seconds")
+                number = max((_crl_number(c) for c in crls), default=0)
+                count = len(crls)
             except Exception:  # garbled: treated as absent below
                 data = None
-        live = CRLLive(sha256_hex(data) if data is not None else None, serials, next_update, number)
+        live = CRLLive(
+            sha256_hex(data) if data is not None else None, serials, next_update, number, count
+        )
         record = self.scope.state.crl
         revoked = sorted(r.serial for r in record.revoked)
         return Observed(live, fingerprint_of(live.sha256, record.number, revoked))
@@ -81,7 +96,7 @@ class CRLResource(Resource[CRLLive]):
         live = observed.value
         assert live is not None
         now = rt.now
-        current = [r for r in self.wanted if not r.not_after or _parse(r.not_after) > now]
+        current = self._current(self.wanted, now)
         want = frozenset(r.serial for r in current)
         before = (
             {"number": self.scope.state.crl.number, "revoked": sorted(live.serials)}
@@ -95,6 +110,25 @@ class CRLResource(Resource[CRLLive]):
                 Action.CREATE,
                 "no CRL yet",
                 None,
+                after,
+                needs=self.scope.root_needs(),
+            )
+        step = self.scope.rotation_step(now)
+        if step.action in ("start", "add", "retire"):
+            why = (
+                "the old root's CRL is dropped with it"
+                if step.action == "retire"
+                else "one CRL per root while both are trusted"
+            )
+            return Change(
+                self.address, Action.UPDATE, why, before, after, needs=self.scope.root_needs()
+            )
+        if live.count != len(self.scope.state.roots):
+            return Change(
+                self.address,
+                Action.UPDATE,
+                f"holds {live.count} CRL(s) for {len(self.scope.state.roots)} root(s)",
+                before,
                 after,
                 needs=self.scope.root_needs(),
             )
@@ -127,6 +161,31 @@ class CRLResource(Resource[CRLLive]):
             )
         return Change(self.address, Action.NOOP, "", before, before)
 
+    def _current(self, entries: Iterable[Revoked], now: datetime) -> list[Revoked]:
+        """Entries still worth listing: unexpired, and signed by a root still trusted
+        (a retired root's node CAs chain to nothing)."""
+        roots = {r.fingerprint for r in self.scope.state.roots}
+        return [
+            r
+            for r in entries
+            if (not r.not_after or _parse(r.not_after) > now)
+            and (not r.issuer or r.issuer in roots)
+        ]
+
+    def _issuers(self, rt: Runtime) -> list[tuple[Any, Any, str, bool]]:
+        """(root, key, fingerprint, is-oldest) for every root in state/ca/root.crt."""
+        from meshops.pki.parse import cert_fingerprint
+
+        scope = self.scope
+        out = []
+        roots = scope.root_certificates()
+        if len(roots) > 1:
+            cert, key = scope.previous_root_material(rt)
+            out.append((cert, key, cert_fingerprint(cert), True))
+        cert, key = scope.root_material(rt)
+        out.append((cert, key, cert_fingerprint(cert), len(roots) == 1))
+        return out
+
     def apply(self, change: Change, rt: Runtime) -> None:
         from meshops.pki import Revoked as PkiRevoked
         from meshops.pki import build_crl, crl_pem
@@ -136,30 +195,48 @@ class CRLResource(Resource[CRLLive]):
         wanted = {r.serial: r for r in self.wanted}
         for entry in scope.state.crl.revoked:  # recorded by node CA changes just made
             wanted[entry.serial] = entry
-        current = [r for r in wanted.values() if not r.not_after or _parse(r.not_after) > now]
+        current = self._current(wanted.values(), now)
         current.sort(key=lambda r: (r.node, r.serial))
         stamped = [
             Revoked(
-                r.node, r.serial, r.revoked_at or now.isoformat(timespec="seconds"), r.not_after
+                r.node,
+                r.serial,
+                r.revoked_at or now.isoformat(timespec="seconds"),
+                r.not_after,
+                r.issuer,
             )
             for r in current
         ]
-        root_cert, root_key = scope.root_material(rt)
         live = self.read(rt).value
         number = max(scope.state.crl.number, live.number if live else 0) + 1
-        crl = build_crl(
-            issuer_cert=root_cert,
-            issuer_key=root_key,
-            revoked=[PkiRevoked(int(r.serial, 16), _parse(r.revoked_at)) for r in stamped],
-            number=number,
-            now=now,
-            next_update_seconds=CRL_VALIDITY.total_seconds(),
+        pem = b"".join(
+            crl_pem(
+                build_crl(
+                    issuer_cert=cert,
+                    issuer_key=key,
+                    revoked=[
+                        PkiRevoked(int(r.serial, 16), _parse(r.revoked_at))
+                        for r in stamped
+                        if _listed_by(r, fingerprint, first)
+                    ],
+                    number=number,
+                    now=now,
+                    next_update_seconds=CRL_VALIDITY.total_seconds(),
+                )
+            )
+            for cert, key, fingerprint, first in self._issuers(rt)
         )
-        write_atomic(self.path, crl_pem(crl), mode=0o644)
+        write_atomic(self.path, pem, mode=0o644)
         scope.state.crl.number = number
         scope.state.crl.revoked = stamped
         scope.state.crl.next_update = (now + CRL_VALIDITY).isoformat(timespec="seconds")
         scope.save()
+
+
+def _listed_by(entry: Revoked, fingerprint: str, first: bool) -> bool:
+    """Whether the CRL of root `fingerprint` lists `entry`: the root that signed the
+    revoked node CA does; entries of unknown issuer go on the oldest root's CRL."""
+    return entry.issuer == fingerprint or (first and not entry.issuer)
 
 
 def _crl_number(crl: Any) -> int:

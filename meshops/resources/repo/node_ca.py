@@ -172,7 +172,11 @@ class NodeCAResource(Resource[NodeCALive]):
         if record.key_type != mesh.ca.key_type:
             return f"key type changed: {record.key_type} -> {mesh.ca.key_type}", Action.REPLACE
         roots = self.scope.state.roots
-        if roots and record.issuer and record.issuer != roots[-1].fingerprint:
+        if self.scope.state.rotation is not None:  # re-issued in phase 2 only
+            step = self.scope.rotation_step(now)
+            if self.node in step.reissue:
+                return f"{step.reason}: re-issued under the new root", Action.REPLACE
+        elif roots and record.issuer and record.issuer != roots[-1].fingerprint:
             return "issued by a previous root CA", Action.REPLACE
         if record.names != names_fingerprint(spec):
             return "names changed (node or identity DNS names, addresses)", Action.REPLACE
@@ -200,6 +204,7 @@ class NodeCAResource(Resource[NodeCALive]):
                         serial=record.serial,
                         revoked_at=rt.now.isoformat(timespec="seconds"),
                         not_after=record.not_after,
+                        issuer=record.issuer,
                     )
                 )
 

@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from meshops.engine.plan import Action, Change, Impact
 from meshops.engine.resource import Observed, Resource, fingerprint_of
 from meshops.errors import MeshError
-from meshops.providers.files import read_bytes, write_atomic
+from meshops.providers.files import read_bytes, remove, write_atomic
+from meshops.resources.repo.rotation import DEFAULT_HOLD
 from meshops.resources.repo.scope import (
     ROOT_KEY_NEED,
     RepoScope,
     recipients_fingerprint,
     sha256_hex,
 )
-from meshops.resources.repo.state import CertRecord
+from meshops.resources.repo.state import CertRecord, Rotation
 
 if TYPE_CHECKING:
     from meshops.engine.runtime import Runtime
@@ -43,6 +46,7 @@ class RootResource(Resource[RootLive]):
 
     def plan(self, observed: Observed[RootLive], rt: Runtime) -> Change:
         ca = self.scope.mesh.ca
+        state = self.scope.state
         live = observed.value
         assert live is not None
         desired = {
@@ -50,17 +54,20 @@ class RootResource(Resource[RootLive]):
             "ttl": str(ca.root_ttl),
             "recipients": recipients_fingerprint(ca.recipients),
         }
-        if live.cert_pem is None or live.key_sha256 is None or not self.scope.state.roots:
+        rotation = state.rotation
+        if live.cert_pem is None or live.key_sha256 is None or not state.roots:
             if not ca.recipients:
                 raise MeshError(
                     "ca.recipients is empty: nobody could unseal the root CA key",
                     hint="add at least one age (age1...) or SSH public key under ca.recipients",
                 )
             reason = "no root CA yet"
-            if live.cert_pem is not None or live.key_sha256 is not None:
+            if not state.roots and rotation is not None and rotation.phase == "staged":
+                reason = f"adopts the imported CA {rotation.next_fingerprint[:19]} as the root"
+            elif live.cert_pem is not None or live.key_sha256 is not None:
                 reason = "root CA files incomplete (interrupted apply?): a new root is made"
             return Change(self.address, Action.CREATE, reason, None, desired, sensitive=True)
-        record = self.scope.state.roots[-1]
+        record = state.roots[-1]
         before = {
             "fingerprint": record.fingerprint,
             "serial": record.serial,
@@ -68,13 +75,28 @@ class RootResource(Resource[RootLive]):
             "key_type": record.key_type,
             "recipients": record.recipients,
         }
+        if len(state.roots) > 1:
+            before["previous"] = state.roots[0].fingerprint
         if record.recipients != desired["recipients"]:
             return self._reseal(before, desired, "ca.recipients changed: root key re-sealed")
-        if record.key_sha256 != live.key_sha256:
+        # a phase-1 apply interrupted after moving the staged key into place
+        moved = rotation is not None and live.key_sha256 == rotation.next_key_sha256
+        if record.key_sha256 != live.key_sha256 and not moved:
             return self._reseal(
                 before, desired, "sealed root key does not match state.yaml: re-sealed"
             )
-        return Change(self.address, Action.NOOP, "", before, before)
+        step = self.scope.rotation_step(rt.now)
+        if step.action is None:
+            return Change(self.address, Action.NOOP, "", before, before)
+        return Change(
+            self.address,
+            Action.UPDATE,
+            _describe(step.action, step.reason, rotation),
+            before,
+            {**before, **_after(step.action, state.roots, rotation)},
+            sensitive=True,
+            impact=Impact.NONE,
+        )
 
     def _reseal(self, before: dict[str, str], desired: dict[str, str], reason: str) -> Change:
         after = {**before, "recipients": desired["recipients"]}
@@ -90,32 +112,251 @@ class RootResource(Resource[RootLive]):
         )
 
     def apply(self, change: Change, rt: Runtime) -> None:
-        from meshops.pki import cert_pem, generate_key, issue_root, private_pem
-        from meshops.pki.parse import cert_fingerprint
+        scope, state = self.scope, self.scope.state
+        if change.action is Action.CREATE:
+            rotation = state.rotation
+            if rotation is not None and rotation.phase == "staged" and not state.roots:
+                self._adopt_staged(rt)
+            else:
+                self._create(rt)
+            return
+        record = state.roots[-1]
+        if record.recipients != recipients_fingerprint(scope.mesh.ca.recipients) or (
+            record.key_sha256 != sha256_hex(read_bytes(scope.layout.root_key) or b"")
+            and not (state.rotation and state.rotation.phase == "staged")
+        ):
+            self._reseal_all(rt)
+            return
+        step = scope.rotation_step(rt.now)
+        if step.action == "start":
+            from meshops.pki import generate_key, issue_root, private_pem
 
-        scope, layout, ca = self.scope, self.scope.layout, self.scope.mesh.ca
-        if change.action is Action.CREATE:
-            key = generate_key(ca.key_type)
+            key = generate_key(scope.mesh.ca.key_type)
             cert = issue_root(
-                mesh_name=scope.mesh.mesh.name, key=key, now=rt.now, ttl_seconds=float(ca.root_ttl)
+                mesh_name=scope.mesh.mesh.name,
+                key=key,
+                now=rt.now,
+                ttl_seconds=float(scope.mesh.ca.root_ttl),
             )
-            pem = private_pem(key)
-            rt.remember_secret("root-key", pem)
-            rt.shared["root"] = (cert, key)
-        else:
-            cert, key = scope.root_material(rt)
-            pem = private_pem(key)
-        sealed = scope.sealer.seal(pem, list(ca.recipients), layout.root_key)
-        write_atomic(layout.root_key, sealed, mode=0o600)
-        if change.action is Action.CREATE:
-            write_atomic(layout.root_cert, cert_pem(cert), mode=0o644)
-        record = CertRecord(
-            fingerprint=cert_fingerprint(cert),
-            serial=format(cert.serial_number, "x"),
-            not_after=cert.not_valid_after_utc.isoformat(timespec="seconds"),
-            key_type=ca.key_type,
-            key_sha256=sha256_hex(sealed),
-            recipients=recipients_fingerprint(list(ca.recipients)),
+            stage_root(scope, cert, private_pem(key), reason=step.reason, now=rt.now)
+            self._add_staged(rt)
+        elif step.action == "add":
+            self._add_staged(rt)
+        elif step.action == "reissue":
+            assert state.rotation is not None
+            state.rotation.phase = "reissued"
+            state.rotation.entered_at = _iso(rt.now)
+            scope.save()
+        elif step.action == "retire":
+            self._retire(rt)
+
+    # -- creating and adopting -------------------------------------------------------
+
+    def _create(self, rt: Runtime) -> None:
+        from meshops.pki import generate_key, issue_root, private_pem
+
+        scope, ca = self.scope, self.scope.mesh.ca
+        key = generate_key(ca.key_type)
+        cert = issue_root(
+            mesh_name=scope.mesh.mesh.name, key=key, now=rt.now, ttl_seconds=float(ca.root_ttl)
         )
-        scope.state.roots = [record]
+        pem = private_pem(key)
+        sealed = scope.sealer.seal(pem, list(ca.recipients), scope.layout.root_key)
+        _remember(rt, cert, pem)
+        write_atomic(scope.layout.root_key, sealed, mode=0o600)
+        self._publish([cert], [_record(cert, sealed, ca)])
+
+    def _adopt_staged(self, rt: Runtime) -> None:
+        """The first root is one `meshops ca import` staged."""
+        scope = self.scope
+        rotation = scope.state.rotation
+        assert rotation is not None
+        sealed = _find_sealed(scope, rotation.next_key_sha256, "imported CA's key")
+        cert = _find_cert(scope, rotation.next_fingerprint, "imported CA")
+        write_atomic(scope.layout.root_key, sealed, mode=0o600)
+        scope.state.rotation = None
+        self._publish([cert], [_record(cert, sealed, scope.mesh.ca)])
+        _remove_staged(scope)
+
+    def _publish(self, certs: list[Any], records: list[CertRecord]) -> None:
+        from meshops.pki import certs_pem
+
+        scope = self.scope
+        write_atomic(scope.layout.root_cert, certs_pem(certs), mode=0o644)
+        scope.state.roots = records
         scope.save()
+        scope.flush()  # the roots are what everything else is checked against
+
+    # -- re-sealing ----------------------------------------------------------------
+
+    def _reseal_all(self, rt: Runtime) -> None:
+        """Seal every root key present (current, previous, staged) to ca.recipients."""
+        from meshops.pki import private_pem
+        from meshops.pki.parse import load_certificates
+
+        scope, layout, state = self.scope, self.scope.layout, self.scope.state
+        recipients = list(scope.mesh.ca.recipients)
+
+        def reseal(cert: Any, path: Path) -> str:
+            pem = private_pem(scope.root_key_for(rt, cert, path))
+            sealed = scope.sealer.seal(pem, recipients, path)
+            write_atomic(path, sealed, mode=0o600)
+            return sha256_hex(sealed)
+
+        rotation = state.rotation
+        fingerprint = recipients_fingerprint(recipients)
+        certs = scope.root_certificates()
+        state.roots[-1].key_sha256 = reseal(certs[-1], layout.root_key)
+        if rotation is not None and len(state.roots) > 1 and layout.root_previous_key.exists():
+            rotation.previous_key_sha256 = reseal(certs[0], layout.root_previous_key)
+            state.roots[0].key_sha256 = rotation.previous_key_sha256
+        if rotation is not None and rotation.phase == "staged":
+            staged = load_certificates(layout.root_next_cert.read_bytes())[0]
+            rotation.next_key_sha256 = reseal(staged, layout.root_next_key)
+            rotation.previous_key_sha256 = state.roots[-1].key_sha256
+        for record in state.roots:
+            record.recipients = fingerprint
+        scope.save()
+
+    # -- rotation phases -------------------------------------------------------------
+
+    def _add_staged(self, rt: Runtime) -> None:
+        """Phase 1: old + new root in root.crt; the new key signs from now on.
+
+        Every step can be repeated: the keys are found by the hashes state.yaml
+        recorded when the new root was staged, wherever an interrupted run left them.
+        """
+        scope, layout, state = self.scope, self.scope.layout, self.scope.state
+        rotation = state.rotation
+        assert rotation is not None
+        old = state.roots[-1]
+        old_sealed = _find_sealed(scope, rotation.previous_key_sha256, "current root key")
+        new_sealed = _find_sealed(scope, rotation.next_key_sha256, "staged root key")
+        old_cert = _find_cert(scope, old.fingerprint, "current root")
+        new_cert = _find_cert(scope, rotation.next_fingerprint, "staged root")
+        write_atomic(layout.root_previous_key, old_sealed, mode=0o600)
+        write_atomic(layout.root_key, new_sealed, mode=0o600)
+        for entry in state.crl.revoked:  # listed before the rotation: the old root's
+            entry.issuer = entry.issuer or old.fingerprint
+        rotation.phase = "added"
+        rotation.entered_at = _iso(rt.now)
+        self._publish([old_cert, new_cert], [old, _record(new_cert, new_sealed, scope.mesh.ca)])
+        _remove_staged(scope)
+
+    def _retire(self, rt: Runtime) -> None:
+        """Phase 3: only the new root stays trusted; the old key is deleted."""
+        scope, state = self.scope, self.scope.state
+        new = state.roots[-1]
+        retired = {r.fingerprint for r in state.roots[:-1]}
+        new_cert = _find_cert(scope, new.fingerprint, "new root")
+        state.crl.revoked = [e for e in state.crl.revoked if e.issuer not in retired]
+        state.rotation = None
+        self._publish([new_cert], [new])
+        remove(scope.layout.root_previous_key)
+
+
+def stage_root(scope: RepoScope, cert: Any, key_pem: bytes, *, reason: str, now: datetime,
+               hold: float = DEFAULT_HOLD) -> None:  # fmt: skip
+    """Seal a new root's key to ca.recipients into state/ca/root.next.*, and record the
+    rotation as staged: the next apply adds it to the trust bundle (phase 1)."""
+    from meshops.pki import cert_pem
+    from meshops.pki.parse import cert_fingerprint
+
+    layout, state = scope.layout, scope.state
+    sealed = scope.sealer.seal(key_pem, list(scope.mesh.ca.recipients), layout.root_next_key)
+    write_atomic(layout.root_next_key, sealed, mode=0o600)
+    write_atomic(layout.root_next_cert, cert_pem(cert), mode=0o644)
+    state.rotation = Rotation(
+        phase="staged",
+        entered_at=_iso(now),
+        hold=hold,
+        reason=reason,
+        next_fingerprint=cert_fingerprint(cert),
+        next_key_sha256=sha256_hex(sealed),
+        previous_key_sha256=state.roots[-1].key_sha256 if state.roots else "",
+    )
+    scope.save()
+    scope.flush()
+
+
+def _describe(action: str, reason: str, rotation: Rotation | None) -> str:
+    if action == "start":
+        return (
+            f"rotation 1/3: {reason}: a new root joins the trust bundle and signs node CAs "
+            "from now on"
+        )
+    if action == "add":
+        assert rotation is not None
+        return (
+            f"rotation 1/3 ({reason}): the staged root {rotation.next_fingerprint[:19]} joins "
+            "the trust bundle and signs node CAs from now on"
+        )
+    return reason
+
+
+def _after(action: str, roots: list[CertRecord], rotation: Rotation | None) -> dict[str, Any]:
+    if action == "start":
+        return {"fingerprint": "(known after apply)", "previous": roots[-1].fingerprint}
+    if action == "add":
+        assert rotation is not None
+        return {"fingerprint": rotation.next_fingerprint, "previous": roots[-1].fingerprint}
+    if action == "retire":
+        return {"previous": None}
+    return {}
+
+
+def _record(cert: Any, sealed: bytes, ca: Any) -> CertRecord:
+    from meshops.pki import cert_public_key, key_type_of
+    from meshops.pki.parse import cert_fingerprint
+
+    return CertRecord(
+        fingerprint=cert_fingerprint(cert),
+        serial=format(cert.serial_number, "x"),
+        not_after=cert.not_valid_after_utc.isoformat(timespec="seconds"),
+        key_type=key_type_of(cert_public_key(cert)),
+        key_sha256=sha256_hex(sealed),
+        recipients=recipients_fingerprint(list(ca.recipients)),
+    )
+
+
+def _remember(rt: Runtime, cert: Any, pem: bytes) -> None:
+    from meshops.pki.parse import cert_fingerprint
+
+    rt.remember_secret(f"root-key {cert_fingerprint(cert)}", pem)
+
+
+def _find_sealed(scope: RepoScope, sha256: str, what: str) -> bytes:
+    layout = scope.layout
+    for path in (layout.root_next_key, layout.root_key, layout.root_previous_key):
+        data = read_bytes(path)
+        if data is not None and sha256_hex(data) == sha256:
+            return data
+    raise MeshError(
+        f"the {what} recorded in state.yaml is in none of state/ca/root*.key files",
+        hint="restore state/ca from git (git checkout -- state/ca) and apply again",
+    )
+
+
+def _find_cert(scope: RepoScope, fingerprint: str, what: str) -> Any:
+    from meshops.pki.parse import cert_fingerprint, load_certificates
+
+    layout = scope.layout
+    for path in (layout.root_cert, layout.root_next_cert):
+        data = read_bytes(path)
+        for cert in load_certificates(data, what=str(path)) if data else []:
+            if cert_fingerprint(cert) == fingerprint:
+                return cert
+    raise MeshError(
+        f"the {what} ({fingerprint[:19]}) recorded in state.yaml is in neither "
+        "state/ca/root.crt nor root.next.crt",
+        hint="restore state/ca from git (git checkout -- state/ca) and apply again",
+    )
+
+
+def _remove_staged(scope: RepoScope) -> None:
+    remove(scope.layout.root_next_key)
+    remove(scope.layout.root_next_cert)
+
+
+def _iso(when: datetime) -> str:
+    return when.isoformat(timespec="seconds")

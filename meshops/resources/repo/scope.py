@@ -20,6 +20,7 @@ from meshops.resources.repo.state import StateDoc, StateLayout, load_state, save
 if TYPE_CHECKING:
     from meshops.engine.resource import Resource
     from meshops.engine.runtime import Runtime
+    from meshops.resources.repo.rotation import RootStep
 
 # state.yaml is written at most this often during an apply (see RepoScope.save)
 MIN_FLUSH_INTERVAL = 0.5
@@ -57,6 +58,8 @@ class RepoScope:
     _dirty: bool = field(default=False, repr=False)
     _last_flush: float = field(default=0.0, repr=False)  # time.monotonic() of it
     _flush_cost: float = field(default=0.0, repr=False)  # seconds the last one took
+    _rotation: tuple[datetime, RootStep] | None = field(default=None, repr=False)
+    _roots: tuple[bytes, list[Any]] | None = field(default=None, repr=False)
 
     @property
     def mesh(self) -> Any:
@@ -124,18 +127,42 @@ class RepoScope:
             ips.append(self.addresses6[node])
         return ips
 
-    def root_material(self, rt: Runtime) -> tuple[Any, Any]:
-        """The current root certificate and its private key (unsealed in memory)."""
-        if "root" in rt.shared:
-            return rt.shared["root"]  # type: ignore[no-any-return]
-        from meshops.pki import keys_match, load_private_pem
+    def rotation_step(self, now: datetime) -> RootStep:
+        """What this apply does about a root rotation (computed once per run)."""
+        cached = self._rotation
+        if cached is None or cached[0] != now:
+            from meshops.resources.repo.rotation import plan_rotation
+
+            cached = self._rotation = (now, plan_rotation(self, now))
+        return cached[1]
+
+    def root_certificates(self) -> list[Any]:
+        """The roots in state/ca/root.crt, old first (two during a rotation)."""
         from meshops.pki.parse import load_certificates
 
+        path = self.layout.root_cert
         try:
-            cert = load_certificates(self.layout.root_cert.read_bytes())[-1]
+            data = path.read_bytes()
         except FileNotFoundError:
-            raise MeshError(f"{self.layout.relative(self.layout.root_cert)} is missing") from None
-        key_path = self.layout.root_key
+            raise MeshError(f"{self.layout.relative(path)} is missing") from None
+        if self._roots is None or self._roots[0] != data:
+            self._roots = (data, load_certificates(data, what=self.layout.relative(path)))
+        return list(self._roots[1])
+
+    def root_material(self, rt: Runtime) -> tuple[Any, Any]:
+        """The signing root (the newest) and its private key, unsealed in memory."""
+        cert = self.root_certificates()[-1]
+        return cert, self.root_key_for(rt, cert, self.layout.root_key)
+
+    def previous_root_material(self, rt: Runtime) -> tuple[Any, Any]:
+        """During a rotation, the old root and its key (it signs the old root's CRL)."""
+        cert = self.root_certificates()[0]
+        return cert, self.root_key_for(rt, cert, self.layout.root_previous_key)
+
+    def root_key_for(self, rt: Runtime, cert: Any, key_path: Path) -> Any:
+        """The private key of root `cert`, unsealed from `key_path` once per run."""
+        from meshops.pki import keys_match, load_private_pem
+        from meshops.pki.parse import cert_fingerprint
 
         def unseal() -> bytes:
             try:
@@ -146,20 +173,20 @@ class RepoScope:
                 self.sealer.unseal(sealed, rt.identities(), self.layout.relative(key_path))
             )
 
-        if not rt.identity_files:
+        name = f"root-key {cert_fingerprint(cert)}"
+        if not rt.has_secret(name) and not rt.identity_files:
             raise MeshError(
                 "this change needs the root CA key, and no identity was given to unseal it",
                 hint="pass --identity FILE (an age identity or SSH private key among "
                 "ca.recipients), or set MESHOPS_IDENTITY",
             )
-        key = load_private_pem(rt.secret("root-key", unseal))
+        key = load_private_pem(rt.secret(name, unseal))
         if not keys_match(key, cert):
             raise MeshError(
                 f"{self.layout.relative(key_path)} does not hold the key of "
                 f"{self.layout.relative(self.layout.root_cert)}; refusing to sign with it"
             )
-        rt.shared["root"] = (cert, key)
-        return cert, key
+        return key
 
 
 def open_repo_scope(loaded: Loaded, repo_dir: Path, now: datetime) -> RepoScope:

@@ -61,6 +61,10 @@ class Revoked:
     serial: str
     revoked_at: str
     not_after: str  # the revoked cert's expiry: the entry can be dropped after it
+    issuer: str = ""  # fingerprint of the root that signed it ("" before rotations)
+
+
+REVOKED_KEYS = ("node", "serial", "revoked_at", "not_after")  # always written
 
 
 @dataclass
@@ -79,6 +83,23 @@ class CRLRecord:
 
 
 @dataclass
+class Rotation:
+    """A root rotation under way (see `meshops.resources.repo.rotation`).
+
+    `phase`: "staged" (a new root waits in root.next.*), "added" (both roots trusted,
+    new node CAs signed by the new one), "reissued" (node CAs re-issued under it).
+    """
+
+    phase: str
+    entered_at: str  # when the phase began: the next one waits `hold` seconds
+    hold: float  # seconds between phases, so every host pulls each trust bundle
+    reason: str
+    next_fingerprint: str = ""  # the new root
+    next_key_sha256: str = ""  # its sealed key, as staged
+    previous_key_sha256: str = ""  # the old root's sealed key, kept until retired
+
+
+@dataclass
 class Released:
     node: str
     at: str
@@ -88,7 +109,8 @@ class Released:
 @dataclass
 class StateDoc:
     mesh: str = ""
-    roots: list[CertRecord] = field(default_factory=list)
+    roots: list[CertRecord] = field(default_factory=list)  # old first, signing root last
+    rotation: Rotation | None = None
     crl: CRLRecord = field(default_factory=CRLRecord)
     nodes: dict[str, NodeRecord] = field(default_factory=dict)
     released: dict[str, Released] = field(default_factory=dict)  # address -> release
@@ -103,11 +125,11 @@ class StateDoc:
         return {
             "version": STATE_VERSION,
             "mesh": self.mesh,
-            "ca": {"roots": [_clean(vars(r)) for r in self.roots]},
+            "ca": self._ca_data(),
             "crl": {
                 "number": self.crl.number,
                 "next_update": self.crl.next_update,
-                "revoked": [vars(r) for r in self.crl.revoked],
+                "revoked": [_clean(vars(r), keep=REVOKED_KEYS) for r in self.crl.revoked],
             },
             "nodes": {
                 name: _node_data(self.nodes[name])
@@ -117,6 +139,12 @@ class StateDoc:
             "released": {ip: vars(self.released[ip]) for ip in sorted(self.released)},
             "applied_plan": self.applied_plan,
         }
+
+    def _ca_data(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"roots": [_clean(vars(r)) for r in self.roots]}
+        if self.rotation is not None:
+            out["rotation"] = _clean(vars(self.rotation))
+        return out
 
     def dump(self) -> str:
         dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
@@ -141,9 +169,12 @@ class StateDoc:
                     ca=CertRecord(**ca) if ca else None,
                 )
             crl = data.get("crl") or {}
+            ca = data.get("ca") or {}
+            rotation = ca.get("rotation")
             return cls(
                 mesh=data.get("mesh") or "",
-                roots=[CertRecord(**r) for r in (data.get("ca") or {}).get("roots") or []],
+                roots=[CertRecord(**r) for r in ca.get("roots") or []],
+                rotation=Rotation(**rotation) if rotation else None,
                 crl=CRLRecord(
                     number=int(crl.get("number") or 0),
                     next_update=crl.get("next_update") or "",
@@ -166,8 +197,8 @@ class StateDoc:
         return cls.from_data(data, where)
 
 
-def _clean(record: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in record.items() if v not in ("", None)}
+def _clean(record: dict[str, Any], keep: tuple[str, ...] = ()) -> dict[str, Any]:
+    return {k: v for k, v in record.items() if k in keep or v not in ("", None)}
 
 
 def _node_data(node: NodeRecord) -> dict[str, Any]:
@@ -223,6 +254,20 @@ class StateLayout:
         """An empty CRL signed by the node CA, valid for its lifetime: verifiers that
         check CRLs along the whole chain (nginx) need one from every CA in it."""
         return self.node_dir(node) / "crl.pem"
+
+    @property
+    def root_next_cert(self) -> Path:
+        """A root staged by `meshops ca rotate|import`, rolled out by the next apply."""
+        return self.dir / "ca" / "root.next.crt"
+
+    @property
+    def root_next_key(self) -> Path:
+        return self.dir / "ca" / f"root.next.key{self.suffix}"
+
+    @property
+    def root_previous_key(self) -> Path:
+        """The old root's key during a rotation: it still signs the old root's CRL."""
+        return self.dir / "ca" / f"root.previous.key{self.suffix}"
 
     def wg_key(self, node: str) -> Path:
         return self.node_dir(node) / f"wg.key{self.suffix}"
