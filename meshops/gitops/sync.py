@@ -143,7 +143,7 @@ def pull(
         if isinstance(exc, PullRefused):
             raise
         stay = f"this host stays on {previous[:12]}" if previous else "nothing was checked out"
-        raise PullRefused(f"{exc.message} ({stay})", hint=exc.hint, detail=exc.detail) from None
+        raise PullRefused(f"{exc.message}; {stay}", hint=exc.hint, detail=exc.detail) from None
     if new != previous:
         # only when it moves: rewriting HEAD would wake `watch` for nothing
         from meshops.gitops.pull import checkout

@@ -236,3 +236,141 @@ def wait_for_port(host: Host, port: int, *, timeout: float = 20.0, proc: Any = N
 
 def openssl(*args: str, input: str | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(["openssl", *args], capture_output=True, text=True, input=input)
+
+
+# -- hosts that pull: each node's checkout is its own clone of the mesh repository ------
+
+
+@dataclass
+class PullHost:
+    """A node whose checkout is a clone of the mesh repository (the "remote": commits in
+    `MeshRepo.path` are what a push would bring), under the node's --root, named by its
+    host.yaml together with `pull:` settings."""
+
+    mesh: BedMesh
+    node: str
+    checkout: Path
+
+    def write_host_yaml(self, **pull: Any) -> None:
+        """host.yaml: node, repo (this checkout) and `pull:` settings."""
+        import yaml
+
+        config = {"node": self.node, "repo": str(self.checkout), "pull": dict(pull)}
+        path = self.mesh.host_path(self.node, "/etc/meshops/host.yaml")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(yaml.safe_dump(config, sort_keys=False))
+
+    def argv(self, *args: str) -> list[str]:
+        """`meshops -C CHECKOUT --identity KEY <args> --node N --root ROOT`."""
+        argv = [MESHOPS, "--no-color", "-C", str(self.checkout)]
+        if self.node in self.mesh.keys:
+            argv += ["--identity", str(self.mesh.keys[self.node].private_file)]
+        return [*argv, *args, "--node", self.node, "--root", str(self.mesh.roots[self.node])]
+
+    def meshops(self, *args: str, check: bool = True, timeout: float = 120) -> Result:
+        """Run meshops on this node against its own checkout (recorded for leak scans)."""
+        argv = self.argv(*args)
+        proc = self.mesh.host(self.node).run(argv, env=CLEAN_ENV, check=False, timeout=timeout)
+        result = Result(argv, proc.returncode, proc.stdout, proc.stderr)
+        self.mesh.repo.outputs.append(result.output)
+        if check:
+            assert result.returncode == 0, f"[{self.node}] {result}"
+        return result
+
+    def start(self, log: Path, *args: str) -> subprocess.Popen[bytes]:
+        """Start `meshops <args>` (a `watch`) in the background inside the node's host,
+        stdout and stderr into `log`. The caller stops it by PID (nsenter execs meshops,
+        so the PID is meshops itself); the bed's teardown kills it too."""
+        with log.open("ab") as out:
+            return self.mesh.host(self.node).popen(
+                self.argv(*args), env=CLEAN_ENV, stdout=out, stderr=subprocess.STDOUT
+            )
+
+    def head(self) -> str:
+        return git_head(self.checkout)
+
+    def applied_revision(self) -> str | None:
+        last = json.loads(self.mesh.host_path(self.node, "/var/lib/meshops/last-applied.json")
+                          .read_text())  # fmt: skip
+        revision = last.get("last_apply", {}).get("revision")
+        return str(revision) if revision else None
+
+
+def git_head(repo: Path) -> str:
+    proc = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"],
+                          capture_output=True, text=True, check=True)  # fmt: skip
+    return proc.stdout.strip()
+
+
+def pull_host(mesh: BedMesh, node: str, **pull: Any) -> PullHost:
+    """Clone the mesh repository to `<root>/srv/mesh` for `node` and write its host.yaml
+    with these `pull:` settings (host paths, e.g. allowed_signers, are under --root)."""
+    checkout = mesh.roots[node] / "srv" / "mesh"
+    checkout.parent.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["git", "clone", "-q", str(mesh.repo.path), str(checkout)],
+                   check=True, capture_output=True)  # fmt: skip
+    host = PullHost(mesh, node, checkout)
+    host.write_host_yaml(**pull)
+    return host
+
+
+# -- fault and hostile-path tests: one host, peers that exist only in mesh.yaml ------------
+
+GHOST_UNDERLAY = "198.51.100."  # documentation range: peers nobody answers for
+
+
+@contextlib.contextmanager
+def one_host_mesh(
+    directory: Path,
+    keyring: KeyRing,
+    *,
+    peers: int = 3,
+    identities: dict[str, Any] | None = None,
+    **sections: Any,
+) -> Iterator[BedMesh]:
+    """One test-bed host, `node-1`, and `peers` more nodes (node-2...) that exist only in
+    mesh.yaml (endpoints in 198.51.100.0/24): WireGuard configures them as peers, so a
+    host apply has real peer work without more hosts. Nothing is applied yet."""
+    with bed_mesh(directory, keyring, ["node-1"], identities=identities, **sections) as mesh:
+        for i in range(2, peers + 2):
+            mesh.repo.set_node(f"node-{i}", keyring.ssh_hosts[i - 1], i)
+            mesh.repo.data["nodes"][f"node-{i}"]["endpoint"] = f"{GHOST_UNDERLAY}{10 + i}:{WG_PORT}"
+        mesh.repo.write_mesh()
+        yield mesh
+
+
+LEFTOVER_MARKS = (".meshops-tmp-", ".meshops-next")
+
+
+def tree_digests(directory: Path) -> dict[str, str]:
+    """Relative path -> sha256 of every file under `directory` (a symlink -> its target)."""
+    import hashlib
+
+    out = {}
+    for path in sorted(Path(directory).rglob("*")):
+        key = str(path.relative_to(directory))
+        if path.is_symlink():
+            out[key] = "-> " + str(path.readlink())
+        elif path.is_file():
+            out[key] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return out
+
+
+def leftover_files(directory: Path) -> list[str]:
+    """Temp files and staged directories an apply left under `directory`."""
+    return sorted(
+        str(p.relative_to(directory))
+        for p in Path(directory).rglob("*")
+        if any(mark in p.name for mark in LEFTOVER_MARKS)
+    )
+
+
+def clean_failure(result: Result) -> str:
+    """Assert a failed run as a user should see it (exit 1, no traceback, no internal
+    error); return the first stderr line, which must say what failed and where."""
+    assert result.returncode == 1, str(result)
+    assert "Traceback" not in result.output, str(result)
+    assert "internal error" not in result.stderr, str(result)
+    lines = result.stderr.strip().splitlines()
+    assert lines, str(result)
+    return lines[0]
