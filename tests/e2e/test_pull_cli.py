@@ -23,10 +23,59 @@ from mesh_fixtures import BedMesh, PullHost, bed_mesh, git_head, pull_host
 from test_repo_support import KeyRing, Unsealed, assert_no_secret_leaked, keyring
 from testbed import unavailable_reason
 
+from meshops.errors import MeshError
+from meshops.gitops.pull import tracked_branch
+from meshops.gitops.sync import PullSettings, parse_settings
+
+pytestmark = pytest.mark.e2e
 __all__ = ["keyring"]  # the session fixture, imported for pytest
 
 NODE = "n1"
 ALLOWED = "/etc/meshops/allowed_signers"
+
+
+# -- host.yaml `pull:` and the branch a checkout follows (no test bed) ----------------------
+
+
+def test_pull_settings_read_from_host_yaml_with_defaults_and_clear_errors() -> None:
+    assert parse_settings(None) == PullSettings()
+    settings = parse_settings(
+        {"remote": "up", "branch": "prod", "interval": "1m30s", "allowed_signers": ALLOWED}
+    )
+    assert (settings.remote, settings.branch, settings.interval) == ("up", "prod", 90.0)
+    assert settings.requires_signatures and not PullSettings().requires_signatures
+    with pytest.raises(MeshError, match=r"unknown key under `pull:`: intervall"):
+        parse_settings({"intervall": "5s"})
+    with pytest.raises(MeshError, match=r"pull.interval: expected a duration"):
+        parse_settings({"interval": "soon"})
+    with pytest.raises(MeshError, match=r"pull.interval must be longer than 0s"):
+        parse_settings({"interval": "0"})
+    with pytest.raises(MeshError, match=r"`pull:` must be a mapping"):
+        parse_settings(["origin"])
+
+
+def test_a_detached_checkout_follows_the_remote_default_branch(tmp_path: Path) -> None:
+    def git(repo: Path, *args: str) -> str:
+        proc = subprocess.run(["git", "-C", str(repo), *args], capture_output=True,
+                              text=True, check=True)  # fmt: skip
+        return proc.stdout.strip()
+
+    origin, clone = tmp_path / "origin", tmp_path / "clone"
+    origin.mkdir()
+    git(origin, "init", "-q", "-b", "trunk")
+    git(origin, "-c", "user.name=t", "-c", "user.email=t@x", "commit", "-q",
+        "--allow-empty", "-m", "one")  # fmt: skip
+    git(tmp_path, "clone", "-q", str(origin), str(clone))
+    assert tracked_branch(clone) == "trunk"
+    git(clone, "checkout", "-q", "--detach")  # as a pull leaves it
+    assert tracked_branch(clone) == "trunk"
+    git(clone, "remote", "set-head", "origin", "--delete")
+    with pytest.raises(MeshError, match="HEAD is detached") as caught:
+        tracked_branch(clone)
+    assert caught.value.hint is not None and "pull: {branch: main}" in caught.value.hint
+
+
+# -- signed pulls on a test-bed host ------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -107,6 +156,7 @@ def bed(tmp_path_factory: pytest.TempPathFactory, keyring: KeyRing) -> Iterator[
         yield SignedBed(mesh, host, trusted, stranger)
 
 
+@pytest.mark.netns
 def test_unsigned_and_untrusted_commits_are_refused_and_a_signed_one_is_applied(
     bed: SignedBed,
 ) -> None:
@@ -151,6 +201,7 @@ def test_unsigned_and_untrusted_commits_are_refused_and_a_signed_one_is_applied(
     assert mesh.status(NODE)["last_apply"]["revision"] == signed
 
 
+@pytest.mark.netns
 def test_a_force_pushed_rewind_is_refused_unless_allow_rewind_and_signatures_still_count(
     bed: SignedBed,
 ) -> None:
@@ -193,5 +244,6 @@ def test_a_force_pushed_rewind_is_refused_unless_allow_rewind_and_signatures_sti
     assert git_head(mesh.repo.path) == rewritten
 
 
+@pytest.mark.netns
 def test_no_private_key_reached_any_output(bed: SignedBed) -> None:
     assert_no_secret_leaked(bed.mesh.repo, Unsealed())

@@ -39,6 +39,7 @@ from meshops.cli.watch import (
     seconds_to_renewal,
 )
 
+pytestmark = pytest.mark.e2e
 __all__ = ["keyring"]  # the session fixture, imported for pytest
 
 NODES = ("n1", "n2")
@@ -222,6 +223,7 @@ def peer_view(mesh: BedMesh, node: str) -> tuple[dict[str, str], ...]:
 # -- watch ----------------------------------------------------------------------------------
 
 
+@pytest.mark.netns
 def test_watch_applies_a_pushed_commit_within_seconds(
     bed: PullBed, watcher: Watcher, request: pytest.FixtureRequest
 ) -> None:
@@ -253,6 +255,7 @@ def test_watch_applies_a_pushed_commit_within_seconds(
     assert status["last_apply"]["revision"] == git_head(mesh.repo.path)
 
 
+@pytest.mark.netns
 def test_watch_renews_a_certificate_at_its_deadline_without_any_commit(
     bed: PullBed, watcher: Watcher, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
@@ -300,6 +303,7 @@ def test_watch_renews_a_certificate_at_its_deadline_without_any_commit(
     watcher.wait_for(rf"watch: applied \d+ changes? at {revision[:12]}")
 
 
+@pytest.mark.netns
 def test_watch_survives_a_broken_commit_keeps_the_last_good_state_and_recovers(
     bed: PullBed, watcher: Watcher, request: pytest.FixtureRequest
 ) -> None:
@@ -337,6 +341,7 @@ def test_watch_survives_a_broken_commit_keeps_the_last_good_state_and_recovers(
     assert n1.head() == fixed
 
 
+@pytest.mark.netns
 def test_sigterm_and_sigint_stop_watch_cleanly_and_promptly(
     bed: PullBed, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
@@ -356,6 +361,7 @@ def test_sigterm_and_sigint_stop_watch_cleanly_and_promptly(
 # -- cron mode ------------------------------------------------------------------------------
 
 
+@pytest.mark.netns
 def test_cron_mode_apply_pull_is_silent_without_changes_and_prints_applied_changes(
     bed: PullBed,
 ) -> None:
@@ -378,5 +384,6 @@ def test_cron_mode_apply_pull_is_silent_without_changes_and_prints_applied_chang
     assert (again.stdout, again.stderr) == ("", ""), str(again)
 
 
+@pytest.mark.netns
 def test_no_private_key_reached_any_output_or_log(bed: PullBed) -> None:
     assert_no_secret_leaked(bed.mesh.repo, Unsealed())
