@@ -66,8 +66,11 @@ def hold(path: Path, operation: str, *, wait: float = 0.0) -> Iterator[None]:
             "operation": operation,
             "since": time.time(),
         }
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, json.dumps(record).encode() + b"\n", 0)
+        # the record only names the holder for others; a full disk must not stop the
+        # run here (its first real write then fails with a clear message)
+        with contextlib.suppress(OSError):
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, json.dumps(record).encode() + b"\n", 0)
         try:
             yield
         finally:

@@ -124,9 +124,17 @@ def fetch(
     except CommandFailed as exc:
         url = _git(repo_dir, "remote", "get-url", remote, what="git remote", check=False)
         where = f"{remote} ({url})" if url else remote
-        reason = (exc.detail or "").strip().splitlines()
+        lines = [ln.strip() for ln in (exc.detail or "").splitlines() if ln.strip()]
+        # git's first `fatal:` line says why; its last is often advice ("and the
+        # repository exists.")
+        at = next((i for i, ln in enumerate(lines) if ln.startswith("fatal: ")), None)
+        reason = lines[-1] if lines else exc.message
+        if at is not None:
+            reason = lines[at].removeprefix("fatal: ")
+            if reason.endswith(":") and at + 1 < len(lines):  # "unable to connect to X:"
+                reason += " " + lines[at + 1]
         raise MeshError(
-            f"cannot fetch branch {branch!r} from {where}: {reason[-1] if reason else exc.message}",
+            f"cannot fetch branch {branch!r} from {where}: {reason}",
             hint="check the network and the remote's URL and credentials; this host keeps "
             "running the revision it applied last",
             detail=exc.detail,

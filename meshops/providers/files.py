@@ -114,26 +114,25 @@ def write_together(directory: Path, files: dict[str, tuple[bytes, int]]) -> None
         return
     staged = next_dir(directory)
     shutil.rmtree(staged, ignore_errors=True)
+    name = ""
     try:
         final_mode = stat.S_IMODE(os.stat(directory).st_mode)
-        os.mkdir(staged, 0o700)
+        os.mkdir(staged, 0o700)  # nobody else may read what fills it
         for entry in os.scandir(directory):
             if entry.name in files or TEMP_MARK in entry.name or not entry.is_file():
                 continue
+            name = entry.name
             data = Path(entry.path).read_bytes()
-            mode = stat.S_IMODE(entry.stat(follow_symlinks=False).st_mode)
-            write_atomic(staged / entry.name, data, mode=mode, fsync=False)
+            _write_new(staged / name, data, stat.S_IMODE(entry.stat().st_mode))
         for name, (data, mode) in files.items():
-            write_atomic(staged / name, data, mode=mode, fsync=False)
+            _write_new(staged / name, data, mode)
+        name = ""
         os.chmod(staged, final_mode)
         _fsync_tree(staged)
     except OSError as exc:
         shutil.rmtree(staged, ignore_errors=True)
         hint = _HINTS.get(exc.errno or 0)
-        raise MeshError(f"cannot write {staged}: {_reason(exc)}", hint=hint) from None
-    except MeshError:
-        shutil.rmtree(staged, ignore_errors=True)
-        raise
+        raise MeshError(f"cannot write {directory / name}: {_reason(exc)}", hint=hint) from None
     if not _exchange(staged, directory):
         shutil.rmtree(staged, ignore_errors=True)
         for name, (data, mode) in files.items():
@@ -210,6 +209,18 @@ def _exchange(a: Path, b: Path) -> bool:
     if err in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.EXDEV):
         return False
     raise MeshError(f"cannot swap {a} into {b}: {os.strerror(err)}", hint=_HINTS.get(err))
+
+
+def _write_new(path: Path, data: bytes, mode: int) -> None:
+    """A new file in a private staging directory (fsynced later, with the directory)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        os.fchmod(fd, mode)
+    finally:
+        os.close(fd)
 
 
 def _fsync_tree(directory: Path) -> None:

@@ -373,4 +373,4 @@ def clean_failure(result: Result) -> str:
     assert "internal error" not in result.stderr, str(result)
     lines = result.stderr.strip().splitlines()
     assert lines, str(result)
-    return lines[0]
+    return lines[0].removeprefix("error: ")
