@@ -36,8 +36,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace, ctx: Context) -> int:
     from meshops.cli.common import make_runtime
-    from meshops.engine import planfile
+    from meshops.engine import lock, planfile
     from meshops.errors import MeshError
+    from meshops.resources.host.scope import LIB_DIR
 
     rt = make_runtime(ctx)
     saved = planfile.load(Path(args.planfile)) if args.planfile else None
@@ -48,34 +49,47 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
             "--pull cannot apply a saved plan: the plan was made at the revision it names",
             hint="pull first (`meshops apply --pull`), or apply the plan without --pull",
         )
-    # A refused pull leaves the checkout where it was; that revision is still applied
-    # (leaf renewals must not stop because the remote is unreachable or untrusted),
-    # then the refusal is the error. Cron mode: silent when nothing changed.
-    refused = _pull(ctx, rt, allow_rewind=bool(getattr(args, "allow_rewind", False)))
-    try:
-        code = _apply(args, ctx, rt, None, quiet=True)
-    except MeshError as exc:
-        if refused is None:
-            raise
-        raise MeshError(
-            f"{refused.message}; applying the kept revision failed too: {exc.message}",
-            hint=exc.hint or refused.hint,
-        ) from None
+    if ctx.resolve_node() is None:
+        raise MeshError("--pull is for host scope: pass --node NAME (or set it in host.yaml)")
+    # The pull moves the checkout, so it holds the host's apply lock too: a cron run and
+    # `watch` never move it under each other's feet. A refused pull leaves the checkout
+    # where it was; that revision is still applied (leaf renewals must not stop because
+    # the remote is unreachable or untrusted), then the refusal is the error.
+    with lock.hold(ctx.host_path(LIB_DIR) / "lock", "apply --pull"):
+        refused = _pull(ctx, rt, allow_rewind=bool(getattr(args, "allow_rewind", False)))
+        try:
+            code = _apply(args, ctx, rt, None, quiet=True, locked=True)  # cron: silent no-op
+        except MeshError as exc:
+            if refused is None:
+                raise
+            raise MeshError(
+                f"{refused.message}; applying the kept revision failed too: {exc.message}",
+                hint=exc.hint or refused.hint,
+            ) from None
     if refused is not None:
         raise refused
     return code
 
 
 def _apply(
-    args: argparse.Namespace, ctx: Context, rt: Runtime, saved: SavedPlan | None, *, quiet: bool
+    args: argparse.Namespace,
+    ctx: Context,
+    rt: Runtime,
+    saved: SavedPlan | None,
+    *,
+    quiet: bool,
+    locked: bool = False,
 ) -> int:
+    import contextlib
+
     from meshops.cli.common import open_scope
     from meshops.engine import lock, planfile
     from meshops.engine.run import apply_plan, make_plan
     from meshops.errors import MeshError
 
     scope = open_scope(ctx, rt)
-    with lock.hold(scope.lock_path, "apply"):
+    held = contextlib.nullcontext() if locked else lock.hold(scope.lock_path, "apply")
+    with held:
         # plan again under the lock: what we apply is what is true now
         scope = open_scope(ctx, rt)
         plan = make_plan(scope.name, scope.resources, rt, revision=scope.revision)
@@ -126,11 +140,8 @@ def _apply(
 def _pull(ctx: Context, rt: Runtime, *, allow_rewind: bool) -> PullRefused | None:
     """Move the checkout to the remote's newest acceptable revision; the refusal, if any."""
     from meshops.cli.common import use_host_config
-    from meshops.errors import MeshError
     from meshops.gitops.sync import PullRefused, parse_settings, pull
 
-    if ctx.resolve_node() is None:
-        raise MeshError("--pull is for host scope: pass --node NAME (or set it in host.yaml)")
     use_host_config(ctx, rt)
     settings = parse_settings((ctx.host_config() or {}).get("pull"))
     try:

@@ -95,7 +95,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     config = ctx.host_config() or {}
     settings = parse_settings(config.get("pull"))
     pulling = not args.no_pull and (args.pull or "pull" in config)
-    interval = args.interval or settings.interval or 60.0
+    interval = args.interval if args.interval is not None else settings.interval or 60.0
     if interval <= 0:
         raise MeshError("--interval must be more than 0 seconds")
 

@@ -245,5 +245,26 @@ def test_a_force_pushed_rewind_is_refused_unless_allow_rewind_and_signatures_sti
 
 
 @pytest.mark.netns
+def test_a_pull_is_refused_and_the_checkout_kept_while_another_run_holds_the_host_lock(
+    bed: SignedBed,
+) -> None:
+    import fcntl
+
+    mesh, host = bed.mesh, bed.host
+    applied = bed.start_from_applied()
+    mesh.repo.data["identities"]["late"] = {"nodes": [NODE]}
+    bed.push("place late on n1", bed.trusted)
+    lock = mesh.host_path(NODE, "/var/lib/meshops/lock")
+    with lock.open("a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        refused = bed.pull()
+    assert refused.returncode == 1, refused
+    assert refused.stderr.startswith(f"error: another meshops run holds {lock}"), refused.stderr
+    assert host.head() == applied, "the checkout does not move under another run"
+    assert bed.pull().returncode == 0
+    assert (mesh.tls_dir(NODE, "late") / "cert.pem").exists()
+
+
+@pytest.mark.netns
 def test_no_private_key_reached_any_output(bed: SignedBed) -> None:
     assert_no_secret_leaked(bed.mesh.repo, Unsealed())
