@@ -14,6 +14,7 @@ import types
 import typing
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -34,26 +35,38 @@ except AttributeError:  # pragma: no cover - libyaml missing
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _MERGE_TAG = "tag:yaml.org,2002:merge"
+_STR_TAG = "tag:yaml.org,2002:str"
 _MAP_TAG = "tag:yaml.org,2002:map"
 _SEQ_TAG = "tag:yaml.org,2002:seq"
 
 
 @dataclass
 class Document:
-    """Plain data from a YAML file plus where each value came from."""
+    """Plain data from a YAML file plus where each value came from.
+
+    Positions are kept as bare (line, column) pairs and turned into `Location`s only
+    when a message needs one: a 1,000-node mesh has tens of thousands of them.
+    """
 
     name: str
     data: Any
-    marks: dict[PathKey, Location] = field(default_factory=dict)
+    spots: dict[PathKey, tuple[int, int]] = field(default_factory=dict)  # 1-based
+
+    @cached_property
+    def marks(self) -> dict[PathKey, Location]:
+        """Every recorded position, by path."""
+        return {path: Location(self.name, *spot) for path, spot in self.spots.items()}
 
     def locate(self, path: Iterable[str | int]) -> Location | None:
         """The location of the value at `path`, or of its nearest located ancestor."""
         key = tuple(path)
-        while key:
-            if key in self.marks:
-                return self.marks[key]
+        while True:
+            spot = self.spots.get(key)
+            if spot is not None:
+                return Location(self.name, *spot)
+            if not key:
+                return None
             key = key[:-1]
-        return self.marks.get((), None)
 
     def problem(self, path: Iterable[str | int], message: str) -> Problem:
         key = tuple(path)
@@ -82,22 +95,27 @@ def _refuse(location: Location, message: str) -> ValidationFailed:
 
 
 class _Converter:
+    """Composed YAML nodes -> plain data, recording each value's (line, column)."""
+
     def __init__(self, name: str):
         self.name = name
-        self.marks: dict[PathKey, Location] = {}
+        self.spots: dict[PathKey, tuple[int, int]] = {}
         self.problems: list[Problem] = []
         self.scalars = yaml.constructor.SafeConstructor()
 
     def loc(self, node: yaml.Node) -> Location:
         return Location(self.name, node.start_mark.line + 1, node.start_mark.column + 1)
 
-    def check_size(self, root: yaml.Node) -> None:
-        """Refuse alias bombs and recursive aliases before expanding anything.
+    def check_size(self, root: yaml.Node, *, aliases: bool = True) -> None:
+        """Refuse alias bombs, recursive aliases and deep nesting before expanding.
 
         Aliases share composed nodes, so the expanded size of every node is computed
         once (memoized by identity): linear in the file, however many times the
-        aliases multiply it.
+        aliases multiply it. A document without anchors is a plain tree: one
+        iterative pass checks its depth, in the same order.
         """
+        if not aliases and self._tree_within_limits(root):
+            return
         sizes: dict[int, int] = {}
         open_nodes: set[int] = set()
 
@@ -127,37 +145,60 @@ class _Converter:
 
         size(root, 0)
 
+    def _tree_within_limits(self, root: yaml.Node) -> bool:
+        """Depth-check a tree in pre-order (raising as `check_size` would); False when
+        it holds too many values, so `check_size` names the node as it always has."""
+        stack: list[tuple[yaml.Node, int]] = [(root, 0)]
+        count = 0
+        while stack:
+            node, depth = stack.pop()
+            if depth > MAX_DEPTH:
+                raise _refuse(self.loc(node), f"nesting deeper than {MAX_DEPTH} levels")
+            count += 1
+            if isinstance(node, yaml.MappingNode):
+                for key_node, value_node in reversed(node.value):
+                    stack.append((value_node, depth + 1))
+                    stack.append((key_node, depth + 1))
+            elif isinstance(node, yaml.SequenceNode):
+                stack.extend((item, depth + 1) for item in reversed(node.value))
+        return count <= MAX_VALUES
+
     def convert(self, node: yaml.Node, path: PathKey, depth: int) -> Any:
         if depth > MAX_DEPTH:
             raise _refuse(self.loc(node), f"nesting deeper than {MAX_DEPTH} levels")
-        self.marks.setdefault(path, self.loc(node))
-        collection = isinstance(node, yaml.MappingNode | yaml.SequenceNode)
-        if collection and node.tag not in _COLLECTION_TAGS:
+        if path not in self.spots:
+            mark = node.start_mark
+            self.spots[path] = (mark.line + 1, mark.column + 1)
+        if isinstance(node, yaml.ScalarNode):
+            return self.scalar(node)
+        if node.tag not in _COLLECTION_TAGS:
             raise _refuse(self.loc(node), f"unsupported YAML tag {node.tag}")
         if isinstance(node, yaml.MappingNode):
             return self.mapping(node, path, depth)
-        if isinstance(node, yaml.SequenceNode):
-            return [self.convert(item, (*path, i), depth + 1) for i, item in enumerate(node.value)]
-        return self.scalar(node)
+        return [self.convert(item, (*path, i), depth + 1) for i, item in enumerate(node.value)]
 
     def scalar(self, node: yaml.Node) -> Any:
         if not isinstance(node, yaml.ScalarNode):
             return None  # a collection used as a key; reported by the caller
-        if node.tag in _TEXT_TAGS:
+        tag = node.tag
+        if tag == _STR_TAG:
+            return node.value  # what the constructor would return, without its detour
+        if tag in _TEXT_TAGS:
             return str(node.value)  # dates are strings in mesh.yaml
-        if node.tag not in _SCALAR_TAGS:
-            raise _refuse(self.loc(node), f"unsupported YAML tag {node.tag}")
+        if tag not in _SCALAR_TAGS:
+            raise _refuse(self.loc(node), f"unsupported YAML tag {tag}")
         try:
             return self.scalars.construct_object(node, deep=True)
         except (yaml.YAMLError, ValueError, TypeError, OverflowError):
             raise _refuse(
-                self.loc(node), f"{node.value!r} is not a valid {node.tag.rsplit(':', 1)[-1]}"
+                self.loc(node), f"{node.value!r} is not a valid {tag.rsplit(':', 1)[-1]}"
             ) from None
 
     def mapping(self, node: yaml.MappingNode, path: PathKey, depth: int) -> dict[str, Any]:
         result: dict[str, Any] = {}
-        explicit: dict[str, Location] = {}
+        explicit: dict[str, tuple[int, int]] = {}
         merged: dict[str, Any] = {}
+        spots = self.spots
         for key_node, value_node in node.value:
             if key_node.tag == _MERGE_TAG:
                 merged.update(self.merge_source(value_node, path, depth))
@@ -170,24 +211,27 @@ class _Converter:
                 )
                 continue
             key = str(key)
-            where = self.loc(key_node)
+            mark = key_node.start_mark
+            where = (mark.line + 1, mark.column + 1)
             if key in explicit:
                 self.problems.append(
                     Problem(
-                        where,
+                        Location(self.name, *where),
                         format_path((*path, key)),
-                        f"duplicate key {key!r} (first defined at line {explicit[key].line}); "
+                        f"duplicate key {key!r} (first defined at line {explicit[key][0]}); "
                         "YAML would silently keep only the last one",
                     )
                 )
                 continue
             explicit[key] = where
-            self.marks[(*path, key)] = where
-            result[key] = self.convert(value_node, (*path, key), depth + 1)
-        for key, value in merged.items():
-            result.setdefault(key, value)
-        for key, where in explicit.items():  # a merge must not relocate explicit keys
-            self.marks[(*path, key)] = where
+            child = (*path, key)
+            spots[child] = where
+            result[key] = self.convert(value_node, child, depth + 1)
+        if merged:
+            for key, value in merged.items():
+                result.setdefault(key, value)
+            for key, where in explicit.items():  # a merge must not relocate explicit keys
+                spots[(*path, key)] = where
         return result
 
     def merge_source(self, node: yaml.Node, path: PathKey, depth: int) -> dict[str, Any]:
@@ -243,13 +287,13 @@ def parse_yaml(content: bytes | str, name: str) -> Document:
         raise ValidationFailed([Problem(Location(name, 1, 1), "", "the file is empty")])
     converter = _Converter(name)
     try:
-        converter.check_size(node)
+        converter.check_size(node, aliases="&" in text)  # no anchor, no alias
         data = converter.convert(node, (), 0)
     except RecursionError:
         raise MeshError(f"{name}: nesting too deep to load") from None
     if converter.problems:
         raise ValidationFailed(converter.problems)
-    return Document(name, data, converter.marks)
+    return Document(name, data, converter.spots)
 
 
 def _text_location(name: str, text: str, index: int) -> Location:
