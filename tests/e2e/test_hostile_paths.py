@@ -26,11 +26,13 @@ NODE = "node-1"
 IDENTITIES = {"api": {"nodes": [NODE]}, "web": {"nodes": [NODE]}}
 
 
-@pytest.fixture
-def mesh(tmp_path: Path, keyring: KeyRing) -> Iterator[BedMesh]:
+@pytest.fixture(scope="module")
+def mesh(tmp_path_factory: pytest.TempPathFactory, keyring: KeyRing) -> Iterator[BedMesh]:
+    """One converged host shared by the module; every test leaves it converged."""
     reason = unavailable_reason()
     if reason is not None:
         pytest.skip(reason)
+    tmp_path = tmp_path_factory.mktemp("hostile")
     with one_host_mesh(tmp_path, keyring, peers=2, identities=copy.deepcopy(IDENTITIES)) as built:
         built.apply_repo("initial state")
         built.apply(NODE)
@@ -74,19 +76,24 @@ def test_symlink_leading_outside_the_root_is_refused_and_nothing_is_written(
     root = mesh.roots[NODE]
     link = root / where
     target = outside / "hosts" if where == "etc/hosts" else outside
-    saved = root.parent / "saved"
+    saved = root.parent / f"saved-{where.replace('/', '-')}"
     shutil.move(link, saved)  # keep what was there, to put back afterwards
     link.symlink_to(target)
     # work for an apply that went ahead: a new leaf, a new peer endpoint
-    mesh.repo.data["identities"]["api"]["dns"] = ["api.example.test"]
-    mesh.repo.data["nodes"]["node-2"]["endpoint"] = "198.51.100.88:51820"
+    api = mesh.repo.data["identities"]["api"]
+    api["dns"] = ["api-2.example.test" if api.get("dns") == ["api.example.test"] else
+                  "api.example.test"]  # fmt: skip
+    moved = (
+        "198.51.100.89:51820" if _endpoint(mesh) == "198.51.100.88:51820" else "198.51.100.88:51820"
+    )
+    mesh.repo.data["nodes"]["node-2"]["endpoint"] = moved
     mesh.repo.write_mesh()
     before_out, before_root = tree_digests(outside), tree_digests(root)
 
     _refused(mesh, link)
     assert tree_digests(outside) == before_out
     assert tree_digests(root) == before_root
-    assert mesh.wg_table(NODE, "endpoints")[mesh.public_key("node-2")] != "198.51.100.88:51820"
+    assert _endpoint(mesh) != moved
 
     link.unlink()
     shutil.move(saved, link)
@@ -108,6 +115,9 @@ def test_dot_dot_in_a_proxy_config_path_cannot_leave_the_root(mesh: BedMesh, out
     assert "leads outside --root" in first and "evil.conf" in first, first
     assert tree_digests(outside) == before
     assert not (outside / "evil.conf").exists()
+    del mesh.repo.data["identities"]["api"]["proxy"]
+    mesh.repo.write_mesh()
+    mesh.apply(NODE)
 
 
 def test_symlinks_that_stay_inside_the_root_are_followed(mesh: BedMesh) -> None:
@@ -124,6 +134,13 @@ def test_symlinks_that_stay_inside_the_root_are_followed(mesh: BedMesh) -> None:
     assert b"web.example.test" in _san_text(root / "srv/tls-web/cert.pem")
     assert mesh.plan(NODE).returncode == 0
     assert leftover_files(root) == []
+    (root / "etc/meshops/tls/web").unlink()
+    shutil.move(root / "srv/tls-web", root / "etc/meshops/tls/web")
+    assert mesh.plan(NODE).returncode == 0
+
+
+def _endpoint(mesh: BedMesh) -> str:
+    return mesh.wg_table(NODE, "endpoints")[mesh.public_key("node-2")]
 
 
 def _san_text(cert_pem: Path) -> bytes:
