@@ -1,28 +1,70 @@
-"""Repo-scope scale benchmark: a 1,000-node mesh, first apply and no-op plan.
+"""Repo-scope scale benchmark: apply N new nodes, then no-op plans, against a floor.
 
-    python bench/repo_scale.py [--nodes 1000] [--runs 5] [--profile]
+    python bench/repo_scale.py [--nodes 10,100,1000] [--runs 5] [--profile] [--json]
+    python bench/repo_scale.py --nodes 10,100,1000,5000     # 5,000 is opt-in (minutes)
 
-Recipients are real keys: ~20 SSH ed25519 host keys and age identities, generated once
-and reused across nodes (endpoints stay unique). Times the installed `meshops` CLI
-(a subprocess, as a user runs it): `apply --auto-approve` on the fresh repository, then
-the median of `--runs` no-op `plan --detailed-exitcode`. `--profile` also runs the
-no-op plan in process under cProfile and prints the top functions.
+For each N a fresh mesh repository gets N nodes with real recipients: ~20 SSH ed25519
+host keys and age identities, generated once and reused across nodes (endpoints stay
+unique). The installed `meshops` CLI runs as a user runs it (a subprocess):
+
+- apply: `apply --auto-approve` of the N new nodes (3N + 2 resources), once;
+- no-op plan: median of `--runs` runs of `plan --detailed-exitcode`;
+- floor: median of `--runs` runs of one subprocess that starts Python and loads
+  mesh.yaml with PyYAML's C loader, the least any tool reading mesh.yaml pays;
+- peak RSS of each child (its own getrusage maxrss, from wait4).
+
+Plans and floors are interleaved, so a busy moment on a shared machine hits both. The
+cost per node (plan minus floor, apply) should stay flat as N grows: the table prints
+it per N, and the marginal cost between successive N. `--profile` then runs the
+largest no-op plan in process under cProfile and prints the top functions.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from startup import compile_package, machine_line, meshops_exe
 
 KEYS = 20
+ISSUE_4_TARGET_SECONDS = 1.0  # a no-op plan of 1,000 nodes "well under 1 s"
+
+
+@dataclass
+class Row:
+    nodes: int
+    resources: int
+    apply_s: float
+    apply_cpu_s: float
+    apply_rss_mib: float
+    plan_s: float
+    plan_min_s: float
+    plan_cpu_s: float
+    plan_rss_mib: float
+    floor_s: float
+    floor_cpu_s: float
+    state_kib: float
+
+    @property
+    def ratio(self) -> float:
+        return self.plan_s / self.floor_s
+
+    @property
+    def plan_ms_per_node(self) -> float:
+        return (self.plan_s - self.floor_s) * 1000 / self.nodes
+
+    @property
+    def apply_ms_per_node(self) -> float:
+        return self.apply_s * 1000 / self.nodes
 
 
 def make_repo(directory: Path, nodes: int) -> Path:
@@ -56,22 +98,142 @@ def make_repo(directory: Path, nodes: int) -> Path:
     return repo
 
 
-def meshops(repo: Path, *args: str) -> tuple[float, subprocess.CompletedProcess[str]]:
-    argv = ["meshops", "--no-color", "-C", str(repo), *args]
+@dataclass
+class Run:
+    wall: float
+    cpu: float
+    rss_kib: int
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def run(argv: list[str]) -> Run:
+    """One child: wall time, CPU time and its own peak RSS (wait4's rusage)."""
     env = {**os.environ, "SOPS_DISABLE_VERSION_CHECK": "1"}
-    started = time.perf_counter()
-    proc = subprocess.run(argv, capture_output=True, text=True, env=env)
-    return time.perf_counter() - started, proc
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        started = time.perf_counter()
+        child = subprocess.Popen(argv, stdout=out, stderr=err, env=env)
+        _, status, usage = os.wait4(child.pid, 0)
+        wall = time.perf_counter() - started
+        out.seek(0)
+        err.seek(0)
+        return Run(
+            wall,
+            usage.ru_utime + usage.ru_stime,
+            usage.ru_maxrss,
+            os.waitstatus_to_exitcode(status),
+            out.read().decode(errors="replace"),
+            err.read().decode(errors="replace"),
+        )
+
+
+def checked(result: Run, what: str, ok: tuple[int, ...] = (0,)) -> Run:
+    if result.returncode not in ok:
+        print(result.stdout[-2000:], result.stderr, file=sys.stderr)
+        raise SystemExit(f"{what} failed with exit code {result.returncode}")
+    return result
+
+
+def floor_argv(mesh: Path) -> list[str]:
+    code = "import sys, yaml; yaml.load(open(sys.argv[1], 'rb').read(), Loader=yaml.CSafeLoader)"
+    return [sys.executable, "-c", code, str(mesh)]
+
+
+def bench_one(nodes: int, runs: int, exe: str, keep: Path | None) -> tuple[Row, Path]:
+    tmp = Path(tempfile.mkdtemp(prefix=f"meshops-bench-{nodes}-", dir=keep))
+    repo = make_repo(tmp, nodes)
+    identity = str(tmp / "keys" / "operator")
+    base = [exe, "--no-color", "-C", str(repo)]
+    applied = checked(run([*base, "--identity", identity, "apply", "--auto-approve"]), "apply")
+    plan_argv = [*base, "plan", "--detailed-exitcode"]
+    checked(run(plan_argv), "warm-up plan")  # first plan after apply fills the state cache
+    plans: list[Run] = []
+    floors: list[Run] = []
+    for _ in range(runs):
+        plans.append(checked(run(plan_argv), "no-op plan"))
+        floors.append(checked(run(floor_argv(repo / "mesh.yaml")), "floor"))
+    row = Row(
+        nodes=nodes,
+        resources=3 * nodes + 2,
+        apply_s=applied.wall,
+        apply_cpu_s=applied.cpu,
+        apply_rss_mib=applied.rss_kib / 1024,
+        plan_s=statistics.median(p.wall for p in plans),
+        plan_min_s=min(p.wall for p in plans),
+        plan_cpu_s=statistics.median(p.cpu for p in plans),
+        plan_rss_mib=max(p.rss_kib for p in plans) / 1024,
+        floor_s=statistics.median(f.wall for f in floors),
+        floor_cpu_s=statistics.median(f.cpu for f in floors),
+        state_kib=(repo / "state" / "state.yaml").stat().st_size / 1024,
+    )
+    return row, repo
+
+
+def linear_fit(points: list[tuple[int, float]]) -> tuple[float, float, float]:
+    """Least-squares `y = fixed + per_node * n`, and the worst relative deviation."""
+    n = len(points)
+    mean_x = sum(x for x, _ in points) / n
+    mean_y = sum(y for _, y in points) / n
+    spread = sum((x - mean_x) ** 2 for x, _ in points)
+    per_node = sum((x - mean_x) * (y - mean_y) for x, y in points) / spread if spread else 0.0
+    fixed = mean_y - per_node * mean_x
+    worst = max(abs(fixed + per_node * x - y) / y for x, y in points)
+    return fixed, per_node, worst
+
+
+def print_table(rows: list[Row], runs: int) -> None:
+    print(machine_line())
+    print(f"no-op plan and floor: medians of {runs} interleaved runs; apply: one run")
+    print(f"load average at the end: {os.getloadavg()[0]:.2f} (wall times suffer above ~1)")
+    print()
+    print(
+        "| nodes | apply | apply CPU | apply/node | apply RSS | no-op plan | (min) | plan CPU "
+        "| floor | plan/floor | marginal plan/node | plan RSS | state.yaml |"
+    )
+    print("| ---: " * 13 + "|")
+    previous: Row | None = None
+    for row in rows:
+        marginal = ""
+        if previous is not None:
+            extra = (row.plan_s - row.floor_s) - (previous.plan_s - previous.floor_s)
+            marginal = f"{extra * 1000 / (row.nodes - previous.nodes):.3f} ms"
+        print(
+            f"| {row.nodes:,} | {row.apply_s:.2f} s | {row.apply_cpu_s:.2f} s "
+            f"| {row.apply_ms_per_node:.1f} ms "
+            f"| {row.apply_rss_mib:.0f} MiB | {row.plan_s:.3f} s | {row.plan_min_s:.3f} s "
+            f"| {row.plan_cpu_s:.3f} s | {row.floor_s:.3f} s | {row.ratio:.1f}x "
+            f"| {marginal} | {row.plan_rss_mib:.0f} MiB | {row.state_kib:.0f} KiB |"
+        )
+        previous = row
+    print()
+    for row in rows:
+        if row.nodes == 1000:
+            verdict = "met" if row.plan_s < ISSUE_4_TARGET_SECONDS else "MISSED"
+            print(f"issue 4: no-op plan of 1,000 nodes {row.plan_s:.3f} s (< 1 s: {verdict})")
+    if len(rows) >= 3:
+        # linear growth: a straight line through every N fits each point closely
+        for what, points in (
+            ("no-op plan", [(r.nodes, r.plan_s) for r in rows]),
+            ("plan CPU", [(r.nodes, r.plan_cpu_s) for r in rows]),
+            ("apply", [(r.nodes, r.apply_s) for r in rows]),
+            ("apply CPU", [(r.nodes, r.apply_cpu_s) for r in rows]),
+        ):
+            fixed, per_node, worst = linear_fit(points)
+            print(
+                f"fit {what}: {fixed:.3f} s + {per_node * 1000:.3f} ms x nodes "
+                f"(worst point {worst:.0%} off the line)"
+            )
 
 
 def profile_plan(repo: Path) -> None:
     import cProfile
+    import io
     import pstats
 
     from meshops.cli.main import main
 
-    devnull = open(os.devnull, "w")  # noqa: SIM115
-    stdout, sys.stdout = sys.stdout, devnull
+    stdout, sys.stdout = sys.stdout, io.StringIO()
     profiler = cProfile.Profile()
     try:
         profiler.enable()
@@ -79,38 +241,57 @@ def profile_plan(repo: Path) -> None:
         profiler.disable()
     finally:
         sys.stdout = stdout
-    pstats.Stats(profiler).sort_stats("cumulative").print_stats(25)
+    pstats.Stats(profiler).sort_stats("cumulative").print_stats(30)
+
+
+def parse_nodes(text: str) -> list[int]:
+    try:
+        counts = sorted({int(part.replace("_", "")) for part in text.split(",") if part})
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected numbers such as 10,100,1000: {text}") from None
+    if not counts or counts[0] < 1:
+        raise argparse.ArgumentTypeError("node counts must be positive")
+    return counts
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--nodes", type=int, default=1000)
+    parser.add_argument("--nodes", type=parse_nodes, default=[10, 100, 1000])
     parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--profile", action="store_true", help="cProfile the largest plan")
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+    parser.add_argument("--keep", type=Path, help="leave the repositories under this directory")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="meshops-bench-") as tmp:
-        repo = make_repo(Path(tmp), args.nodes)
-        identity = str(Path(tmp) / "keys" / "operator")
-        seconds, proc = meshops(repo, "--identity", identity, "apply", "--auto-approve")
-        if proc.returncode != 0:
-            print(proc.stdout[-2000:], proc.stderr, file=sys.stderr)
-            return 1
-        print(f"nodes: {args.nodes}")
-        print(f"first apply: {seconds:.2f} s ({3 * args.nodes + 2} resources)")
-        size = (repo / "state" / "state.yaml").stat().st_size
-        print(f"state.yaml: {size / 1024:.0f} KiB")
-        times = []
-        for _ in range(args.runs):
-            seconds, proc = meshops(repo, "plan", "--detailed-exitcode")
-            if proc.returncode != 0:
-                print(proc.stdout[-2000:], proc.stderr, file=sys.stderr)
-                return 1
-            times.append(seconds)
-        print(f"no-op plan: median {statistics.median(times):.3f} s of {args.runs} ", end="")
-        print(f"(min {min(times):.3f}, max {max(times):.3f})")
-        version, _ = meshops(repo, "--version")
-        print(f"meshops --version: {version:.3f} s (interpreter start-up floor)")
-        if args.profile:
+
+    compile_package()
+    exe = meshops_exe()
+    rows: list[Row] = []
+    with tempfile.TemporaryDirectory(prefix="meshops-bench-") as scratch:
+        keep = args.keep or Path(scratch)
+        keep.mkdir(parents=True, exist_ok=True)
+        repo = None
+        for nodes in args.nodes:
+            row, repo = bench_one(nodes, args.runs, exe, keep)
+            rows.append(row)
+            if not args.json:
+                print(f"  {nodes:,} nodes done", file=sys.stderr)
+        if args.json:
+            print(
+                json.dumps(
+                    {
+                        "machine": machine_line(),
+                        "runs": args.runs,
+                        "rows": [
+                            {**asdict(r), "ratio": r.ratio, "plan_ms_per_node": r.plan_ms_per_node}
+                            for r in rows
+                        ],
+                    },
+                    indent=2,
+                )
+            )
+        else:
+            print_table(rows, args.runs)
+        if args.profile and repo is not None:
             profile_plan(repo)
     return 0
 
