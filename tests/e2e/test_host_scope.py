@@ -123,7 +123,11 @@ def test_leaf_certificates_chain_to_the_root_carry_the_spiffe_id_and_keep_keys_p
 
         key_mode = stat.S_IMODE((tls / "key.pem").stat().st_mode)
         assert key_mode == 0o600, f"{node}/{identity}: key.pem is {oct(key_mode)}"
-        assert (tls / "crl.pem").read_bytes() == (state / "ca/crl.pem").read_bytes()
+        # the root's CRL, then every node CA's own (nginx wants one per CA in a chain)
+        placed = sorted(mesh.repo.data["nodes"])
+        node_crls = [(state / "nodes" / n / "crl.pem").read_bytes() for n in placed]
+        want = b"".join([(state / "ca/crl.pem").read_bytes(), *node_crls])
+        assert (tls / "crl.pem").read_bytes() == want
     # identities land only where they are placed
     assert not mesh.tls_dir("node-1", "api").exists()
     assert not mesh.tls_dir("node-2", "web").exists()
@@ -264,7 +268,10 @@ def test_host_initialised_with_host_init_joins_and_applies_from_host_yaml_alone(
         applied = mesh.apply(node)
         assert f'+ wireguard.peer["{JOINER}"]: new peer' in applied.stdout
         assert "~ hosts.block: 1 entries added, 0 removed" in applied.stdout
-        assert "Resources: 1 added, 1 changed, 0 destroyed." in applied.stdout
+        # and each identity's CRL bundle gains the new node CA's CRL
+        crls = re.findall(r'~ tls\.crl\["[^"]+"\]', applied.stdout)
+        assert crls, applied.stdout
+        assert f"Resources: 1 added, {1 + len(crls)} changed, 0 destroyed." in applied.stdout
     # no -C, --node or --identity: host.yaml under --root names all three
     joined = host.run([MESHOPS, "--no-color", "--root", str(root), "apply", "--auto-approve"],
                       env=CLEAN_ENV, cwd=tmp_path)  # fmt: skip

@@ -13,9 +13,9 @@ import signal
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
-import yaml
 from test_repo_support import (
     MESHOPS,
     KeyRing,
@@ -92,26 +92,47 @@ def test_concurrent_applies_never_corrupt_state(tmp_path: Path, keyring: KeyRing
     assert refused, "no race was ever observed; the test did not test anything"
 
 
-def _serials_on_disk(repo: MeshRepo, node: str) -> set[str]:
-    """The node CA serial that state.yaml currently records for `node` (if any)."""
-    try:
-        state = yaml.safe_load((repo.state_dir / "state.yaml").read_text())
-    except FileNotFoundError:
-        return set()
-    rec = (state.get("nodes") or {}).get(node) or {}
+def _serials_on_disk(repo: MeshRepo, node: str) -> dict[str, str]:
+    """The node CA serial that state.yaml currently records for `node` (if any), with
+    the fingerprint of the root that signed it."""
+    rec = (_state_or_empty(repo).get("nodes") or {}).get(node) or {}
     ca = rec.get("ca")
-    return {ca["serial"]} if ca else set()
+    return {ca["serial"]: ca.get("issuer", "")} if ca else {}
+
+
+def converge(repo: MeshRepo) -> None:
+    """Apply until plan shows nothing: a root rotation held 0s moves a phase per apply."""
+    for _ in range(4):
+        repo.apply()
+        if repo.plan().returncode == 0:
+            return
+    raise AssertionError("four applies did not converge")
+
+
+def _state_or_empty(repo: MeshRepo) -> dict[str, Any]:
+    try:
+        return repo.state()
+    except FileNotFoundError:
+        return {}
 
 
 def _mutate(
-    repo: MeshRepo, keys: KeyRing, rng: random.Random, must_revoke: dict[str, set[str]]
+    repo: MeshRepo, keys: KeyRing, rng: random.Random, must_revoke: dict[str, dict[str, str]]
 ) -> str:
     """One random change to mesh.yaml that gives apply real work."""
     nodes = repo.data["nodes"]
-    kind = rng.choice(["rekey", "rekey", "root", "remove", "add"])
+    kind = rng.choice(["rekey", "rekey", "root", "remove", "add", "rotate"])
+    if kind == "rotate":
+        # a root rotation with no hold: each later apply moves it a phase on
+        if "rotation" in ((_state_or_empty(repo).get("ca")) or {}):
+            return _mutate(repo, keys, rng, must_revoke)
+        staged = repo.meshops("ca", "rotate", "--hold", "0s")
+        if staged.returncode != 0:  # no root yet (every apply so far was killed)
+            assert "no root CA yet" in staged.stderr, str(staged)
+        return kind
     if kind == "remove" and len(nodes) > 3:
         name = rng.choice(sorted(nodes))
-        must_revoke.setdefault(name, set()).update(_serials_on_disk(repo, name))
+        must_revoke.setdefault(name, {}).update(_serials_on_disk(repo, name))
         repo.remove_node(name)
     elif kind == "add" or (kind == "remove" and len(nodes) <= 3):
         free = [i for i in range(1, 9) if f"node-{i}" not in nodes]
@@ -142,7 +163,8 @@ def test_apply_killed_at_random_points_converges_on_the_next_run(
     started = time.monotonic()
     rng = random.Random(int(os.environ.get("MESHOPS_KILL_SEED", "4242")))
     repo = new_repo(tmp_path / "mesh", keyring, nodes=5)
-    must_revoke: dict[str, set[str]] = {}  # removed node -> node CA serials it had
+    # removed node -> its node CA serials -> the root that signed each
+    must_revoke: dict[str, dict[str, str]] = {}
     kills = trials = 0
     budget = float(os.environ.get("MESHOPS_KILL_BUDGET", "40"))
     while time.monotonic() - started < budget and trials < 60:
@@ -154,9 +176,9 @@ def test_apply_killed_at_random_points_converges_on_the_next_run(
         _, err = proc.communicate()
         assert "Traceback" not in err
         if trials % 8 == 0:
-            repo.apply()  # converges from whatever the kills left
+            converge(repo)  # from whatever the kills left
             check_consistent(repo)
-    repo.apply()
+    converge(repo)
     check_consistent(repo)
     assert kills >= 8, f"only {kills} of {trials} applies were killed mid-way"
     # nodes removed along the way have their last node CA on the CRL
@@ -164,7 +186,10 @@ def test_apply_killed_at_random_points_converges_on_the_next_run(
     text = openssl("crl", "-in", str(crl), "-noout", "-text").stdout.replace(":", "").upper()
     listed = {x.lstrip("0") for x in re.findall(r"SERIAL NUMBER ([0-9A-F]+)", text)}
     live = {rec["ca"]["serial"] for rec in repo.state()["nodes"].values() if rec.get("ca")}
-    owed = set().union(*must_revoke.values()) - live
+    # a retired root's CRL goes with it: what it signed chains to nothing trusted now
+    roots = {r["fingerprint"] for r in repo.state()["ca"]["roots"]}
+    owed = {s for entries in must_revoke.values() for s, root in entries.items()
+            if not root or root in roots} - live  # fmt: skip
     missing = {s for s in owed if s.upper().lstrip("0") not in listed}
     assert not missing, f"removed nodes' CAs not revoked: {missing}"
     print(f"{trials} trials, {kills} killed, {time.monotonic() - started:.1f}s")

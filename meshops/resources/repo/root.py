@@ -87,6 +87,15 @@ class RootResource(Resource[RootLive]):
             )
         step = self.scope.rotation_step(rt.now)
         if step.action is None:
+            if self._leftovers():
+                return Change(
+                    self.address,
+                    Action.UPDATE,
+                    "removes root key files an interrupted rotation left behind",
+                    before,
+                    before,
+                    sensitive=True,
+                )
             return Change(self.address, Action.NOOP, "", before, before)
         return Change(
             self.address,
@@ -128,7 +137,10 @@ class RootResource(Resource[RootLive]):
             self._reseal_all(rt)
             return
         step = scope.rotation_step(rt.now)
-        if step.action == "start":
+        if step.action is None:
+            for path in self._leftovers():
+                remove(path)
+        elif step.action == "start":
             from meshops.pki import generate_key, issue_root, private_pem
 
             key = generate_key(scope.mesh.ca.key_type)
@@ -149,6 +161,17 @@ class RootResource(Resource[RootLive]):
             scope.save()
         elif step.action == "retire":
             self._retire(rt)
+
+    def _leftovers(self) -> list[Path]:
+        """Staged or previous root files no rotation phase needs (a run was killed
+        between recording a phase and removing them)."""
+        layout, rotation = self.scope.layout, self.scope.state.rotation
+        unneeded = []
+        if rotation is None or rotation.phase != "staged":
+            unneeded += [layout.root_next_cert, layout.root_next_key]
+        if rotation is None:
+            unneeded.append(layout.root_previous_key)
+        return [p for p in unneeded if p.exists()]
 
     # -- creating and adopting -------------------------------------------------------
 

@@ -152,7 +152,15 @@ class RepoScope:
     def root_material(self, rt: Runtime) -> tuple[Any, Any]:
         """The signing root (the newest) and its private key, unsealed in memory."""
         cert = self.root_certificates()[-1]
-        return cert, self.root_key_for(rt, cert, self.layout.root_key)
+        path = self.layout.root_key
+        if self.state.rotation is not None and self.state.roots:
+            # a rotation's first phase, interrupted after the staged key took
+            # root.key's place but before root.crt: the current key is the previous
+            moved = self.layout.root_previous_key
+            recorded = self.state.roots[-1].key_sha256
+            if _file_sha256(path) != recorded and _file_sha256(moved) == recorded:
+                path = moved
+        return cert, self.root_key_for(rt, cert, path)
 
     def previous_root_material(self, rt: Runtime) -> tuple[Any, Any]:
         """During a rotation, the old root and its key (it signs the old root's CRL)."""
@@ -201,6 +209,13 @@ def open_repo_scope(loaded: Loaded, repo_dir: Path, now: datetime) -> RepoScope:
     addresses6 = _allocate6(mesh.wireguard.network6, mesh, addresses)
     removed = sorted((set(state.nodes) | _node_dirs(layout)) - set(mesh.nodes))
     return RepoScope(loaded, layout, state, addresses, addresses6, removed)
+
+
+def _file_sha256(path: Path) -> str | None:
+    try:
+        return sha256_hex(path.read_bytes())
+    except FileNotFoundError:
+        return None
 
 
 def _node_dirs(layout: StateLayout) -> set[str]:
