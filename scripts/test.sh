@@ -7,4 +7,4 @@ export SOPS_DISABLE_VERSION_CHECK=1
 ruff check .
 ruff format --check .
 mypy
-python -m pytest -n 2 -q "$@"
+python -m pytest -n 2 --dist loadfile -q "$@"
