@@ -170,13 +170,20 @@ def build_mesh(directory: Path, nodes: int) -> tuple[Mesh, float]:
 
 
 class Host:
-    """One network + private mount namespace (a test-bed host) to run commands in."""
+    """One network + private mount namespace (a test-bed host) to run commands in.
+
+    The underlay is routed through a gateway with a permanent neighbour entry, as on a
+    real host: peers' endpoints are not on-link, so sending a handshake never waits
+    for ARP (hundreds of unresolvable on-link endpoints make wireguard-go crawl, for
+    `wg setconf` and meshops alike).
+    """
 
     def __init__(self, stack: contextlib.ExitStack) -> None:
         from testbed import TestBed
 
         self.bed = stack.enter_context(TestBed(1, prefix="hb"))
         self.host = self.bed.hosts[0]
+        check(self.sh(ROUTED_UNDERLAY), "underlay routing")
 
     def run(self, argv: Sequence[str], *, env: dict[str, str] | None = None) -> Run:
         return timed(self.host.argv(argv), env=env)
@@ -190,16 +197,28 @@ class Host:
         return self.run(["sh", "-c", script])
 
     def delete_interface(self, name: str) -> None:
-        """Delete the link; wireguard-go exits when its tun goes away."""
+        """Delete the link and wait for its wireguard-go to exit (it frees the port)."""
         self.sh(f"ip link del {name} 2>/dev/null; true")
         deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            if self.sh(f"test -e /run/wireguard/{name}.sock").returncode != 0:
-                return
+        while self._userspace(name):
+            if time.monotonic() > deadline:
+                for pid in self._userspace(name):
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, signal.SIGKILL)
             time.sleep(0.02)
-        self.sh(f"pkill -f 'wireguard-go {name}$'; rm -f /run/wireguard/{name}.sock")
+        self.sh(f"rm -f /run/wireguard/{name}.sock")
+
+    def _userspace(self, name: str) -> list[int]:
+        found = []
+        for pid in self.host.pids():
+            with contextlib.suppress(OSError):
+                argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+                if argv[0].endswith(b"wireguard-go") and name.encode() in argv[1:]:
+                    found.append(pid)
+        return found
 
     def fresh_interface(self, name: str) -> None:
+        """A new wireguard-go interface, up, with no key and no peers."""
         self.delete_interface(name)
         check(self.run(["wireguard-go", name]), f"wireguard-go {name}")
         deadline = time.monotonic() + 10
@@ -207,41 +226,49 @@ class Host:
             if time.monotonic() > deadline:
                 raise SystemExit(f"wireguard-go {name}: no UAPI socket after 10 s")
             time.sleep(0.02)
+        check(self.run(["ip", "link", "set", name, "up"]), f"ip link set {name} up")
+
+
+# eth0 keeps one address; everything else goes through a gateway that always resolves
+ROUTED_UNDERLAY = """
+set -e
+ip addr flush dev eth0
+ip addr add 192.0.2.254/32 dev eth0
+ip route add 198.51.100.254/32 dev eth0
+ip neigh replace 198.51.100.254 lladdr 02:00:00:00:00:fe dev eth0 nud permanent
+ip route add default via 198.51.100.254 dev eth0
+"""
 
 
 # --- floors -------------------------------------------------------------------------
 
 
 def wg_config(mesh: Mesh, directory: Path) -> Path:
-    """The peers node-1 gets, as a `wg setconf` file (throwaway private key, 0600)."""
+    """The peers node-1 gets, as a `wg setconf` file (throwaway private key, 0600):
+    same keys, endpoints, allowed IPs and keepalive (the model's default included)."""
     import yaml
 
-    data = yaml.load((mesh.repo / "mesh.yaml").read_text(), Loader=yaml.CSafeLoader)
+    from meshops.model import load_file
+
+    loaded = load_file(mesh.repo / "mesh.yaml")
+    keepalive = int(loaded.mesh.wireguard.keepalive or 0)
     state = yaml.load((mesh.repo / "state/state.yaml").read_text(), Loader=yaml.CSafeLoader)
-    keepalive = data["wireguard"].get("keepalive")
     private = subprocess.run(["wg", "genkey"], capture_output=True, text=True, check=True).stdout
     lines = ["[Interface]", f"PrivateKey = {private.strip()}", f"ListenPort = {FLOOR_PORT}"]
-    for name in sorted(data["nodes"]):
+    for name, node in sorted(loaded.mesh.nodes.items()):
         record = state["nodes"].get(name) or {}
         if name == NODE or not record.get("wireguard"):
             continue
         lines += ["", "[Peer]", f"PublicKey = {record['wireguard']['public_key']}",
-                  f"Endpoint = {data['nodes'][name]['endpoint']}",
+                  f"Endpoint = {node.endpoint.host}:{node.endpoint.port}",
                   f"AllowedIPs = {record['address']}/32"]  # fmt: skip
         if keepalive:
-            lines.append(f"PersistentKeepalive = {_seconds(keepalive)}")
+            lines.append(f"PersistentKeepalive = {keepalive}")
     path = directory / "floor.conf"
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as handle:
         handle.write("\n".join(lines) + "\n")
     return path
-
-
-def _seconds(text: str | int) -> int:
-    if isinstance(text, int):
-        return text
-    units = {"s": 1, "m": 60, "h": 3600}
-    return int(float(text[:-1]) * units[text[-1]])
 
 
 def plan_floor(host: Host, mesh: Mesh, interface: str) -> Run:

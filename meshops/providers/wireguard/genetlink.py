@@ -9,6 +9,7 @@ none), so the translation to and from netlink attributes is kept in small functi
 from __future__ import annotations
 
 import errno
+from collections.abc import Sequence
 from typing import Any
 
 from meshops.errors import MeshError
@@ -52,6 +53,15 @@ class GenetlinkBackend:
         b64_to_bytes(public_key)
         attrs = {"public_key": public_key, "remove": True}
         self._call(name, "remove peer", lambda wg: wg.set(name, peer=attrs))
+
+    def set_peers(
+        self, name: str, peers: Sequence[PeerConfig], *, remove: Sequence[str] = ()
+    ) -> None:
+        # a kernel netlink call is cheap (no userspace daemon in between): one per peer
+        for key in remove:
+            self.remove_peer(name, key)
+        for peer in peers:
+            self.set_peer(name, peer)
 
     def _call(self, name: str, op: str, action: Any) -> Any:
         from pyroute2 import WireGuard

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -93,6 +94,13 @@ class Backend(Protocol):
         """Remove one peer; other peers are untouched."""
         ...
 
+    def set_peers(
+        self, name: str, peers: Sequence[PeerConfig], *, remove: Sequence[str] = ()
+    ) -> None:
+        """Remove the peers keyed `remove`, then add or update `peers` in place, in as
+        few requests as the backend allows; peers named in neither are untouched."""
+        ...
+
 
 def normalise_allowed_ips(cidrs: tuple[str, ...] | list[str]) -> tuple[str, ...]:
     """CIDRs in canonical text, deduplicated and sorted (v4 before v6)."""
@@ -142,6 +150,13 @@ def peer_matches(live: PeerConfig, desired: PeerConfig) -> bool:
     """
     if live.public_key != desired.public_key:
         return False
+    if (
+        live.allowed_ips == desired.allowed_ips
+        and (desired.endpoint is None or live.endpoint == desired.endpoint)
+        and live.keepalive_seconds == desired.keepalive_seconds
+        and (live.preshared_key or None) == (desired.preshared_key or None)
+    ):
+        return True  # spelled the same: no need to normalise (1,000 peers per plan)
     if desired.endpoint is not None and (
         live.endpoint is None
         or normalise_endpoint(live.endpoint) != normalise_endpoint(desired.endpoint)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import os
 import socket
+from collections.abc import Sequence
 from pathlib import Path
 
 from meshops.errors import MeshError
@@ -51,25 +52,36 @@ def device_request(*, private_key: bytes, listen_port: int) -> bytes:
 
 
 def peer_request(peer: PeerConfig) -> bytes:
-    """`set` request updating one peer in place.
+    """`set` request updating one peer in place (see `peers_request`)."""
+    return peers_request([peer])
 
-    Allowed IPs are replaced, keepalive and preshared key always sent (0 and the zero
-    key clear them), so the result never depends on what was there before. The peer's
-    session survives: none of these keys makes wireguard-go drop its keypairs.
+
+def peers_request(peers: Sequence[PeerConfig], *, remove: Sequence[str] = ()) -> bytes:
+    """One `set` request removing the peers keyed `remove`, then adding or updating
+    each of `peers` in place: one round trip however many peers changed.
+
+    Never `replace_peers`: peers not named are untouched. For each peer, allowed IPs
+    are replaced, keepalive and preshared key always sent (0 and the zero key clear
+    them), so the result never depends on what was there before. A peer's session
+    survives: none of these keys makes wireguard-go drop its keypairs.
     """
-    lines = ["set=1", f"public_key={b64_to_hex(peer.public_key)}"]
-    if peer.endpoint is not None:
-        lines.append(f"endpoint={normalise_endpoint(peer.endpoint)}")
-    lines.append(f"persistent_keepalive_interval={peer.keepalive_seconds}")
-    psk = peer.preshared_key if peer.preshared_key is not None else ZERO_KEY
-    lines.append(f"preshared_key={check_key_bytes(psk, what='preshared key').hex()}")
-    lines.append("replace_allowed_ips=true")
-    lines.extend(f"allowed_ip={cidr}" for cidr in normalise_allowed_ips(peer.allowed_ips))
+    lines = ["set=1"]
+    for key in remove:
+        lines += [f"public_key={b64_to_hex(key)}", "remove=true"]
+    for peer in peers:
+        lines.append(f"public_key={b64_to_hex(peer.public_key)}")
+        if peer.endpoint is not None:
+            lines.append(f"endpoint={normalise_endpoint(peer.endpoint)}")
+        lines.append(f"persistent_keepalive_interval={peer.keepalive_seconds}")
+        psk = peer.preshared_key if peer.preshared_key is not None else ZERO_KEY
+        lines.append(f"preshared_key={check_key_bytes(psk, what='preshared key').hex()}")
+        lines.append("replace_allowed_ips=true")
+        lines.extend(f"allowed_ip={cidr}" for cidr in normalise_allowed_ips(peer.allowed_ips))
     return ("\n".join(lines) + "\n\n").encode()
 
 
 def remove_request(public_key: str) -> bytes:
-    return f"set=1\npublic_key={b64_to_hex(public_key)}\nremove=true\n\n".encode()
+    return peers_request([], remove=[public_key])
 
 
 # --- answers (pure) --------------------------------------------------------------
@@ -184,6 +196,12 @@ class UapiBackend:
 
     def remove_peer(self, name: str, public_key: str) -> None:
         self._set(name, remove_request(public_key), "remove peer")
+
+    def set_peers(
+        self, name: str, peers: Sequence[PeerConfig], *, remove: Sequence[str] = ()
+    ) -> None:
+        if peers or remove:
+            self._set(name, peers_request(peers, remove=remove), "set peers")
 
     def _set(self, name: str, request: bytes, op: str) -> None:
         answer = self._exchange(name, request, op=op, missing_ok=False)

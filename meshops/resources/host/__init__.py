@@ -51,9 +51,11 @@ def compile_host(scope: HostScope) -> list[Resource[Any]]:
 
     mesh = scope.mesh
     out: list[Resource[Any]] = []
-    bundle = read_bytes(scope.layout.root_cert) or b""
-    crl = crl_bundle(scope)
-    for identity in mesh.identities_on(scope.node):
+    identities = mesh.identities_on(scope.node)
+    # read only when a leaf needs them: the CRL bundle reads one file per node
+    bundle = (read_bytes(scope.layout.root_cert) or b"") if identities else b""
+    crl = crl_bundle(scope) if identities else b""
+    for identity in identities:
         ident = mesh.identities[identity]
         leaf = LeafResource(scope, identity)
         follows = [leaf.address]
@@ -103,12 +105,14 @@ def _proxy(scope: HostScope, identity: str, follows: list[str]) -> list[Resource
 
 
 def _wireguard(scope: HostScope) -> list[Resource[Any]]:
-    from meshops.providers.wireguard import PeerConfig, normalise_allowed_ips
+    from meshops.providers.wireguard import PeerConfig
     from meshops.resources.host.wireguard import (
         AddressResource,
         InterfaceResource,
+        PeerBatch,
         PeerResource,
         RouteResource,
+        host_routes,
         resolve_endpoint,
     )
 
@@ -119,34 +123,34 @@ def _wireguard(scope: HostScope) -> list[Resource[Any]]:
     keepalive = int(mesh.wireguard.keepalive) if mesh.wireguard.keepalive else None
     last_peers: dict[str, str] = scope.last.get("peers", {})
     last_endpoints: dict[str, str] = scope.last.get("peer_endpoints", {})
+    batch = PeerBatch(interface.name)
     claimed: set[str] = set()
     for node in sorted(mesh.nodes):
         rec = scope.state.nodes.get(node)
         if node == scope.node or rec is None or rec.wireguard is None or not rec.address:
             continue
         endpoint = mesh.nodes[node].endpoint
-        allowed = [f"{ip}/{32 if ip.version == 4 else 128}" for ip in scope.overlay(node)]
         want = PeerConfig(
             public_key=rec.wireguard.public_key,
             endpoint=resolve_endpoint(endpoint.host, endpoint.port),
-            allowed_ips=normalise_allowed_ips(allowed),
+            allowed_ips=host_routes(rec.address, rec.address6),
             keepalive=keepalive,
         )
         old = last_peers.get(node)
-        claimed |= {want.public_key, *([old] if old else [])}
-        out.append(
-            PeerResource(scope, interface, node, old, want, old_endpoint=last_endpoints.get(node))
-        )
+        claimed.add(want.public_key)
+        if old:
+            claimed.add(old)
+        out.append(PeerResource(scope, interface, node, old, want,
+                                old_endpoint=last_endpoints.get(node), batch=batch))  # fmt: skip
     # peers on the device (or configured last time) that no node claims: remove them
-    known = dict(last_peers)
     device = scope.device()
     device_keys = set(device.peers) if device else set()
-    by_key = {key: name for name, key in known.items() if key}
+    by_key = {key: name for name, key in last_peers.items() if key}
     for key in sorted((device_keys | set(by_key)) - claimed):
         name = by_key.get(key) or f"?{key[:8]}"
         if name in mesh.nodes and name != scope.node:
             name = f"{name}~old"
-        out.append(PeerResource(scope, interface, name, key, None))
+        out.append(PeerResource(scope, interface, name, key, None, batch=batch))
     return out
 
 
