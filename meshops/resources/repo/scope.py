@@ -34,8 +34,11 @@ def sha256_hex(data: bytes) -> str:
 
 
 def recipients_fingerprint(recipients: list[Recipient]) -> str:
-    text = "\n".join(sorted(r.text for r in recipients))
-    return "sha256:" + hashlib.sha256(text.encode()).hexdigest()[:16]
+    """The short form state.yaml records (16 hex digits) of the secrets layer's digest
+    of a recipient set."""
+    from meshops.secrets.info import recipients_fingerprint as digest
+
+    return digest(recipients)[: len("sha256:") + 16]
 
 
 def suffix_for(fmt: str) -> str:
