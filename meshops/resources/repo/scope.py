@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from meshops.errors import MeshError
 from meshops.model import Loaded
 from meshops.model.types import Recipient
+from meshops.providers.files import TEMP_MARK
 from meshops.resources.repo.ipam import allocate_all
 from meshops.resources.repo.state import StateDoc, StateLayout, load_state, save_state
 
@@ -25,7 +26,7 @@ if TYPE_CHECKING:
 # state.yaml is written at most this often during an apply (see RepoScope.save)
 MIN_FLUSH_INTERVAL = 0.5
 # the name `write_atomic` gives its temp files: `.<name>.meshops-tmp-<pid>`
-TEMP_GLOB = ".*.meshops-tmp-*"
+TEMP_GLOB = f".*{TEMP_MARK}*"
 ROOT_KEY_NEED = "root CA key (an identity among ca.recipients)"
 
 
