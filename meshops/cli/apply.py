@@ -114,16 +114,21 @@ def _apply(
                 _confirm(ctx)
         scope.preflight(plan, rt)
         result = None
+        unrecorded: MeshError | None = None
         try:
             result = apply_plan(plan, scope.resources, rt, progress=_progress(ctx))
         finally:
             # also on an unexpected error: records what was done (state.yaml is batched)
-            scope.record(plan, result, saved.plan_id if saved else _plan_id(), rt)
+            try:
+                scope.record(plan, result, saved.plan_id if saved else _plan_id(), rt)
+            except MeshError as exc:  # e.g. a full disk: said after what failed first
+                unrecorded = exc
             rt.forget_secrets()
     assert result is not None
     _summary(ctx, plan, result)
     if not result.ok:
         assert result.failed is not None and result.error is not None
+        also = f"; recording the outcome failed too: {unrecorded.message}" if unrecorded else ""
         raise MeshError(
             f"{result.failed.address}: {result.error.message}",
             hint=(result.error.hint or "")
@@ -132,8 +137,11 @@ def _apply(
                 "the next apply continues from here)"
                 if result.skipped
                 else ""
-            ),
+            )
+            + also,
         )
+    if unrecorded is not None:
+        raise unrecorded
     return 0
 
 
