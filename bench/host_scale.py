@@ -348,12 +348,18 @@ def _check_peers(host: Host, interface: str, peers: int) -> None:
         raise SystemExit(f"{interface} has {found} peers after the host apply, want {peers}")
 
 
+PROFILE = (
+    "import cProfile, sys\n"
+    "from meshops.cli.main import main\n"
+    "cProfile.run('main(sys.argv[2:])', sys.argv[1])\n"
+)
+
+
 def _profile(host: Host, mesh: Mesh, root: Path, work: Path) -> None:
     """The no-op plan in process under cProfile (inside the namespace)."""
     out = work / "plan.prof"
-    argv = [sys.executable, "-m", "cProfile", "-o", str(out), "-m", "meshops", "--no-color",
-            "-C", str(mesh.repo), "plan", "--node", NODE, "--root", str(root),
-            "--identity", str(mesh.identity)]  # fmt: skip
+    argv = [sys.executable, "-c", PROFILE, str(out), "--no-color", "-C", str(mesh.repo), "plan",
+            "--node", NODE, "--root", str(root), "--identity", str(mesh.identity)]  # fmt: skip
     check(host.run(argv, env=ENV), "profiled plan")
     import pstats
 

@@ -1,5 +1,5 @@
 """The network side of a WireGuard device: the link, its addresses and routes
-(pyroute2 IPRoute), and the userspace process when there is no kernel module.
+(rtnetlink, `rtnl.py`), and the userspace process when there is no kernel module.
 
 Every function works on the current network namespace and is idempotent: it
 returns whether it changed something.
@@ -13,12 +13,12 @@ import ipaddress
 import os
 import signal
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
 
 from meshops.errors import CommandFailed, MeshError
 from meshops.providers.run import run
+from meshops.providers.wireguard import rtnl
 from meshops.providers.wireguard.state import Backend, LinkState
 from meshops.providers.wireguard.uapi import UAPI_DIR, UapiBackend
 
@@ -26,39 +26,14 @@ MAIN_TABLE = 254
 SOCKET_WAIT_SECONDS = 10.0
 STOP_WAIT_SECONDS = 3.0
 
-T = TypeVar("T")
 
-
-@contextlib.contextmanager
-def _iproute(name: str) -> Iterator[Any]:
-    from pyroute2 import IPRoute
-
-    with IPRoute() as ipr:
-        yield ipr
-
-
-def _netlink(
-    name: str, what: str, action: Callable[[], T], *, ignore: tuple[int, ...] = ()
-) -> T | None:
-    """Run one netlink call; errnos in `ignore` return None, others become MeshError."""
-    from pyroute2.netlink.exceptions import NetlinkError
-
-    try:
-        return action()
-    except NetlinkError as exc:
-        if exc.code in ignore:
-            return None
-        raise MeshError(
-            f"WireGuard interface {name}: {what} failed: {os.strerror(exc.code)}",
-            hint="meshops needs root (CAP_NET_ADMIN) to manage interfaces"
-            if exc.code == errno.EPERM
-            else None,
-        ) from None
-
-
-def _index(ipr: Any, name: str) -> int | None:
-    found = ipr.link_lookup(ifname=name)
-    return int(found[0]) if found else None
+def _refused(name: str, what: str, code: int) -> MeshError:
+    return MeshError(
+        f"WireGuard interface {name}: {what} failed: {os.strerror(code)}",
+        hint="meshops needs root (CAP_NET_ADMIN) to manage interfaces"
+        if code in (errno.EPERM, errno.EACCES)
+        else None,
+    )
 
 
 # --- reading -----------------------------------------------------------------------
@@ -67,11 +42,9 @@ def _index(ipr: Any, name: str) -> int | None:
 def read_link(name: str) -> LinkState | None:
     """The link named `name` with its addresses and main-table routes, or None.
 
-    Plain rtnetlink over a socket (`rtnl.py`): a no-op plan never imports pyroute2.
+    Plain rtnetlink over a socket: a no-op plan reads it in about a millisecond.
     """
-    from meshops.providers.wireguard.rtnl import read_link_state
-
-    return read_link_state(name)
+    return rtnl.read_link_state(name)
 
 
 # --- creating and deleting -----------------------------------------------------------
@@ -102,15 +75,12 @@ def ensure_interface(name: str, *, mtu: int, userspace: str | None = "wireguard-
 
 def _create_kernel_link(name: str) -> bool:
     """Try the kernel implementation; False when the kernel does not offer it."""
-    unsupported = (errno.EOPNOTSUPP, errno.EPROTONOSUPPORT, errno.ENOENT)
-    with _iproute(name) as ipr:
-        done = _netlink(
-            name,
-            "create kernel link",
-            lambda: ipr.link("add", ifname=name, kind="wireguard") or True,
-            ignore=unsupported,
-        )
-    return done is not None
+    code = rtnl.create_link(name, "wireguard")
+    if code in (errno.EOPNOTSUPP, errno.EPROTONOSUPPORT, errno.ENOENT):
+        return False
+    if code not in (0, errno.EEXIST):
+        raise _refused(name, "create kernel link", code)
+    return True
 
 
 def _start_userspace(name: str, program: str) -> None:
@@ -138,13 +108,10 @@ def _start_userspace(name: str, program: str) -> None:
 def delete_interface(name: str) -> bool:
     """Delete the link and stop its userspace process, if any; True when it existed."""
     pids = userspace_pids(name)
-    with _iproute(name) as ipr:
-        index = _index(ipr, name)
-        existed = index is not None
-        if index is not None:
-            _netlink(
-                name, "delete link", lambda: ipr.link("del", index=index), ignore=(errno.ENODEV,)
-            )
+    code = rtnl.on_link(name, rtnl.RTM_DELLINK, 0, rtnl.link_index_body)
+    if code not in (None, 0, errno.ENODEV):
+        raise _refused(name, "delete link", code)
+    existed = code is not None
     _stop(pids)
     socket_file = UAPI_DIR / f"{name}.sock"
     if pids or not existed:
@@ -207,7 +174,7 @@ def set_mtu(name: str, mtu: int) -> bool:
     link = _require(name)
     if link.mtu == mtu:
         return False
-    _set_link(name, "set mtu", mtu=mtu)
+    _set_link(name, f"set mtu {mtu}", mtu=mtu)
     return True
 
 
@@ -215,7 +182,7 @@ def set_up(name: str) -> bool:
     link = _require(name)
     if link.up:
         return False
-    _set_link(name, "set up", state="up")
+    _set_link(name, "set up", up=True)
     return True
 
 
@@ -229,14 +196,18 @@ def _require(name: str) -> LinkState:
     return link
 
 
-def _set_link(name: str, what: str, **changes: Any) -> None:
-    _on_link(name, what, lambda ipr, index: ipr.link("set", index=index, **changes))
+def _set_link(name: str, what: str, *, mtu: int | None = None, up: bool | None = None) -> None:
+    _on_link(
+        name, what, rtnl.RTM_NEWLINK, 0, lambda index: rtnl.set_link_body(index, mtu=mtu, up=up)
+    )
 
 
 def _on_link(
     name: str,
     what: str,
-    action: Callable[[Any, int], object],
+    kind: int,
+    flags: int,
+    body_for: Callable[[int], bytes],
     *,
     already: tuple[int, ...] = (),
     missing_ok: bool = False,
@@ -246,66 +217,57 @@ def _on_link(
     Errnos in `already` mean the change was already so (False). A missing link is an
     error, or nothing to do when `missing_ok` (removals).
     """
-    with _iproute(name) as ipr:
-        index = _index(ipr, name)
-        if index is None:
-            if missing_ok:
-                return False
-            raise MeshError(
-                f"WireGuard interface {name} does not exist",
-                hint="create it first (ensure_interface)",
-            )
-        done = _netlink(name, what, lambda: action(ipr, index) or True, ignore=already)
-    return done is not None
+    code = rtnl.on_link(name, kind, flags, body_for)
+    if code is None:
+        if missing_ok:
+            return False
+        raise MeshError(
+            f"WireGuard interface {name} does not exist",
+            hint="create it first (ensure_interface)",
+        )
+    if code in already:
+        return False
+    if code:
+        raise _refused(name, what, code)
+    return True
 
 
 def add_address(name: str, address: str) -> bool:
     """Add `address` (`10.42.0.1/16`); False when it was already there."""
-    iface = _interface(address)
+    iface = str(_interface(address))
     return _on_link(
-        name,
-        f"add address {iface}",
-        lambda ipr, index: ipr.addr(
-            "add", index=index, address=str(iface.ip), prefixlen=iface.network.prefixlen
-        ),
-        already=(errno.EEXIST,),
-    )
+        name, f"add address {iface}", rtnl.RTM_NEWADDR, rtnl.NLM_F_CREATE | rtnl.NLM_F_EXCL,
+        lambda index: rtnl.address_body(index, iface), already=(errno.EEXIST,),
+    )  # fmt: skip
 
 
 def remove_address(name: str, address: str) -> bool:
-    iface = _interface(address)
+    iface = str(_interface(address))
     return _on_link(
-        name,
-        f"remove address {iface}",
-        lambda ipr, index: ipr.addr(
-            "del", index=index, address=str(iface.ip), prefixlen=iface.network.prefixlen
-        ),
-        already=(errno.EADDRNOTAVAIL, errno.ENOENT, errno.ESRCH),
-        missing_ok=True,
-    )
+        name, f"remove address {iface}", rtnl.RTM_DELADDR, 0,
+        lambda index: rtnl.address_body(index, iface),
+        already=(errno.EADDRNOTAVAIL, errno.ENOENT, errno.ESRCH), missing_ok=True,
+    )  # fmt: skip
 
 
 def ensure_route(cidr: str, name: str) -> bool:
     """Route `cidr` through the link (main table); False when it already was."""
-    network = _network(cidr)
-    if str(network) in _require(name).routes:
+    network = str(_network(cidr))
+    if network in _require(name).routes:
         return False
     return _on_link(
-        name,
-        f"route {network}",
-        lambda ipr, index: ipr.route("replace", dst=str(network), oif=index),
-    )
+        name, f"route {network}", rtnl.RTM_NEWROUTE, rtnl.NLM_F_CREATE | rtnl.NLM_F_REPLACE,
+        lambda index: rtnl.route_body(index, network),
+    )  # fmt: skip
 
 
 def remove_route(cidr: str, name: str) -> bool:
-    network = _network(cidr)
+    network = str(_network(cidr))
     return _on_link(
-        name,
-        f"remove route {network}",
-        lambda ipr, index: ipr.route("del", dst=str(network), oif=index, table=MAIN_TABLE),
-        already=(errno.ESRCH, errno.ENOENT),
-        missing_ok=True,
-    )
+        name, f"remove route {network}", rtnl.RTM_DELROUTE, 0,
+        lambda index: rtnl.route_body(index, network, delete=True),
+        already=(errno.ESRCH, errno.ENOENT), missing_ok=True,
+    )  # fmt: skip
 
 
 def _interface(text: str) -> ipaddress.IPv4Interface | ipaddress.IPv6Interface:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import socket
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -104,6 +105,8 @@ class Backend(Protocol):
 
 def normalise_allowed_ips(cidrs: tuple[str, ...] | list[str]) -> tuple[str, ...]:
     """CIDRs in canonical text, deduplicated and sorted (v4 before v6)."""
+    if len(cidrs) == 1 and cidrs[0].endswith("/32") and is_ipv4(cidrs[0][:-3]):
+        return (cidrs[0],)  # a peer's one host route: already canonical (1,000 per apply)
     nets = set()
     for text in cidrs:
         try:
@@ -139,7 +142,20 @@ def join_endpoint(ip: str, port: int) -> str:
 
 
 def normalise_endpoint(endpoint: str) -> str:
+    host, _, port = endpoint.rpartition(":")
+    if is_ipv4(host) and port.isdigit() and port[0] != "0" and int(port) < 65536:
+        return endpoint  # already canonical, without building an address object
     return join_endpoint(*split_endpoint(endpoint))
+
+
+def is_ipv4(text: str) -> bool:
+    """True for canonical dotted-quad IPv4 text: glibc's inet_pton refuses leading
+    zeros and short forms, so what it accepts is what str(IPv4Address) prints."""
+    try:
+        socket.inet_pton(socket.AF_INET, text)
+    except OSError:
+        return False
+    return True
 
 
 def peer_matches(live: PeerConfig, desired: PeerConfig) -> bool:

@@ -186,7 +186,9 @@ class RouteResource(Resource[tuple[str, ...]]):
 
 def resolve_endpoint(host: str, port: int) -> str:
     """An endpoint as WireGuard wants it (an IP); hostnames resolve at plan/apply time."""
-    if _is_ipv4(host):
+    from meshops.providers.wireguard.state import is_ipv4
+
+    if is_ipv4(host):
         return f"{host}:{port}"  # the common case, without building an address object
     import ipaddress
 
@@ -203,21 +205,11 @@ def resolve_endpoint(host: str, port: int) -> str:
 
 def host_routes(address: str, address6: str | None = None) -> tuple[str, ...]:
     """A peer's allowed IPs: its overlay address(es) as /32 and /128, normalised."""
-    from meshops.providers.wireguard import normalise_allowed_ips
+    from meshops.providers.wireguard.state import is_ipv4, normalise_allowed_ips
 
-    if address6 is None and _is_ipv4(address):
+    if address6 is None and is_ipv4(address):
         return (f"{address}/32",)  # already canonical: inet_pton takes only dotted quads
     return normalise_allowed_ips([f"{address}/32", *([f"{address6}/128"] if address6 else [])])
-
-
-def _is_ipv4(text: str) -> bool:
-    """True for canonical dotted-quad IPv4 text (glibc's inet_pton refuses leading zeros
-    and short forms, so what it accepts is what str(IPv4Address) prints)."""
-    try:
-        socket.inet_pton(socket.AF_INET, text)
-    except OSError:
-        return False
-    return True
 
 
 class PeerBatch:
