@@ -178,7 +178,7 @@ def parse_address(body: bytes, index: int) -> str | None:
         return None
     for attr, payload in attributes(body[_IFADDR.size :]):
         if attr == IFA_ADDRESS:
-            return f"{socket.inet_ntop(family, payload)}/{prefixlen}"
+            return f"{_ip_text(family, payload)}/{prefixlen}"
     return None
 
 
@@ -191,7 +191,7 @@ def parse_route(body: bytes, index: int) -> str | None:
     oif = None
     for attr, payload in attributes(body[_RTMSG.size :]):
         if attr == RTA_DST:
-            dst = socket.inet_ntop(family, payload)
+            dst = _ip_text(family, payload)
         elif attr == RTA_OIF:
             (oif,) = struct.unpack_from("=I", payload)
         elif attr == RTA_TABLE:
@@ -201,6 +201,14 @@ def parse_route(body: bytes, index: int) -> str | None:
     if dst is None:
         dst = "::" if family == socket.AF_INET6 else "0.0.0.0"
     return f"{dst}/{dst_len}"
+
+
+def _ip_text(family: int, packed: bytes) -> str:
+    """Address text as Python's ipaddress prints it (inet_ntop spells some IPv6
+    addresses differently, `::0.1.0.0` for `::1:0`)."""
+    if family == socket.AF_INET:
+        return socket.inet_ntop(family, packed)
+    return str(ipaddress.IPv6Address(packed))
 
 
 def sort_addresses(texts: list[str]) -> tuple[str, ...]:
