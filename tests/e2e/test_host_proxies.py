@@ -79,6 +79,7 @@ class Proxies:
     mesh: BedMesh
     upstream_log: Path
     foreign: Path  # a CA and a `web` leaf that meshops never issued
+    reloads: dict[str, list[str]]  # identity -> the command that reloads its running proxy
 
     def curl(
         self, service: str, port: int, method: str, path: str, *, caller: str | None
@@ -155,10 +156,12 @@ def proxies(tmp_path_factory: pytest.TempPathFactory, keyring: KeyRing) -> Itera
         caddy_home = directory / "caddy-home"
         caddy_env = {"HOME": str(caddy_home), "XDG_DATA_HOME": str(caddy_home / "data"),
                      "XDG_CONFIG_HOME": str(caddy_home / "config")}  # fmt: skip
+        pidfile = directory / "caddy.pid"
+        caddy_run = ["caddy", "run", "--config", str(caddy_file), "--adapter", "caddyfile",
+                     "--pidfile", str(pidfile)]  # fmt: skip
         with open(directory / "caddy.log", "wb") as caddy_log:
             caddy = n1.popen(
-                ["caddy", "run", "--config", str(caddy_file), "--adapter", "caddyfile"],
-                env=caddy_env, stdout=caddy_log, stderr=subprocess.STDOUT,
+                caddy_run, env=caddy_env, stdout=caddy_log, stderr=subprocess.STDOUT
             )  # fmt: skip
         wait_for_port(n1, CADDY_PORT, proc=caddy)
 
@@ -172,7 +175,21 @@ def proxies(tmp_path_factory: pytest.TempPathFactory, keyring: KeyRing) -> Itera
         wait_for_port(n1, NGINX_PORT, proc=nginx)
 
         foreign = make_foreign_web_cert(directory / "foreign", mesh.trust_domain, mesh.domain)
-        yield Proxies(mesh, log, foreign)
+        # the rendered Caddyfile turns the admin endpoint off: Caddy reloads by restarting
+        # (what `systemctl restart caddy` does), here by a script run as the hook
+        env = " ".join(f"{k}={v}" for k, v in caddy_env.items())
+        restart_caddy = (
+            f"kill $(cat {pidfile}); "
+            f"while (exec 3<>/dev/tcp/127.0.0.1/{CADDY_PORT}) 2>/dev/null; do sleep 0.05; done; "
+            f"{env} setsid {' '.join(caddy_run)} </dev/null >>{directory / 'caddy.log'} 2>&1 & "
+            f"for i in $(seq 200); do (exec 3<>/dev/tcp/127.0.0.1/{CADDY_PORT}) 2>/dev/null "
+            "&& exit 0; sleep 0.05; done; exit 1"
+        )
+        reloads = {
+            "api": ["bash", "-c", restart_caddy],
+            "ledger": ["nginx", "-p", str(work), "-c", str(wrapper), "-s", "reload"],
+        }
+        yield Proxies(mesh, log, foreign, reloads)
 
 
 def test_host_apply_renders_both_proxy_configs_under_root(proxies: Proxies) -> None:
@@ -235,6 +252,47 @@ def test_caller_without_a_mesh_certificate_is_refused_before_the_upstream(
         # 400 ("No required SSL certificate" / "The SSL certificate error") itself
         assert rc == 0 and code == "400", f"{caller}: {code} {body}"
     assert proxies.reached()[before:] == []
+
+
+def _bundle_roots(proxies: Proxies, node: str, identity: str) -> int:
+    return (proxies.mesh.tls_dir(node, identity) / "ca.pem").read_text().count("BEGIN CERT")
+
+
+def test_a_root_rotation_keeps_mesh_calls_flowing_through_every_phase(
+    proxies: Proxies,
+) -> None:
+    """Each phase applied on every host before the next (what `--hold` is for): web's
+    calls pass through Caddy and nginx all along, and outsiders stay out."""
+    mesh = proxies.mesh
+    for identity, command in proxies.reloads.items():  # running proxies cache certs
+        mesh.repo.data["identities"][identity]["proxy"]["reload"] = command
+    mesh.apply_repo("reload the proxies when their certificates change")
+    mesh.apply_all()
+
+    def calls() -> list[str]:
+        return [
+            proxies.curl(service, port, "GET", "/v1/users", caller=caller)[1]
+            for service, port in (("api", CADDY_PORT), ("ledger", NGINX_PORT))
+            for caller in ("web", "batch")
+        ]
+
+    assert calls() == ["200", "403", "200", "403"]
+    staged = mesh.repo.meshops("ca", "rotate", "--hold", "0s")
+    assert staged.returncode == 0, str(staged)
+    old_leaf = (mesh.tls_dir("n2", "web") / "cert.pem").read_bytes()
+    for phase, roots in ((1, 2), (2, 2), (3, 1)):
+        applied = mesh.apply_repo(f"root rotation, phase {phase}")
+        assert f"rotation {phase}/3" in applied.stdout, applied.stdout
+        for node, result in mesh.apply_all().items():
+            if phase == 2:  # node CAs re-issued: every leaf follows, proxies reload
+                assert "cert.leaf" in result.stdout, f"[{node}] {result.stdout}"
+                assert "hook.reload" in result.stdout or node == "n2"
+        assert _bundle_roots(proxies, "n1", "api") == roots
+        assert _bundle_roots(proxies, "n2", "web") == roots
+        assert calls() == ["200", "403", "200", "403"], f"after phase {phase}"
+    assert (mesh.tls_dir("n2", "web") / "cert.pem").read_bytes() != old_leaf
+    for node in ("n1", "n2"):
+        assert mesh.plan(node).returncode == 0
 
 
 def test_repo_scope_publishes_a_crl_per_node_ca(tmp_path: Path, keyring: KeyRing) -> None:
