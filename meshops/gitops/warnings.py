@@ -53,6 +53,13 @@ def _warnings(before: Mesh | None, after: Mesh, many_nodes: int) -> Iterator[Rev
     if before is None:
         return
     yield from _lifetimes(before, after)
+    if before.ca.key_type != after.ca.key_type:
+        yield ReviewWarning(
+            "root-rotation",
+            f"ca.key_type {before.ca.key_type} -> {after.ca.key_type}: the root CA is rotated "
+            "in three applies, each held 1h (new root trusted, node CAs re-issued, old root "
+            "retired); every host must apply each phase",
+        )
     old_recipients = {r.text for r in before.ca.recipients}
     for text in sorted(old_recipients - {r.text for r in after.ca.recipients}):
         yield ReviewWarning(

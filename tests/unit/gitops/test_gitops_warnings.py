@@ -71,3 +71,12 @@ def test_new_identity_on_every_node_is_flagged() -> None:
     some["identities"]["agent"] = identity(["node-1", "node-2"])
     assert _codes(before, some) == []
     assert _codes(before, some, many_nodes=2) == ["identity-on-many-nodes"]
+
+
+def test_a_root_key_type_change_warns_of_the_rotation_it_starts() -> None:
+    before = web_api_mesh()
+    after = copy.deepcopy(before)
+    after["ca"]["key_type"] = "ecdsa-p384"
+    assert _codes(before, after) == ["root-rotation"]
+    (warning,) = review_warnings(mesh_of(before), mesh_of(after))
+    assert "ecdsa-p256 -> ecdsa-p384" in warning.message and "three applies" in warning.message
