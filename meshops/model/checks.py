@@ -8,7 +8,7 @@ from ipaddress import IPv4Address, IPv6Address
 from meshops.errors import Problem
 from meshops.model.loader import Document
 from meshops.model.mesh import Mesh
-from meshops.policy import AccessTable, compile_policies
+from meshops.policy import MAX_GRANTS, AccessTable, compile_policies, grant_count
 
 
 def semantic_problems(mesh: Mesh, doc: Document) -> list[Problem]:
@@ -19,6 +19,7 @@ def semantic_problems(mesh: Mesh, doc: Document) -> list[Problem]:
         _endpoints,
         _lifetimes,
         _proxies,
+        _table_size,
     ):
         problems.extend(doc.problem(path, msg) for path, msg in check(mesh))
     return problems
@@ -195,6 +196,25 @@ def _proxies(mesh: Mesh) -> Found:
                 ("identities", name, "proxy", "listen"),
                 (f"port {ident.proxy.listen} is the WireGuard port"),
             )
+
+
+def _table_size(mesh: Mesh) -> Found:
+    """Refuse policies whose access table would be too big to build (see MAX_GRANTS),
+    naming the policy that crosses the limit, before anything tries to build it."""
+    groups = {name: list(members) for name, members in mesh.groups.items()}
+    total = 0
+    for p, policy in enumerate(mesh.policies):
+        total += grant_count(policy, mesh.identities, groups)
+        if total > MAX_GRANTS:
+            yield (
+                ("policies", p),
+                (
+                    f"policy {policy.name!r} brings the access table to {total:,} grants "
+                    f"(callers x callees x methods x paths), over the limit of "
+                    f"{MAX_GRANTS:,}; narrow its from/to, methods or paths"
+                ),
+            )
+            return
 
 
 def access_table(mesh: Mesh) -> AccessTable:
