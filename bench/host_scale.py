@@ -421,7 +421,10 @@ def growth(rows: list[Row]) -> list[str]:
         for small, big in itertools.pairwise(series):
             exponent = math.log(big.median / small.median) / math.log(big.nodes / small.nodes)
             worst = max(worst, exponent)
-            parts.append(f"{small.nodes:,}→{big.nodes:,}: N^{exponent:.2f}")
+            per_node = (big.median - small.median) / (big.nodes - small.nodes) * 1000
+            parts.append(
+                f"{small.nodes:,}→{big.nodes:,}: N^{exponent:.2f}, {per_node:+.2f} ms per node"
+            )
         if parts:
             verdict = "linear or better" if worst <= LINEAR_EXPONENT else "**superlinear**"
             lines.append(f"- {metric}: {', '.join(parts)} ({verdict})")
