@@ -14,50 +14,23 @@ from __future__ import annotations
 import argparse
 import platform
 import subprocess
+import sys
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from ipaddress import ip_address
+from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from meshops.pki import (
-    LeafSpec,
-    NodeCASpec,
-    cert_pem,
-    generate_key,
-    issue_leaf,
-    issue_node_ca,
-    issue_root,
-    private_pem,
-)
+from meshops.pki import cert_pem, private_pem
 
-NOW = datetime(2030, 1, 1, tzinfo=UTC)
-
-
-def _node_ca() -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
-    root_key = generate_key("ecdsa-p256")
-    root = issue_root(mesh_name="bench", key=root_key, now=NOW, ttl_seconds=3650 * 86400)
-    key = ec.generate_private_key(ec.SECP256R1())
-    spec = NodeCASpec(
-        node="web-1",
-        trust_domain="bench.internal",
-        domain="mesh.bench.internal",
-        dns_names=("www.example.com",),
-        ips=(ip_address("10.42.0.11"),),
-    )
-    cert = issue_node_ca(
-        root_cert=root,
-        root_key=root_key,
-        public_key=key.public_key(),
-        spec=spec,
-        now=NOW,
-        ttl_seconds=30 * 86400,
-    )
-    return cert, key
+# the root and node CA come from the tests' PKI factory (issued by meshops.pki)
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "unit" / "pki"))
+from pki_factories import NOW, leaf_spec, make_pki
 
 
 def _time(count: int, one: Callable[[int], object]) -> float:
@@ -85,28 +58,14 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=1000)
     count = parser.parse_args().count
 
-    ca_cert, ca_key = _node_ca()
-    spec = LeafSpec(
-        identity="api",
-        node="web-1",
-        trust_domain="bench.internal",
-        domain="mesh.bench.internal",
-        ttl_seconds=48 * 3600,
-        dns=("www.example.com",),
-        ips=(ip_address("10.42.0.11"),),
-    )
+    pki = make_pki("ecdsa-p256", nodes=("web-1",))
+    spec = leaf_spec("api", "web-1", ips=(ip_address("10.42.0.11"),))
 
     def meshops_leaf(_: int) -> object:
-        key = generate_key("ecdsa-p256")
-        cert = issue_leaf(
-            node_ca_cert=ca_cert,
-            node_ca_key=ca_key,
-            public_key=key.public_key(),
-            spec=spec,
-            now=NOW,
-        )
-        return cert_pem(cert), private_pem(key)
+        leaf = pki.leaf(spec)
+        return cert_pem(leaf.cert), private_pem(leaf.key)
 
+    node_ca = pki.node_cas["web-1"]
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "api")])
 
     def bare_leaf(i: int) -> object:
@@ -114,12 +73,12 @@ def main() -> None:
         return (
             x509.CertificateBuilder()
             .subject_name(subject)
-            .issuer_name(ca_cert.subject)
+            .issuer_name(node_ca.cert.subject)
             .public_key(key.public_key())
             .serial_number(i + 1)
             .not_valid_before(NOW - timedelta(minutes=5))
             .not_valid_after(NOW + timedelta(hours=48))
-            .sign(ca_key, hashes.SHA256())
+            .sign(node_ca.key, hashes.SHA256())
         )
 
     # alternate runs so that a busy neighbour on a shared machine hits both alike

@@ -1,6 +1,10 @@
 """Factories for PKI tests: a small mesh's root, node CAs and leaves, and `openssl verify`.
 
-from pki_factories import make_pki, leaf_spec, openssl_verify, NOW
+    from pki_factories import make_pki, leaf_spec, openssl_verify, NOW
+
+The one way tests build a mesh PKI: everything is issued by `meshops.pki` itself. Tests
+outside this folder (proxy renders, the leaf benchmark) import it too; they pass a real
+`now` when real TLS stacks check the certificates against the clock.
 """
 
 from __future__ import annotations
@@ -19,8 +23,10 @@ from meshops.pki import (
     LeafSpec,
     NodeCASpec,
     PrivateKey,
+    build_crl,
     cert_pem,
     certs_pem,
+    crl_pem,
     generate_key,
     issue_leaf,
     issue_node_ca,
@@ -80,15 +86,18 @@ class Issued:
 
 @dataclass
 class Pki:
-    """A root and one node CA per node, all of one key type, issued at NOW."""
+    """A root and one node CA per node, all of one key type, issued at `now` (NOW)."""
 
     key_type: KeyType
     root: Issued
     node_cas: dict[str, Issued]
+    now: datetime = NOW
 
     def leaf(
-        self, spec: LeafSpec | None = None, *, node: str = "web-1", now: datetime = NOW
+        self, spec: LeafSpec | None = None, *, node: str = "web-1", now: datetime | None = None
     ) -> Issued:
+        """A leaf for `spec` (default: `api` on `node`), issued at `now` (default: the PKI's)."""
+        now = self.now if now is None else now
         if spec is None:
             index = list(self.node_cas).index(node)
             spec = leaf_spec(node=node, key_type=self.key_type, ips=node_ips(index))
@@ -104,9 +113,16 @@ class Pki:
         return Issued(cert, key)
 
 
-def make_pki(key_type: KeyType, *, nodes: Sequence[str] = ("web-1", "api-1")) -> Pki:
+def make_pki(
+    key_type: KeyType,
+    *,
+    nodes: Sequence[str] = ("web-1", "api-1"),
+    now: datetime = NOW,
+    mesh_name: str = "demo",
+) -> Pki:
+    """A root and one node CA per node (`node_ips(i)` for the i-th), all issued at `now`."""
     root_key = generate_key(key_type)
-    root = issue_root(mesh_name="demo", key=root_key, now=NOW, ttl_seconds=3650 * DAY)
+    root = issue_root(mesh_name=mesh_name, key=root_key, now=now, ttl_seconds=3650 * DAY)
     node_cas = {}
     for index, node in enumerate(nodes):
         key = generate_key(key_type)
@@ -116,11 +132,24 @@ def make_pki(key_type: KeyType, *, nodes: Sequence[str] = ("web-1", "api-1")) ->
             root_key=root_key,
             public_key=key.public_key(),
             spec=spec,
-            now=NOW,
+            now=now,
             ttl_seconds=30 * DAY,
         )
         node_cas[node] = Issued(cert, key)
-    return Pki(key_type, Issued(root, root_key), node_cas)
+    return Pki(key_type, Issued(root, root_key), node_cas, now)
+
+
+def empty_crl_pem(ca: Issued, *, now: datetime = NOW) -> bytes:
+    """An empty CRL signed by `ca` (number 1, next update in a week), as PEM."""
+    crl = build_crl(
+        issuer_cert=ca.cert,
+        issuer_key=ca.key,
+        revoked=[],
+        number=1,
+        now=now,
+        next_update_seconds=7 * DAY,
+    )
+    return crl_pem(crl)
 
 
 def write(path: Path, data: bytes) -> Path:

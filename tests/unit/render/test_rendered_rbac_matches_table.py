@@ -116,7 +116,7 @@ def test_foreign_trust_domain_uri_is_not_a_caller() -> None:
     policy = Policy.model_validate({"name": "p", "from": ["web"], "to": ["api"]})
     table = compile_policies([policy], ["web", "api"], {})
     for kind in ("caddy", "envoy"):
-        text = render(spec_for(kind, table, "api"))  # type: ignore[arg-type]
+        text = render(spec_for(kind, table, "api"))
         outsider = ClientCert(uri="spiffe://evil.example/web", cn="web")
         assert evaluate(kind, text, Request(_cert("web"), "GET", "/x"))
         assert not evaluate(kind, text, Request(outsider, "GET", "/x"))
