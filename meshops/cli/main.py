@@ -207,7 +207,7 @@ def _main(argv: Sequence[str] | None) -> int:
 def _skip_pydantic_plugins() -> None:
     """Spare pydantic its plugin search: it scans every installed distribution on the
     first model build, and even with plugins disabled its plugin loader imports
-    `importlib.metadata` (email, csv, socket...): together a tenth of `validate`.
+    `importlib.metadata` (email, csv, socket...): ~15 ms, 5% of `validate`.
 
     The stand-in loader answers "no plugins", which is what pydantic itself answers
     when PYDANTIC_DISABLE_PLUGINS disables them all; any other setting is left alone.
@@ -227,8 +227,8 @@ def _skip_pydantic_plugins() -> None:
 def _exit_now(code: int) -> None:
     """Exit without tearing the interpreter down, when nothing depends on teardown.
 
-    Freeing every module and object at exit costs about 20 ms, a tenth of a command
-    such as `validate`. The exit handlers still run (logging flushes, finalizers),
+    Freeing every module and object at exit costs about 20 ms, 6% of a command such
+    as `validate`. The exit handlers still run (logging flushes, finalizers),
     output is flushed, and a run with other threads alive exits the ordinary way.
     """
     import atexit
