@@ -17,11 +17,11 @@ import copy
 import os
 import random
 import re
-import signal
 import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import cast
 
 import pytest
 import yaml
@@ -34,7 +34,14 @@ from mesh_fixtures import (
     one_host_mesh,
     tree_digests,
 )
-from test_repo_support import MESHOPS, KeyRing, check_consistent, keyring, new_repo
+from test_repo_support import (
+    MESHOPS,
+    KeyRing,
+    check_consistent,
+    keyring,
+    kill_mid_apply,
+    new_repo,
+)
 from testbed import unavailable_reason
 
 pytestmark = [pytest.mark.e2e, pytest.mark.netns]
@@ -134,7 +141,7 @@ def _mutate(mesh: BedMesh, rng: random.Random, trial: int) -> str:
     elif kind == "endpoint":
         peer = rng.choice([n for n in data["nodes"] if n != NODE])
         data["nodes"][peer]["endpoint"] = (
-            f"198.51.100.{rng.randint(20, 200)}:{rng.randint(5e4, 6e4)}"
+            f"198.51.100.{rng.randint(20, 200)}:{rng.randint(50_000, 60_000)}"
         )
     elif kind == "identity":
         if "extra" in data["identities"]:
@@ -145,30 +152,6 @@ def _mutate(mesh: BedMesh, rng: random.Random, trial: int) -> str:
         data.setdefault("wireguard", {})["keepalive"] = rng.choice(["15s", "25s", "40s"])
     mesh.repo.write_mesh()
     return kind
-
-
-def _kill_mid_apply(proc: subprocess.Popen[str], rng: random.Random) -> bool:
-    """SIGKILL the apply at a random point of its work: after the k-th of its N changes
-    is made (k = 0: once the plan is printed, before any), plus a few ms of jitter."""
-    assert proc.stdout is not None
-    planned, k, done = 0, None, 0
-    for line in proc.stdout:
-        if k is None:
-            if re.match(r"\s*(\+|~|-/\+|-) \S", line):
-                planned += 1
-            elif line.startswith("Plan:"):
-                k = rng.randrange(0, max(planned, 1))
-                if k == 0:
-                    break
-        elif re.search(r": (created|replaced|updated|destroyed)$", line):
-            done += 1
-            if done >= k:
-                break
-    time.sleep(rng.uniform(0.0, 0.03))
-    if proc.poll() is not None:
-        return False
-    proc.send_signal(signal.SIGKILL)
-    return True
 
 
 def test_host_apply_killed_at_random_points_leaves_whole_files_and_converges(
@@ -184,9 +167,9 @@ def test_host_apply_killed_at_random_points_leaves_whole_files_and_converges(
     while (time.monotonic() - started < budget or trials < 12) and trials < 60:
         trials += 1
         kinds.add(_mutate(mesh, rng, trials))
-        proc = host.popen(apply_argv(mesh), env=env, stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE, text=True)  # fmt: skip
-        kills += _kill_mid_apply(proc, rng)
+        proc = cast("subprocess.Popen[str]", host.popen(apply_argv(mesh), env=env,
+                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))  # fmt: skip
+        kills += kill_mid_apply(proc, rng, jitter=0.03)
         _, err = proc.communicate(timeout=60)
         assert "Traceback" not in err
         assert_files_whole(root)  # right after the kill, before any recovery

@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import random
 import re
-import signal
 import subprocess
 import time
 from pathlib import Path
@@ -22,6 +21,7 @@ from test_repo_support import (
     MeshRepo,
     check_consistent,
     keyring,
+    kill_mid_apply,
     new_repo,
     openssl,
 )
@@ -40,30 +40,6 @@ def _start_apply(repo: MeshRepo) -> subprocess.Popen[str]:
     return subprocess.Popen(
         argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
     )
-
-
-def _kill_mid_apply(proc: subprocess.Popen[str], rng: random.Random) -> bool:
-    """SIGKILL the apply at a random point of its work; True when it was killed.
-
-    The point is counted in progress lines (one per change made), not in seconds, so
-    a loaded machine still gets kills inside the apply: after the k-th change (k = 0:
-    once the plan is printed, before any change), plus a random jitter.
-    """
-    assert proc.stdout is not None
-    k = rng.randrange(0, 8)
-    seen = -1
-    for line in proc.stdout:
-        if line.startswith("meshops will perform") or re.search(
-            r": (created|replaced|updated|destroyed)$", line
-        ):
-            seen += 1
-        if seen >= k:
-            break
-    time.sleep(rng.uniform(0.0, 0.06))
-    if proc.poll() is not None:
-        return False
-    proc.send_signal(signal.SIGKILL)
-    return True
 
 
 def test_concurrent_applies_never_corrupt_state(tmp_path: Path, keyring: KeyRing) -> None:
@@ -172,7 +148,7 @@ def test_apply_killed_at_random_points_converges_on_the_next_run(
         if trials > 1:
             _mutate(repo, keyring, rng, must_revoke)
         proc = _start_apply(repo)
-        kills += _kill_mid_apply(proc, rng)
+        kills += kill_mid_apply(proc, rng, jitter=0.06, changes=8)
         _, err = proc.communicate()
         assert "Traceback" not in err
         if trials % 8 == 0:

@@ -13,9 +13,12 @@ from __future__ import annotations
 import base64
 import json
 import os
+import random
 import re
+import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -357,3 +360,44 @@ def assert_no_secret_leaked(
         assert not SECRET_MARKERS.search(text), f"secret marker in output: {text[:400]}"
         for needle in needles:
             assert needle not in text, "a private key appeared in an output or file"
+
+
+# -- applies killed mid-way ----------------------------------------------------------------
+
+PLAN_CHANGE_LINE = re.compile(r"\s*(\+|~|-/\+|-) \S")  # a change in the printed plan
+CHANGE_MADE_LINE = re.compile(r": (created|replaced|updated|destroyed)$")  # one per change
+
+
+def kill_mid_apply(
+    proc: subprocess.Popen[str], rng: random.Random, *, jitter: float, changes: int | None = None
+) -> bool:
+    """SIGKILL a running `meshops apply` at a random point of its work; True when killed.
+
+    The point is counted in progress lines (one per change made, stdout unbuffered), not
+    in seconds, so a loaded machine still gets kills inside the apply: after the k-th
+    change (k = 0: once the plan is printed, before any change), plus up to `jitter`
+    seconds. k is drawn below `changes`, or, without it, below the number of changes
+    the printed plan lists.
+    """
+    assert proc.stdout is not None
+    k = None if changes is None else rng.randrange(0, changes)
+    planned = made = 0
+    in_plan = True
+    for line in proc.stdout:
+        if in_plan:
+            if line.startswith("Plan:"):
+                in_plan = False
+                k = rng.randrange(0, max(planned, 1)) if k is None else k
+                if k == 0:
+                    break
+            elif PLAN_CHANGE_LINE.match(line):
+                planned += 1
+        elif CHANGE_MADE_LINE.search(line):
+            made += 1
+            if made >= (k or 0):
+                break
+    time.sleep(rng.uniform(0.0, jitter))
+    if proc.poll() is not None:
+        return False
+    proc.send_signal(signal.SIGKILL)
+    return True
