@@ -374,3 +374,47 @@ def clean_failure(result: Result) -> str:
     lines = result.stderr.strip().splitlines()
     assert lines, str(result)
     return lines[0].removeprefix("error: ")
+
+
+# -- git: commits signed with SSH keys (trusted pulls) -------------------------------------
+
+
+@dataclass(frozen=True)
+class Signer:
+    """An SSH ed25519 key made by `ssh-keygen` that signs commits as `email`."""
+
+    email: str
+    key: Path  # private key file; key.pub beside it
+
+    @property
+    def allowed_line(self) -> str:
+        """This key's line in a git allowed-signers file."""
+        kind, body = Path(f"{self.key}.pub").read_text().split()[:2]
+        return f"{self.email} {kind} {body}\n"
+
+
+def make_signer(directory: Path, name: str) -> Signer:
+    """A fresh key pair `<directory>/<name>` (no passphrase) for `<name>@example.com`."""
+    key = directory / name
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", name, "-f", str(key)],
+                   check=True, capture_output=True)  # fmt: skip
+    return Signer(f"{name}@example.com", key)
+
+
+def git(repo: Path, *args: str) -> str:
+    """`git -C repo ...`; its stdout, stripped (CalledProcessError when git fails)."""
+    proc = subprocess.run(["git", "-C", str(repo), *args],
+                          capture_output=True, text=True, check=True)  # fmt: skip
+    return proc.stdout.strip()
+
+
+def git_commit(repo: Path, message: str, signer: Signer | None) -> str:
+    """Commit what is staged, SSH-signed by `signer` (None: explicitly unsigned); the
+    new HEAD."""
+    who = ["-c", "user.name=Dev", "-c", f"user.email={signer.email if signer else 'u@x'}"]
+    if signer is None:
+        git(repo, *who, "commit", "-q", "--no-gpg-sign", "-m", message)
+    else:
+        sign = ["-c", "gpg.format=ssh", "-c", f"user.signingkey={signer.key}"]
+        git(repo, *who, *sign, "commit", "-q", "-S", "-m", message)
+    return git(repo, "rev-parse", "HEAD")

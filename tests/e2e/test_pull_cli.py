@@ -19,7 +19,17 @@ from pathlib import Path
 
 import pytest
 import yaml
-from mesh_fixtures import BedMesh, PullHost, bed_mesh, git_head, pull_host
+from mesh_fixtures import (
+    BedMesh,
+    PullHost,
+    Signer,
+    bed_mesh,
+    git,
+    git_commit,
+    git_head,
+    make_signer,
+    pull_host,
+)
 from test_repo_support import KeyRing, Unsealed, assert_no_secret_leaked, keyring
 from testbed import unavailable_reason
 
@@ -55,11 +65,6 @@ def test_pull_settings_read_from_host_yaml_with_defaults_and_clear_errors() -> N
 
 
 def test_a_detached_checkout_follows_the_remote_default_branch(tmp_path: Path) -> None:
-    def git(repo: Path, *args: str) -> str:
-        proc = subprocess.run(["git", "-C", str(repo), *args], capture_output=True,
-                              text=True, check=True)  # fmt: skip
-        return proc.stdout.strip()
-
     origin, clone = tmp_path / "origin", tmp_path / "clone"
     origin.mkdir()
     git(origin, "init", "-q", "-b", "trunk")
@@ -78,24 +83,6 @@ def test_a_detached_checkout_follows_the_remote_default_branch(tmp_path: Path) -
 # -- signed pulls on a test-bed host ------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Signer:
-    email: str
-    key: Path  # private key; key.pub beside it
-
-    @property
-    def allowed_line(self) -> str:
-        kind, body = Path(f"{self.key}.pub").read_text().split()[:2]
-        return f"{self.email} {kind} {body}\n"
-
-
-def make_signer(directory: Path, name: str) -> Signer:
-    key = directory / name
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", name, "-f", str(key)],
-                   check=True, capture_output=True)  # fmt: skip
-    return Signer(f"{name}@example.com", key)
-
-
 @dataclass
 class SignedBed:
     mesh: BedMesh
@@ -104,9 +91,7 @@ class SignedBed:
     stranger: Signer
 
     def git(self, *args: str) -> str:
-        proc = subprocess.run(["git", "-C", str(self.mesh.repo.path), *args],
-                              capture_output=True, text=True, check=True)  # fmt: skip
-        return proc.stdout.strip()
+        return git(self.mesh.repo.path, *args)
 
     def force_push_to(self, revision: str) -> None:
         """Move the remote's branch to `revision` (what a force-push does)."""
@@ -118,13 +103,7 @@ class SignedBed:
         self.mesh.repo.write_mesh()
         self.mesh.repo.apply()
         self.git("add", "-A")
-        who = ["-c", "user.name=Dev", "-c", f"user.email={signer.email if signer else 'u@x'}"]
-        if signer is None:
-            self.git(*who, "commit", "-q", "--no-gpg-sign", "-m", message)
-        else:
-            sign = ["-c", "gpg.format=ssh", "-c", f"user.signingkey={signer.key}"]
-            self.git(*who, *sign, "commit", "-q", "-S", "-m", message)
-        return self.git("rev-parse", "HEAD")
+        return git_commit(self.mesh.repo.path, message, signer)
 
     def start_from_applied(self) -> str:
         applied = self.host.applied_revision()

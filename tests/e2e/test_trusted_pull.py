@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from mesh_fixtures import Signer, git, git_commit, make_signer
 
 from meshops.errors import MeshError
 from meshops.gitops.pull import check_descends, fetch, verify_range
@@ -19,47 +19,21 @@ from meshops.gitops.pull import check_descends, fetch, verify_range
 pytestmark = pytest.mark.e2e
 
 
-@dataclass(frozen=True)
-class Signer:
-    email: str
-    key: Path  # private key file; key.pub beside it
-
-    @property
-    def allowed_line(self) -> str:
-        kind, body = self.key.with_suffix(".pub").read_text().split()[:2]
-        return f"{self.email} {kind} {body}\n"
-
-
-def _signer(directory: Path, name: str) -> Signer:
-    key = directory / name
-    subprocess.run(
-        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", name, "-f", str(key)], check=True
-    )
-    return Signer(f"{name}@example.com", key)
-
-
 class Repo:
-    def __init__(self, path: Path, *, bare: bool = False):
+    """A fresh git repository whose commits each rewrite mesh.yaml."""
+
+    def __init__(self, path: Path):
         self.path = path
         path.mkdir(parents=True, exist_ok=True)
-        self.git("init", "-q", "-b", "main", *(["--bare"] if bare else []))
+        self.git("init", "-q", "-b", "main")
 
     def git(self, *args: str) -> str:
-        proc = subprocess.run(
-            ["git", "-C", str(self.path), *args], capture_output=True, text=True, check=True
-        )
-        return proc.stdout.strip()
+        return git(self.path, *args)
 
     def commit(self, message: str, signer: Signer | None = None) -> str:
         (self.path / "mesh.yaml").write_text(f"# {message}\n")
         self.git("add", "mesh.yaml")
-        who = ["-c", "user.name=Dev", "-c", f"user.email={signer.email if signer else 'u@x'}"]
-        if signer:
-            sign = ["-c", "gpg.format=ssh", "-c", f"user.signingkey={signer.key}"]
-            self.git(*who, *sign, "commit", "-q", "-S", "-m", message)
-        else:
-            self.git(*who, "commit", "-q", "--no-gpg-sign", "-m", message)
-        return self.git("rev-parse", "HEAD")
+        return git_commit(self.path, message, signer)
 
 
 @pytest.fixture
@@ -67,7 +41,7 @@ def keys(tmp_path: Path) -> tuple[Signer, Signer, Path]:
     """A trusted signer, an untrusted one, and an allowed-signers file naming the first."""
     directory = tmp_path / "keys"
     directory.mkdir()
-    trusted, stranger = _signer(directory, "alice"), _signer(directory, "mallory")
+    trusted, stranger = make_signer(directory, "alice"), make_signer(directory, "mallory")
     allowed = directory / "allowed_signers"
     allowed.write_text(trusted.allowed_line)
     return trusted, stranger, allowed
@@ -158,13 +132,11 @@ def test_fetch_returns_the_new_revision_without_touching_the_checkout(
     origin = Repo(tmp_path / "origin")
     origin.commit("one", trusted)
     clone = tmp_path / "host"
-    subprocess.run(["git", "clone", "-q", str(origin.path), str(clone)], check=True)
-    host = Repo.__new__(Repo)
-    host.path = clone
-    applied = host.git("rev-parse", "HEAD")
+    git(tmp_path, "clone", "-q", str(origin.path), str(clone))
+    applied = git(clone, "rev-parse", "HEAD")
     new = origin.commit("two", trusted)
     assert fetch(clone) == new
-    assert host.git("rev-parse", "HEAD") == applied  # HEAD and the work tree stay put
+    assert git(clone, "rev-parse", "HEAD") == applied  # HEAD and the work tree stay put
     assert check_descends(clone, applied, new)
     assert verify_range(clone, applied, new, allowed) == [new]
     assert fetch(clone, "origin", "main") == new
