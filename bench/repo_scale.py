@@ -30,6 +30,7 @@ import sys
 import tempfile
 import time
 from dataclasses import asdict, dataclass
+from itertools import pairwise
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
@@ -212,18 +213,31 @@ def print_table(rows: list[Row], runs: int) -> None:
             verdict = "met" if row.plan_s < ISSUE_4_TARGET_SECONDS else "MISSED"
             print(f"issue 4: no-op plan of 1,000 nodes {row.plan_s:.3f} s (< 1 s: {verdict})")
     if len(rows) >= 3:
-        # linear growth: a straight line through every N fits each point closely
         for what, points in (
             ("no-op plan", [(r.nodes, r.plan_s) for r in rows]),
-            ("plan CPU", [(r.nodes, r.plan_cpu_s) for r in rows]),
+            ("no-op plan CPU", [(r.nodes, r.plan_cpu_s) for r in rows]),
             ("apply", [(r.nodes, r.apply_s) for r in rows]),
             ("apply CPU", [(r.nodes, r.apply_cpu_s) for r in rows]),
         ):
-            fixed, per_node, worst = linear_fit(points)
-            print(
-                f"fit {what}: {fixed:.3f} s + {per_node * 1000:.3f} ms x nodes "
-                f"(worst point {worst:.0%} off the line)"
-            )
+            print(growth_line(what, points))
+    print()
+
+
+def growth_line(what: str, points: list[tuple[int, float]]) -> str:
+    """The marginal cost per node between successive N, and whether it stays flat.
+
+    Fixed costs (start-up) dominate small N, so the first step is only a reference:
+    growth is linear when the last step costs at most 1.5x the cheapest step before.
+    """
+    steps = [(y2 - y1) * 1000 / (x2 - x1) for (x1, y1), (x2, y2) in pairwise(points)]
+    verdict = "linear" if steps[-1] <= 1.5 * min(steps[:-1]) else "GROWS FASTER THAN LINEAR"
+    fixed, per_node, worst = linear_fit(points)
+    return (
+        f"{what}: marginal cost per node "
+        + " -> ".join(f"{step:.3f} ms" for step in steps)
+        + f" ({verdict}); fit {fixed:.3f} s + {per_node * 1000:.3f} ms x nodes, "
+        f"worst point {worst:.0%} off"
+    )
 
 
 def profile_plan(repo: Path) -> None:
