@@ -439,9 +439,13 @@ def interrupt_on_term() -> Iterator[None]:
     """SIGTERM/SIGHUP unwind like Ctrl-C, so every `with` cleans up."""
 
     def handler(signum: int, frame: object) -> None:
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, signal.SIG_IGN)  # let the clean-up finish
         raise KeyboardInterrupt
 
-    old = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    old = {
+        sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    }
     try:
         yield
     finally:
@@ -466,8 +470,8 @@ def main() -> int:
     rows: list[Row] = []
     with interrupt_on_term():
         for nodes in sizes:
-            with tempfile.TemporaryDirectory(prefix="meshops-hostbench-") as tmp:
-                work = Path(tmp)
+            work = Path(tempfile.mkdtemp(prefix="meshops-hostbench-"))
+            try:
                 mesh, seconds = build_mesh(work, nodes)
                 print(f"{nodes:,} nodes: repo apply {seconds:.1f} s", file=sys.stderr)
                 rows_before = len(rows)
@@ -478,6 +482,8 @@ def main() -> int:
                         f" {'MiB' if row.unit == 'MiB' else 'ms'} (x{row.ratio:.1f})",
                         file=sys.stderr,
                     )
+            finally:
+                shutil.rmtree(work, ignore_errors=True)
     print(table(rows, args.runs))
     print()
     print("Growth with N (meshops wall time):")
