@@ -1,5 +1,10 @@
-"""The network side of a WireGuard device: the link, its addresses and routes
-(rtnetlink, `rtnl.py`), and the userspace process when there is no kernel module.
+"""The network side of a WireGuard device: the link, its addresses and routes, and
+the userspace process when there is no kernel module.
+
+Reads go through our own read-only rtnetlink client (`rtnl.read_link_state`), so a
+no-op plan never imports pyroute2 (about a quarter of a second). Every change (create
+or delete a link, MTU, up, addresses, routes) is made with pyroute2's `IPRoute`,
+imported only when a change is actually needed, through one lookup-then-act helper.
 
 Every function works on the current network namespace and is idempotent: it
 returns whether it changed something.
@@ -15,6 +20,7 @@ import signal
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from meshops.errors import CommandFailed, MeshError
 from meshops.providers.run import run
@@ -23,11 +29,13 @@ from meshops.providers.wireguard.state import Backend, LinkState
 from meshops.providers.wireguard.uapi import UAPI_DIR, UapiBackend
 
 MAIN_TABLE = 254
+RT_SCOPE_UNIVERSE, RT_SCOPE_LINK, RT_SCOPE_NOWHERE = 0, 253, 255
 SOCKET_WAIT_SECONDS = 10.0
 STOP_WAIT_SECONDS = 3.0
 
 
 def _refused(name: str, what: str, code: int) -> MeshError:
+    """The kernel refused a change: what failed, and the fix when it is permissions."""
     return MeshError(
         f"WireGuard interface {name}: {what} failed: {os.strerror(code)}",
         hint="meshops needs root (CAP_NET_ADMIN) to manage interfaces"
@@ -42,7 +50,8 @@ def _refused(name: str, what: str, code: int) -> MeshError:
 def read_link(name: str) -> LinkState | None:
     """The link named `name` with its addresses and main-table routes, or None.
 
-    Plain rtnetlink over a socket: a no-op plan reads it in about a millisecond.
+    Plain rtnetlink over a socket, no pyroute2: a no-op plan reads it in about a
+    millisecond.
     """
     return rtnl.read_link_state(name)
 
@@ -75,11 +84,17 @@ def ensure_interface(name: str, *, mtu: int, userspace: str | None = "wireguard-
 
 def _create_kernel_link(name: str) -> bool:
     """Try the kernel implementation; False when the kernel does not offer it."""
-    code = rtnl.create_link(name, "wireguard")
-    if code in (errno.EOPNOTSUPP, errno.EPROTONOSUPPORT, errno.ENOENT):
-        return False
-    if code not in (0, errno.EEXIST):
-        raise _refused(name, "create kernel link", code)
+    from pyroute2 import IPRoute
+    from pyroute2.netlink.exceptions import NetlinkError
+
+    try:
+        with IPRoute() as ipr:
+            ipr.link("add", ifname=name, kind="wireguard")
+    except NetlinkError as exc:
+        if exc.code in (errno.EOPNOTSUPP, errno.EPROTONOSUPPORT, errno.ENOENT):
+            return False
+        if exc.code != errno.EEXIST:
+            raise _refused(name, "create kernel link", exc.code) from None
     return True
 
 
@@ -108,10 +123,13 @@ def _start_userspace(name: str, program: str) -> None:
 def delete_interface(name: str) -> bool:
     """Delete the link and stop its userspace process, if any; True when it existed."""
     pids = userspace_pids(name)
-    code = rtnl.on_link(name, rtnl.RTM_DELLINK, 0, rtnl.link_index_body)
-    if code not in (None, 0, errno.ENODEV):
-        raise _refused(name, "delete link", code)
-    existed = code is not None
+    existed = read_link(name) is not None
+    if existed:
+        # gone in between (ENODEV) still counts: it existed when we looked
+        _on_link(
+            name, "delete link", lambda ipr, index: ipr.link("del", index=index),
+            already=(errno.ENODEV,), missing_ok=True,
+        )  # fmt: skip
     _stop(pids)
     socket_file = UAPI_DIR / f"{name}.sock"
     if pids or not existed:
@@ -182,90 +200,108 @@ def set_up(name: str) -> bool:
     link = _require(name)
     if link.up:
         return False
-    _set_link(name, "set up", up=True)
+    _set_link(name, "set up", state="up")
     return True
 
 
 def _require(name: str) -> LinkState:
     link = read_link(name)
     if link is None:
-        raise MeshError(
-            f"WireGuard interface {name} does not exist",
-            hint="create it first (ensure_interface)",
-        )
+        raise _missing(name)
     return link
 
 
-def _set_link(name: str, what: str, *, mtu: int | None = None, up: bool | None = None) -> None:
-    _on_link(
-        name, what, rtnl.RTM_NEWLINK, 0, lambda index: rtnl.set_link_body(index, mtu=mtu, up=up)
+def _missing(name: str) -> MeshError:
+    return MeshError(
+        f"WireGuard interface {name} does not exist", hint="create it first (ensure_interface)"
     )
+
+
+def _set_link(name: str, what: str, **settings: object) -> None:
+    _on_link(name, what, lambda ipr, index: ipr.link("set", index=index, **settings))
 
 
 def _on_link(
     name: str,
     what: str,
-    kind: int,
-    flags: int,
-    body_for: Callable[[int], bytes],
+    change: Callable[[Any, int], object],
     *,
     already: tuple[int, ...] = (),
     missing_ok: bool = False,
 ) -> bool:
-    """Look the link up, then make one netlink change on it; True when it changed.
+    """Open pyroute2's IPRoute, look the link up, make one change; True when it changed.
 
-    Errnos in `already` mean the change was already so (False). A missing link is an
-    error, or nothing to do when `missing_ok` (removals).
+    `change(ipr, index)` makes the call. Errnos in `already` mean the change was
+    already so (False). A missing link is an error, or nothing to do when
+    `missing_ok` (removals). pyroute2 is imported here, only when a change is due.
     """
-    code = rtnl.on_link(name, kind, flags, body_for)
-    if code is None:
-        if missing_ok:
+    from pyroute2 import IPRoute
+    from pyroute2.netlink.exceptions import NetlinkError
+
+    try:
+        with IPRoute() as ipr:
+            found = ipr.link_lookup(ifname=name)
+            if not found:
+                if missing_ok:
+                    return False
+                raise _missing(name)
+            change(ipr, int(found[0]))
+    except NetlinkError as exc:
+        if exc.code in already:
             return False
-        raise MeshError(
-            f"WireGuard interface {name} does not exist",
-            hint="create it first (ensure_interface)",
-        )
-    if code in already:
-        return False
-    if code:
-        raise _refused(name, what, code)
+        raise _refused(name, what, exc.code) from None
     return True
 
 
 def add_address(name: str, address: str) -> bool:
     """Add `address` (`10.42.0.1/16`); False when it was already there."""
-    iface = str(_interface(address))
+    iface = _interface(address)
     return _on_link(
-        name, f"add address {iface}", rtnl.RTM_NEWADDR, rtnl.NLM_F_CREATE | rtnl.NLM_F_EXCL,
-        lambda index: rtnl.address_body(index, iface), already=(errno.EEXIST,),
+        name, f"add address {iface}", lambda ipr, index: _address(ipr, "add", index, iface),
+        already=(errno.EEXIST,),
     )  # fmt: skip
 
 
 def remove_address(name: str, address: str) -> bool:
-    iface = str(_interface(address))
+    iface = _interface(address)
     return _on_link(
-        name, f"remove address {iface}", rtnl.RTM_DELADDR, 0,
-        lambda index: rtnl.address_body(index, iface),
+        name, f"remove address {iface}", lambda ipr, index: _address(ipr, "del", index, iface),
         already=(errno.EADDRNOTAVAIL, errno.ENOENT, errno.ESRCH), missing_ok=True,
     )  # fmt: skip
 
 
+def _address(
+    ipr: Any, command: str, index: int, iface: ipaddress.IPv4Interface | ipaddress.IPv6Interface
+) -> None:
+    ipr.addr(command, index=index, address=str(iface.ip), prefixlen=iface.network.prefixlen)
+
+
 def ensure_route(cidr: str, name: str) -> bool:
-    """Route `cidr` through the link (main table); False when it already was."""
-    network = str(_network(cidr))
-    if network in _require(name).routes:
+    """Route `cidr` through the link (main table); False when it already was.
+
+    Made as `ip route replace CIDR dev NAME` makes it (protocol boot, link scope for
+    IPv4), so it looks the same whichever tool made it.
+    """
+    network = _network(cidr)
+    if str(network) in _require(name).routes:
         return False
+    scope = RT_SCOPE_LINK if network.version == 4 else RT_SCOPE_UNIVERSE
     return _on_link(
-        name, f"route {network}", rtnl.RTM_NEWROUTE, rtnl.NLM_F_CREATE | rtnl.NLM_F_REPLACE,
-        lambda index: rtnl.route_body(index, network),
+        name, f"route {network}",
+        lambda ipr, index: ipr.route(
+            "replace", dst=str(network), oif=index, table=MAIN_TABLE, proto="boot", scope=scope
+        ),
     )  # fmt: skip
 
 
 def remove_route(cidr: str, name: str) -> bool:
-    network = str(_network(cidr))
+    network = _network(cidr)
+    # scope "nowhere" matches the route whatever scope the tool that made it gave it
     return _on_link(
-        name, f"remove route {network}", rtnl.RTM_DELROUTE, 0,
-        lambda index: rtnl.route_body(index, network, delete=True),
+        name, f"remove route {network}",
+        lambda ipr, index: ipr.route(
+            "del", dst=str(network), oif=index, table=MAIN_TABLE, scope=RT_SCOPE_NOWHERE
+        ),
         already=(errno.ESRCH, errno.ENOENT), missing_ok=True,
     )  # fmt: skip
 

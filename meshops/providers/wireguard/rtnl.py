@@ -1,11 +1,10 @@
-"""rtnetlink for the WireGuard provider, with the `socket` module: read one link by
-name with its addresses and main-table routes, and the handful of changes a host
-apply makes (create or delete a link, set its MTU or bring it up, add or remove an
-address, replace or delete a route).
+"""Read-only rtnetlink for the WireGuard provider, with the `socket` module: one link
+by name with its addresses and main-table routes.
 
-Importing pyroute2 cost more than everything it did here (about a quarter of a
-second on a busy 2-core machine, in every plan and apply), and we need a dozen
-message shapes of it. Building and parsing messages are pure functions over bytes.
+This is the read path of every plan: importing pyroute2 costs about a quarter of a
+second on a busy 2-core machine, more than the whole no-op plan of a host. It only
+reads; every change goes through pyroute2 in `link.py`. Building the three requests
+and parsing the answers are pure functions over bytes.
 """
 
 from __future__ import annotations
@@ -23,18 +22,14 @@ from meshops.providers.wireguard.state import LinkState
 
 NETLINK_ROUTE = 0
 NLM_F_REQUEST = 0x1
-NLM_F_ACK = 0x4
 NLM_F_DUMP = 0x300
-NLM_F_REPLACE, NLM_F_EXCL, NLM_F_CREATE = 0x100, 0x200, 0x400
 NLMSG_ERROR = 2
 NLMSG_DONE = 3
-RTM_NEWLINK, RTM_DELLINK, RTM_GETLINK = 16, 17, 18
-RTM_NEWADDR, RTM_DELADDR, RTM_GETADDR = 20, 21, 22
-RTM_NEWROUTE, RTM_DELROUTE, RTM_GETROUTE = 24, 25, 26
+RTM_NEWLINK, RTM_GETLINK = 16, 18
+RTM_NEWADDR, RTM_GETADDR = 20, 22
+RTM_NEWROUTE, RTM_GETROUTE = 24, 26
 IFLA_IFNAME, IFLA_MTU, IFLA_LINKINFO, IFLA_INFO_KIND = 3, 4, 18, 1
-IFA_ADDRESS, IFA_LOCAL = 1, 2
-RTPROT_BOOT = 3
-RT_SCOPE_UNIVERSE, RT_SCOPE_LINK, RT_SCOPE_NOWHERE = 0, 253, 255
+IFA_ADDRESS = 1
 RTA_DST, RTA_OIF, RTA_TABLE = 1, 4, 15
 IFF_UP = 0x1
 MAIN_TABLE = 254
@@ -94,50 +89,6 @@ def dump_body(kind: int) -> bytes:
     if kind == RTM_GETADDR:
         return _IFADDR.pack(socket.AF_UNSPEC, 0, 0, 0, 0)
     return _RTMSG.pack(socket.AF_UNSPEC, 0, 0, 0, 0, 0, 0, 0, 0)
-
-
-def new_link_body(name: str, kind: str) -> bytes:
-    """RTM_NEWLINK body creating a link `name` of `kind` (e.g. `wireguard`)."""
-    info = attribute(IFLA_INFO_KIND, kind.encode())
-    body = _IFINFO.pack(socket.AF_UNSPEC, 0, 0, 0, 0)
-    return body + attribute(IFLA_IFNAME, name.encode() + b"\0") + attribute(IFLA_LINKINFO, info)
-
-
-def set_link_body(index: int, *, mtu: int | None = None, up: bool | None = None) -> bytes:
-    """RTM_NEWLINK body changing the MTU and/or the up flag of link `index`."""
-    flags = IFF_UP if up else 0
-    change = IFF_UP if up is not None else 0
-    body = _IFINFO.pack(socket.AF_UNSPEC, 0, index, flags, change)
-    if mtu is not None:
-        body += attribute(IFLA_MTU, struct.pack("=I", mtu))
-    return body
-
-
-def link_index_body(index: int) -> bytes:
-    return _IFINFO.pack(socket.AF_UNSPEC, 0, index, 0, 0)
-
-
-def address_body(index: int, address: str) -> bytes:
-    """RTM_NEWADDR / RTM_DELADDR body for `ip/prefix` on link `index` (local = address,
-    as `ip address add` sends it)."""
-    iface = ipaddress.ip_interface(address)
-    family = socket.AF_INET if iface.version == 4 else socket.AF_INET6
-    packed = iface.ip.packed
-    body = _IFADDR.pack(family, iface.network.prefixlen, 0, 0, index)
-    return body + attribute(IFA_LOCAL, packed) + attribute(IFA_ADDRESS, packed)
-
-
-def route_body(index: int, cidr: str, *, delete: bool = False) -> bytes:
-    """RTM_NEWROUTE / RTM_DELROUTE body: `cidr` straight out of link `index`, main table."""
-    net = ipaddress.ip_network(cidr, strict=False)
-    family = socket.AF_INET if net.version == 4 else socket.AF_INET6
-    if delete:
-        protocol, scope = 0, RT_SCOPE_NOWHERE  # match the route whatever made it
-    else:
-        protocol, scope = RTPROT_BOOT, RT_SCOPE_LINK if net.version == 4 else RT_SCOPE_UNIVERSE
-    body = _RTMSG.pack(family, net.prefixlen, 0, 0, MAIN_TABLE, protocol, scope, RTN_UNICAST, 0)
-    body += attribute(RTA_DST, net.network_address.packed)
-    return body + attribute(RTA_OIF, struct.pack("=I", index))
 
 
 def messages(data: bytes) -> Iterator[tuple[int, int, bytes]]:
@@ -268,59 +219,6 @@ class _Socket:
                 yield answer, payload
                 if answer == NLMSG_ERROR or not dump:
                     return
-
-    def change(self, kind: int, flags: int, body: bytes) -> int:
-        """Send one change with an acknowledgement requested; its errno (0: done)."""
-        self.sequence += 1
-        header_flags = NLM_F_REQUEST | NLM_F_ACK | flags
-        self.sock.sendto(request(kind, header_flags, self.sequence, body), (0, 0))
-        while True:
-            try:
-                chunk = self.sock.recv(1 << 16)
-            except OSError as exc:
-                reason = exc.strerror or type(exc).__name__
-                raise MeshError(
-                    f"WireGuard interface {self.name}: netlink request failed: {reason}"
-                ) from None
-            for answer, sequence, payload in messages(chunk):
-                if sequence == self.sequence and answer == NLMSG_ERROR:
-                    return error_code(payload)
-
-    def index(self) -> int | None:
-        for kind, body in self.exchange(RTM_GETLINK, link_body(self.name), dump=False):
-            if kind == RTM_NEWLINK:
-                return parse_link(body).index
-            if kind == NLMSG_ERROR and error_code(body) not in (errno.ENODEV, errno.ENOENT):
-                code = error_code(body)
-                raise MeshError(
-                    f"WireGuard interface {self.name}: read link failed: {os.strerror(code)}"
-                )
-        return None
-
-
-def create_link(name: str, kind: str) -> int:
-    """Ask for a new link of `kind`; 0 when created, else the kernel's errno."""
-    sock = _Socket(name)
-    try:
-        return sock.change(RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL, new_link_body(name, kind))
-    finally:
-        sock.close()
-
-
-def on_link(name: str, kind: int, flags: int, body_for: Callable[[int], bytes]) -> int | None:
-    """Look link `name` up, then send one change built for its index.
-
-    Returns 0 when done, the errno when the kernel refused, None when there is no
-    such link. The caller decides which errnos mean "already so".
-    """
-    sock = _Socket(name)
-    try:
-        index = sock.index()
-        if index is None:
-            return None
-        return sock.change(kind, flags, body_for(index))
-    finally:
-        sock.close()
 
 
 def read_link_state(name: str) -> LinkState | None:
