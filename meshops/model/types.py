@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import ipaddress
 import re
 import struct
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
@@ -206,6 +208,16 @@ def _bech32_valid(text: str) -> bool:
         return False
     values = [ord(c) >> 5 for c in hrp] + [0] + [ord(c) & 31 for c in hrp]
     return _bech32_polymod(values + tail) == 1
+
+
+# the suffix of a sealed file, per `secrets.format` (`ca/root.key.age`, `wg.key.sops`)
+SEALED_SUFFIX: dict[str, str] = {"age": ".age", "sops": ".sops"}
+
+
+def recipients_digest(recipients: Iterable[Recipient]) -> str:
+    """A stable digest of a recipient set (order and duplicates ignored), for state.yaml."""
+    canonical = "\n".join(sorted({r.text for r in recipients}))
+    return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from functools import lru_cache
 
 from cryptography import x509
@@ -13,16 +13,9 @@ from cryptography.x509.oid import ExtensionOID
 
 from meshops.errors import MeshError
 from meshops.pki.keys import PrivateKey, PublicKey, signature_hash
-from meshops.pki.specs import CLOCK_SKEW_SECONDS
+from meshops.pki.specs import CLOCK_SKEW_SECONDS, utc
 
 SKEW = timedelta(seconds=CLOCK_SKEW_SECONDS)
-
-
-def utc(now: datetime) -> datetime:
-    """`now` as an aware UTC datetime; naive values are taken to be UTC already."""
-    if now.tzinfo is None:
-        return now.replace(tzinfo=UTC)
-    return now.astimezone(UTC)
 
 
 def validity(

@@ -9,7 +9,7 @@ from cryptography import x509
 from cryptography.x509.oid import NameOID
 
 from meshops.errors import MeshError
-from meshops.pki._build import aki_for, serial_or_random, sign, ski_of, utc, validity
+from meshops.pki._build import aki_for, serial_or_random, sign, ski_of, validity
 from meshops.pki.keys import (
     PrivateKey,
     PublicKey,
@@ -18,7 +18,7 @@ from meshops.pki.keys import (
     keys_match,
     load_private_pem,
 )
-from meshops.pki.specs import NodeCASpec
+from meshops.pki.specs import NodeCASpec, utc
 
 _CA_USAGE = x509.KeyUsage(
     digital_signature=False,

@@ -10,8 +10,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from meshops.errors import MeshError
-from meshops.pki._build import aki_for, utc
+from meshops.pki._build import aki_for
 from meshops.pki.keys import PrivateKey, keys_match, signature_hash
+from meshops.pki.specs import utc
 
 
 @dataclass(frozen=True)

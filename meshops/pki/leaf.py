@@ -11,18 +11,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from meshops.pki._build import (
-    SKEW,
-    aki_for,
-    encoded,
-    encoded_ski,
-    serial_or_random,
-    sign,
-    utc,
-    validity,
-)
+from meshops.pki._build import SKEW, aki_for, encoded, encoded_ski, serial_or_random, sign, validity
 from meshops.pki.keys import PrivateKey, PublicKey
-from meshops.pki.specs import LeafSpec
+from meshops.pki.specs import LeafSpec, utc
 
 # Encoded once: every leaf carries the same constraint, usage and EKU extensions.
 _NOT_CA = encoded(x509.BasicConstraints(ca=False, path_length=None), critical=True)

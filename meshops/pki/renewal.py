@@ -20,9 +20,8 @@ from cryptography.x509.oid import NameOID
 
 from meshops.errors import MeshError
 from meshops.model.durations import RenewBefore, format_duration
-from meshops.pki._build import utc
 from meshops.pki.keys import cert_public_key, key_type_of
-from meshops.pki.specs import CLOCK_SKEW_SECONDS, LeafSpec, NodeCASpec
+from meshops.pki.specs import CLOCK_SKEW_SECONDS, LeafSpec, NodeCASpec, utc
 
 # At most this fraction of renew_before is added as jitter.
 JITTER_MAX_FRACTION = 0.05

@@ -19,16 +19,15 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Literal
-
-from cryptography import x509
+from typing import TYPE_CHECKING, Literal
 
 from meshops.errors import MeshError
 from meshops.model.durations import format_duration
 from meshops.model.types import KeyType
-from meshops.pki._build import utc
-from meshops.pki.keys import cert_public_key, key_type_of, public_der
-from meshops.pki.renewal import issued_by
+from meshops.pki.specs import utc
+
+if TYPE_CHECKING:  # cryptography loads only when a rotation is under way
+    from cryptography import x509
 
 RotationPhase = Literal["add-new-root", "reissue", "retire-old-root"]
 
@@ -56,6 +55,8 @@ class RotationStep:
 
 
 def _same_key(a: x509.Certificate, b: x509.Certificate) -> bool:
+    from meshops.pki.keys import cert_public_key, public_der
+
     return public_der(cert_public_key(a)) == public_der(cert_public_key(b))
 
 
@@ -102,6 +103,8 @@ def next_rotation_step(
             "a root rotation is already under way; a third root cannot be added",
             hint="finish the rotation (reissue, retire-old-root) before starting another",
         )
+    from meshops.pki.renewal import issued_by
+
     stale = tuple(sorted(node for node, ca in node_cas.items() if not issued_by(ca, new)))
     if stale:
         return RotationStep(
@@ -123,20 +126,18 @@ def next_rotation_step(
 
 
 def root_rotation_reason(
-    root: x509.Certificate,
+    current_key_type: str,
+    not_after: datetime,
     *,
     key_type: KeyType,
     rotate_before_seconds: float,
     now: datetime,
 ) -> str | None:
-    """Why the mesh should rotate to a new root, or None: key type or imminent expiry."""
-    try:
-        current: str = key_type_of(cert_public_key(root))
-    except MeshError:
-        current = "unsupported"
-    if current != key_type:
-        return f"root key type changed: {current} -> {key_type}"
-    remaining = (root.not_valid_after_utc - utc(now)).total_seconds()
+    """Why the mesh should rotate to a new root of `key_type`, or None: the current
+    root's key type differs, or it expires within `rotate_before_seconds`."""
+    if current_key_type != key_type:
+        return f"root key type changed: {current_key_type} -> {key_type}"
+    remaining = (utc(not_after) - utc(now)).total_seconds()
     if remaining <= rotate_before_seconds:
         if remaining <= 0:
             return f"root expired {format_duration(round(-remaining))} ago"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from ipaddress import IPv4Address, IPv6Address, ip_address
 from typing import TYPE_CHECKING
 
@@ -21,6 +22,11 @@ IPAddress = IPv4Address | IPv6Address
 # Certificates start this long before `now` so a peer whose clock is a little behind
 # still accepts a freshly issued certificate.
 CLOCK_SKEW_SECONDS = 300.0
+
+
+def utc(now: datetime) -> datetime:
+    """`now` as an aware UTC datetime; naive values are taken to be UTC already."""
+    return now.replace(tzinfo=UTC) if now.tzinfo is None else now.astimezone(UTC)
 
 
 def _unique(items: Iterable[str]) -> tuple[str, ...]:

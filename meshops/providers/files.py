@@ -278,7 +278,8 @@ def _within(real: str, real_root: str) -> bool:
 def read_bytes(path: Path) -> bytes | None:
     """The file's content, or None when it does not exist."""
     try:
-        return Path(path).read_bytes()
+        with open(path, "rb") as f:  # not Path(path).read_bytes(): no path re-parsing
+            return f.read()
     except FileNotFoundError:
         return None
 

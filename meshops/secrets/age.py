@@ -10,12 +10,12 @@ from collections.abc import Sequence
 from typing import Any
 
 from meshops.errors import SecretError
-from meshops.model.types import Recipient
+from meshops.model.types import SEALED_SUFFIX, Recipient
 from meshops.secrets.diagnostics import UnsealFailed
 from meshops.secrets.identities import Identity
 from meshops.secrets.info import recipients_of
 
-AGE_SUFFIX = ".age"
+AGE_SUFFIX = SEALED_SUFFIX["age"]
 
 
 def seal_age(plaintext: bytes, recipients: Sequence[Recipient]) -> bytes:

@@ -11,7 +11,6 @@ differs. `SealInfo.matches` is the cross-check for files changed outside meshops
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections import Counter
 from collections.abc import Sequence
@@ -19,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from meshops.errors import SecretError
-from meshops.model.types import Recipient
+from meshops.model.types import Recipient, recipients_digest
 from meshops.secrets.agefile import Stanza, parse_header
 from meshops.secrets.sshkeys import recipient_tag
 
@@ -154,7 +153,5 @@ def _stanza_for_recipient(text: str) -> Stanza:
     return Stanza(kind=kind, tag=recipient_tag(recipient), recipient=recipient.text)
 
 
-def recipients_fingerprint(recipients: Sequence[Recipient]) -> str:
-    """A stable digest of a recipient set (order and duplicates ignored), for state.yaml."""
-    canonical = "\n".join(sorted({r.text for r in recipients}))
-    return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
+# a stable digest of a recipient set, for state.yaml (defined beside Recipient)
+recipients_fingerprint = recipients_digest

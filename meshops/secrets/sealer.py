@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Protocol
 
-from meshops.model.types import Recipient
+from meshops.model.types import SEALED_SUFFIX, Recipient
 from meshops.secrets.identities import Identity
 
 
@@ -32,7 +32,7 @@ class Sealer(Protocol):
 
 @dataclass(frozen=True)
 class AgeSealer:
-    suffix: str = ".age"
+    suffix: str = SEALED_SUFFIX["age"]
 
     def seal(self, plaintext: bytes, recipients: Sequence[Recipient], target: Path) -> bytes:
         from meshops.secrets.age import seal_age
@@ -48,7 +48,7 @@ class AgeSealer:
 @dataclass(frozen=True)
 class SopsSealer:
     repo_dir: Path
-    suffix: str = ".sops"
+    suffix: str = SEALED_SUFFIX["sops"]
 
     def seal(self, plaintext: bytes, recipients: Sequence[Recipient], target: Path) -> bytes:
         from meshops.secrets.sops import seal_sops

@@ -31,14 +31,14 @@ from pathlib import Path
 from typing import Any
 
 from meshops.errors import CommandFailed, SecretError
-from meshops.model.types import Recipient
+from meshops.model.types import SEALED_SUFFIX, Recipient
 from meshops.providers.files import write_atomic
 from meshops.providers.run import run
 from meshops.secrets.diagnostics import UnsealFailed
 from meshops.secrets.identities import Identity
 from meshops.secrets.info import SealInfo, sops_info
 
-SOPS_SUFFIX = ".sops"
+SOPS_SUFFIX = SEALED_SUFFIX["sops"]
 SOPS_CONFIG_NAME = ".sops.yaml"
 
 # Flags sops reads from the environment that would override our config's key groups

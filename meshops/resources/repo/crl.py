@@ -18,7 +18,7 @@ from meshops.model.durations import format_duration
 from meshops.providers.files import read_bytes, write_atomic
 from meshops.resources.repo.node_ca import superseded
 from meshops.resources.repo.scope import RepoScope, sha256_hex
-from meshops.resources.repo.state import Revoked
+from meshops.resources.repo.state import Revoked, parsed_cached
 
 if TYPE_CHECKING:
     from meshops.engine.runtime import Runtime
@@ -69,25 +69,18 @@ class CRLResource(Resource[CRLLive]):
 
     def read(self, rt: Runtime) -> Observed[CRLLive]:
         data = read_bytes(self.path)
-        serials: frozenset[str] = frozenset()
-        next_update = ""
-        number = count = 0
+        live = CRLLive(None, frozenset(), "")
         if data is not None:
-            from meshops.pki.parse import load_crls
-
-            try:
-                crls = load_crls(data)
-                serials = frozenset(format(r.serial_number, "x") for crl in crls for r in crl)
-                updates = [c.next_update_utc for c in crls if c.next_update_utc is not None]
-                if updates:
-                    next_update = min(updates).isoformat(timespec="seconds")
-                number = max((_crl_number(c) for c in crls), default=0)
-                count = len(crls)
-            except Exception:  # garbled: treated as absent below
-                data = None
-        live = CRLLive(
-            sha256_hex(data) if data is not None else None, serials, next_update, number, count
-        )
+            # parsed once per file version: a no-op plan then needs no cryptography
+            facts = parsed_cached(self.scope.layout, CRL_CACHE, data, _crl_facts)
+            if facts is not None:
+                live = CRLLive(
+                    sha256_hex(data),
+                    frozenset(facts["serials"]),
+                    facts["next_update"],
+                    facts["number"],
+                    facts["count"],
+                )
         record = self.scope.state.crl
         revoked = sorted(r.serial for r in record.revoked)
         return Observed(live, fingerprint_of(live.sha256, record.number, revoked))
@@ -231,6 +224,28 @@ class CRLResource(Resource[CRLLive]):
         scope.state.crl.revoked = stamped
         scope.state.crl.next_update = (now + CRL_VALIDITY).isoformat(timespec="seconds")
         scope.save()
+
+
+CRL_CACHE = "meshops-crl-cache.json"
+
+
+def _crl_facts(data: bytes) -> dict[str, Any] | None:
+    """What plan needs from crl.pem (JSON-able), or None when it is garbled."""
+    from meshops.pki.parse import load_crls
+
+    try:
+        crls = load_crls(data)
+    except Exception:  # garbled: treated as absent, so it is re-signed
+        return None
+    if not crls:
+        return None
+    updates = [c.next_update_utc for c in crls if c.next_update_utc is not None]
+    return {
+        "serials": sorted({format(r.serial_number, "x") for crl in crls for r in crl}),
+        "next_update": min(updates).isoformat(timespec="seconds") if updates else "",
+        "number": max(_crl_number(c) for c in crls),
+        "count": len(crls),
+    }
 
 
 def _listed_by(entry: Revoked, fingerprint: str, first: bool) -> bool:

@@ -68,13 +68,21 @@ def superseded(scope: RepoScope) -> list[tuple[str, CertRecord]]:
     """
     out = []
     for name in sorted(scope.state.nodes):
-        rec = scope.state.nodes[name]
-        if rec.ca is None:
-            continue
-        node = scope.mesh.nodes.get(name)
-        if node is None or rec.ca.recipients != recipients_fingerprint([node.recipient]):
-            out.append((name, rec.ca))
+        record = superseded_record(scope, name)
+        if record is not None:
+            out.append((name, record))
     return out
+
+
+def superseded_record(scope: RepoScope, name: str) -> CertRecord | None:
+    """Node `name`'s recorded node CA when apply revokes it (see `superseded`)."""
+    rec = scope.state.nodes.get(name)
+    if rec is None or rec.ca is None:
+        return None
+    node = scope.mesh.nodes.get(name)
+    if node is None or rec.ca.recipients != recipients_fingerprint([node.recipient]):
+        return rec.ca
+    return None
 
 
 class NodeCAResource(Resource[NodeCALive]):
@@ -196,17 +204,17 @@ class NodeCAResource(Resource[NodeCALive]):
 
     def _revoke_superseded(self, rt: Runtime) -> None:
         """Record the current node CA as revoked (saved with this resource's change)."""
-        for node, record in superseded(self.scope):
-            if node == self.node:
-                self.scope.state.crl.revoke(
-                    Revoked(
-                        node=node,
-                        serial=record.serial,
-                        revoked_at=rt.now.isoformat(timespec="seconds"),
-                        not_after=record.not_after,
-                        issuer=record.issuer,
-                    )
+        record = superseded_record(self.scope, self.node)
+        if record is not None:
+            self.scope.state.crl.revoke(
+                Revoked(
+                    node=self.node,
+                    serial=record.serial,
+                    revoked_at=rt.now.isoformat(timespec="seconds"),
+                    not_after=record.not_after,
+                    issuer=record.issuer,
                 )
+            )
 
     def apply(self, change: Change, rt: Runtime) -> None:
         scope = self.scope

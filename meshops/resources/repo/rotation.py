@@ -54,17 +54,17 @@ def rotate_before_seconds(mesh: Any) -> float:
 
 def plan_rotation(scope: RepoScope, now: datetime) -> RootStep:
     """The rotation step due now, from state.yaml and the certificates under state/."""
-    from meshops.pki import next_rotation_step, root_rotation_reason
-    from meshops.pki.parse import load_certificates
+    from meshops.pki.rotation import next_rotation_step, root_rotation_reason
 
     state = scope.state
     rotation = state.rotation
     if not state.roots:
         return RootStep(None)
-    if rotation is None:
-        roots = scope.root_certificates()
+    if rotation is None:  # from state.yaml's record: no certificate parsed per plan
+        record = state.roots[-1]
         reason = root_rotation_reason(
-            roots[-1],
+            record.key_type or scope.mesh.ca.key_type,
+            datetime.fromisoformat(record.not_after),
             key_type=scope.mesh.ca.key_type,
             rotate_before_seconds=rotate_before_seconds(scope.mesh),
             now=now,
@@ -73,12 +73,14 @@ def plan_rotation(scope: RepoScope, now: datetime) -> RootStep:
     if rotation.phase == "staged":
         return RootStep("add", rotation.reason)
 
+    from meshops.pki.parse import load_certificates
+
     roots = scope.root_certificates()
     node_cas = {}
     for node in sorted(scope.mesh.nodes):
-        record = state.nodes.get(node)
+        node_record = state.nodes.get(node)
         path = scope.layout.node_ca_cert(node)
-        if record is None or record.ca is None or not path.exists():
+        if node_record is None or node_record.ca is None or not path.exists():
             continue
         node_cas[node] = load_certificates(path.read_bytes(), what=str(path))[0]
     step = next_rotation_step(

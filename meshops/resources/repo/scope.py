@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import time
@@ -13,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from meshops.errors import MeshError
 from meshops.model import Loaded
-from meshops.model.types import Recipient
+from meshops.model.types import SEALED_SUFFIX, Recipient, recipients_digest
 from meshops.providers.files import TEMP_MARK
 from meshops.resources.repo.ipam import allocate_all
 from meshops.resources.repo.state import StateDoc, StateLayout, load_state, save_state
@@ -35,17 +36,17 @@ def sha256_hex(data: bytes) -> str:
 
 
 def recipients_fingerprint(recipients: list[Recipient]) -> str:
-    """The short form state.yaml records (16 hex digits) of the secrets layer's digest
-    of a recipient set."""
-    from meshops.secrets.info import recipients_fingerprint as digest
+    """The short form state.yaml records (16 hex digits) of a recipient set's digest."""
+    return _short_digest(tuple(recipients))
 
-    return digest(recipients)[: len("sha256:") + 16]
+
+@functools.lru_cache(maxsize=4096)
+def _short_digest(recipients: tuple[Recipient, ...]) -> str:
+    return recipients_digest(recipients)[: len("sha256:") + 16]
 
 
 def suffix_for(fmt: str) -> str:
-    from meshops.secrets import sealer_for
-
-    return sealer_for(fmt, Path(".")).suffix  # type: ignore[arg-type]
+    return SEALED_SUFFIX[fmt]
 
 
 @dataclass
@@ -227,7 +228,7 @@ def _node_dirs(layout: StateLayout) -> set[str]:
     state.yaml records it (its writes are batched), so an apply killed after adding a
     node, followed by the node's removal, leaves files only this finds."""
     try:
-        return {e.name for e in os.scandir(layout.dir / "nodes") if e.is_dir()}
+        return {e.name for e in os.scandir(layout.nodes_dir) if e.is_dir()}
     except (FileNotFoundError, NotADirectoryError):
         return set()
 

@@ -9,8 +9,10 @@ by hand, and is replaced rather than trusted.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -221,9 +223,13 @@ class StateLayout:
     repo_dir: Path
     suffix: str = ".age"  # sealed file suffix: ".age" or the sops one
 
-    @property
+    @functools.cached_property
     def dir(self) -> Path:
         return self.repo_dir / "state"
+
+    @functools.cached_property
+    def nodes_dir(self) -> Path:
+        return self.dir / "nodes"
 
     @property
     def state_file(self) -> Path:
@@ -242,7 +248,7 @@ class StateLayout:
         return self.dir / "ca" / "crl.pem"
 
     def node_dir(self, node: str) -> Path:
-        return self.dir / "nodes" / node
+        return self.nodes_dir / node
 
     def node_ca_cert(self, node: str) -> Path:
         return self.node_dir(node) / "ca.crt"
@@ -287,14 +293,14 @@ def load_state(layout: StateLayout) -> StateDoc:
     if cached is not None:
         return StateDoc.from_data(cached, where)
     doc = StateDoc.parse(text, where)
-    _write_cache(layout, digest, doc)
+    _write_cache(layout, digest, doc.to_data())
     return doc
 
 
 def save_state(layout: StateLayout, doc: StateDoc) -> None:
     text = doc.dump().encode()
     write_atomic(layout.state_file, text, mode=0o644)
-    _write_cache(layout, hashlib.sha256(text).hexdigest(), doc)
+    _write_cache(layout, hashlib.sha256(text).hexdigest(), doc.to_data())
 
 
 # -- parse cache ---------------------------------------------------------------------
@@ -307,13 +313,27 @@ def save_state(layout: StateLayout, doc: StateDoc) -> None:
 CACHE_NAME = "meshops-state-cache.json"
 
 
-def _cache_path(layout: StateLayout) -> Path | None:
+def parsed_cached(
+    layout: StateLayout, name: str, data: bytes, parse: Callable[[bytes], Any]
+) -> Any:
+    """`parse(data)`, or its JSON-able result cached under .git/ keyed by sha256(data)
+    (`name` tells the caches apart): for files each plan reads but rarely change."""
+    digest = hashlib.sha256(data).hexdigest()
+    cached = _read_cache(layout, digest, name)
+    if cached is not None:
+        return cached
+    result = parse(data)
+    _write_cache(layout, digest, result, name)
+    return result
+
+
+def _cache_path(layout: StateLayout, name: str) -> Path | None:
     git_dir = layout.repo_dir / ".git"
-    return git_dir / CACHE_NAME if git_dir.is_dir() else None
+    return git_dir / name if git_dir.is_dir() else None
 
 
-def _read_cache(layout: StateLayout, digest: str) -> Any:
-    path = _cache_path(layout)
+def _read_cache(layout: StateLayout, digest: str, name: str = CACHE_NAME) -> Any:
+    path = _cache_path(layout, name)
     if path is None:
         return None
     try:
@@ -325,10 +345,10 @@ def _read_cache(layout: StateLayout, digest: str) -> Any:
     return cached.get("data")
 
 
-def _write_cache(layout: StateLayout, digest: str, doc: StateDoc) -> None:
-    path = _cache_path(layout)
+def _write_cache(layout: StateLayout, digest: str, data: Any, name: str = CACHE_NAME) -> None:
+    path = _cache_path(layout, name)
     if path is None:
         return
-    body = json.dumps({"sha256": digest, "data": doc.to_data()}, separators=(",", ":"))
+    body = json.dumps({"sha256": digest, "data": data}, separators=(",", ":"))
     with contextlib.suppress(MeshError):  # a read-only checkout just goes uncached
         write_atomic(path, body.encode(), mode=0o644, fsync=False)

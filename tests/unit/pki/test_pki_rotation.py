@@ -11,9 +11,11 @@ from pki_factories import DAY, NOW, Issued, Pki, make_pki, node_ca_spec, openssl
 
 from meshops.errors import MeshError
 from meshops.pki import (
+    cert_public_key,
     generate_key,
     issue_node_ca,
     issue_root,
+    key_type_of,
     next_rotation_step,
     root_rotation_reason,
 )
@@ -139,21 +141,28 @@ def test_more_than_two_roots_or_none_are_refused(p256: Pki) -> None:
 def test_root_rotation_reasons(p256: Pki) -> None:
     root = p256.root.cert
     year = 365 * DAY
+    kind, expiry = key_type_of(cert_public_key(root)), root.not_valid_after_utc
     assert (
-        root_rotation_reason(root, key_type="ecdsa-p256", rotate_before_seconds=year, now=NOW)
+        root_rotation_reason(
+            kind, expiry, key_type="ecdsa-p256", rotate_before_seconds=year, now=NOW
+        )
         is None
     )
     assert (
-        root_rotation_reason(root, key_type="ed25519", rotate_before_seconds=year, now=NOW)
+        root_rotation_reason(kind, expiry, key_type="ed25519", rotate_before_seconds=year, now=NOW)
         == "root key type changed: ecdsa-p256 -> ed25519"
     )
     soon = root.not_valid_after_utc - timedelta(hours=10)
     assert (
-        root_rotation_reason(root, key_type="ecdsa-p256", rotate_before_seconds=year, now=soon)
+        root_rotation_reason(
+            kind, expiry, key_type="ecdsa-p256", rotate_before_seconds=year, now=soon
+        )
         == "root expires in 10h < 8760h"
     )
     gone = root.not_valid_after_utc + timedelta(hours=1)
     assert (
-        root_rotation_reason(root, key_type="ecdsa-p256", rotate_before_seconds=year, now=gone)
+        root_rotation_reason(
+            kind, expiry, key_type="ecdsa-p256", rotate_before_seconds=year, now=gone
+        )
         == "root expired 1h ago"
     )
