@@ -74,8 +74,11 @@ class Context:
         return doc.data
 
     def host_path(self, path: str) -> Path:
-        """A host path (`/etc/meshops/...`) under `--root`."""
-        return self.root / path.lstrip("/")
+        """A host path (`/etc/meshops/...`) under `--root`; refused when a symlink on
+        the way leads out of the root (see `providers.files.inside_root`)."""
+        from meshops.providers.files import inside_root
+
+        return inside_root(self.root / path.lstrip("/"), self.root)
 
     def load(self, *, run_tests: bool = True) -> Loaded:
         from meshops.model import load_file
