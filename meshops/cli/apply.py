@@ -35,10 +35,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, ctx: Context) -> int:
-    from meshops.cli.common import make_runtime
+    from meshops.cli.common import lock_path, make_runtime
     from meshops.engine import lock, planfile
     from meshops.errors import MeshError
-    from meshops.resources.host.scope import LIB_DIR
 
     rt = make_runtime(ctx)
     saved = planfile.load(Path(args.planfile)) if args.planfile else None
@@ -55,7 +54,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     # `watch` never move it under each other's feet. A refused pull leaves the checkout
     # where it was; that revision is still applied (leaf renewals must not stop because
     # the remote is unreachable or untrusted), then the refusal is the error.
-    with lock.hold(ctx.host_path(LIB_DIR) / "lock", "apply --pull"):
+    with lock.hold(lock_path(ctx), "apply --pull"):
         refused = _pull(ctx, rt, allow_rewind=bool(getattr(args, "allow_rewind", False)))
         try:
             code = _apply(args, ctx, rt, None, quiet=True, locked=True)  # cron: silent no-op
@@ -82,16 +81,16 @@ def _apply(
 ) -> int:
     import contextlib
 
-    from meshops.cli.common import open_scope
+    from meshops.cli.common import lock_path, open_scope
     from meshops.engine import lock, planfile
     from meshops.engine.run import apply_plan, make_plan
     from meshops.errors import MeshError
 
-    scope = open_scope(ctx, rt)
-    held = contextlib.nullcontext() if locked else lock.hold(scope.lock_path, "apply")
+    held = contextlib.nullcontext() if locked else lock.hold(lock_path(ctx), "apply")
     with held:
-        # plan again under the lock: what we apply is what is true now
+        # plan under the lock: what we apply is what is true now
         scope = open_scope(ctx, rt)
+        assert scope.lock_path == lock_path(ctx), (scope.lock_path, lock_path(ctx))
         plan = make_plan(scope.name, scope.resources, rt, revision=scope.revision)
         if saved is not None:
             planfile.check_still_valid(

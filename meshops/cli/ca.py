@@ -44,6 +44,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     from meshops.engine import lock
     from meshops.errors import MeshError
     from meshops.model.durations import Duration, format_duration
+    from meshops.resources import repo_lock_path
     from meshops.resources.repo.root import stage_root
     from meshops.resources.repo.scope import open_repo_scope
 
@@ -53,9 +54,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
         raise MeshError(f"--hold {args.hold!r}: {exc}") from None
     loaded = ctx.load(run_tests=False)
     now = datetime.now(UTC)
-    git_dir = ctx.repo_dir / ".git"
-    lock_path = git_dir / "meshops.lock" if git_dir.is_dir() else ctx.repo_dir / ".meshops.lock"
-    with lock.hold(lock_path, f"ca {args.ca_command}"):
+    with lock.hold(repo_lock_path(ctx.repo_dir), f"ca {args.ca_command}"):
         scope = open_repo_scope(loaded, ctx.repo_dir, now)
         state = scope.state
         if state.rotation is not None:

@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING
 from meshops.cli.context import Context
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from meshops.engine.runtime import Runtime
     from meshops.resources import Scope
 
@@ -29,6 +31,17 @@ def open_scope(ctx: Context, rt: Runtime) -> Scope:
     from meshops.resources.host import open_host
 
     return open_host(loaded, ctx, node, rt)
+
+
+def lock_path(ctx: Context) -> Path:
+    """Where the scope this command acts on is locked, known before opening it."""
+    if ctx.resolve_node() is not None:
+        from meshops.resources.host.scope import LIB_DIR
+
+        return ctx.host_path(LIB_DIR) / "lock"
+    from meshops.resources import repo_lock_path
+
+    return repo_lock_path(ctx.repo_dir)
 
 
 def use_host_config(ctx: Context, rt: Runtime) -> None:

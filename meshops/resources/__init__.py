@@ -55,13 +55,18 @@ def mesh_digest(path: Path) -> str:
         return ""
 
 
+def repo_lock_path(repo_dir: Path) -> Path:
+    """The repo scope's lock: under .git/ in a checkout (never committed by accident)."""
+    git_dir = repo_dir / ".git"
+    return git_dir / "meshops.lock" if git_dir.is_dir() else repo_dir / ".meshops.lock"
+
+
 def open_repo(loaded: Loaded, mesh_file: Path, repo_dir: Path, rt: Runtime) -> Scope:
     from meshops.engine.plan import Action
     from meshops.resources.repo.scope import ROOT_KEY_NEED, compile_repo, open_repo_scope
 
     repo_scope = open_repo_scope(loaded, repo_dir, rt.now)
-    git_dir = repo_dir / ".git"
-    lock = git_dir / "meshops.lock" if git_dir.is_dir() else repo_dir / ".meshops.lock"
+    lock = repo_lock_path(repo_dir)
 
     def preflight(plan: Plan, rt: Runtime) -> None:
         creates_root = any(
