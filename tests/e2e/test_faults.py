@@ -266,7 +266,7 @@ def test_full_disk_during_repo_apply_keeps_state_old_or_new_and_converges_once_f
     repo.set_node("node-5", keyring.age_hosts[4], 5)
     repo.set_node("node-1", keyring.age_hosts[0], 1)  # re-keyed: new sealed keys
     repo.write_mesh()
-    _fill(outside / "filler", leave=8 * 1024)
+    _fill(outside / "filler", leave=16 * 1024)  # a few 4 KiB pages: some writes land
 
     failed = repo.meshops("apply", "--auto-approve", identity=True)
     first = clean_failure(failed)
