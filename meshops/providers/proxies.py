@@ -78,13 +78,28 @@ def _check_caddy(binary: str, text: str, workdir: Path, target: Path | None) -> 
         )
     except CommandFailed as exc:
         reason = _caddy_error(exc.detail or exc.message)
-        if target is not None:
-            reason = reason.replace(str(config), str(target))
-        raise CommandFailed(
-            f"caddy validate {target or config} failed: {reason}",
-            hint="the old config stays in place and caddy was not reloaded",
-            detail=exc.detail,
-        ) from None
+        raise _refused("caddy validate", "caddy", exc, reason, config, target) from None
+
+
+def _refused(
+    check: str,
+    proxy: str,
+    exc: CommandFailed,
+    reason: str,
+    staged: Path,
+    target: Path | None,
+    *,
+    shown: Path | None = None,
+) -> CommandFailed:
+    """The checker's refusal, naming the config's real path rather than the staged copy
+    it checked (`shown` when there is no target)."""
+    if target is not None:
+        reason = reason.replace(str(staged), str(target))
+    return CommandFailed(
+        f"{check} rejected {target or shown or staged}: {reason}",
+        hint=f"the old config stays in place and {proxy} was not reloaded",
+        detail=exc.detail,
+    )
 
 
 def _caddy_error(stderr: str) -> str:
@@ -142,13 +157,8 @@ def _check_nginx(binary: str, text: str, workdir: Path, target: Path | None) -> 
         _run_nginx_t(binary, wrapper, workdir)
     except CommandFailed as exc:
         reason = _nginx_error(exc.detail or exc.message)
-        if target is not None:
-            reason = reason.replace(str(workdir / "server.conf"), str(target))
-        raise CommandFailed(
-            f"nginx -t rejected {target or wrapper}: {reason}",
-            hint="the old config stays in place and nginx was not reloaded",
-            detail=exc.detail,
-        ) from None
+        staged = workdir / "server.conf"
+        raise _refused("nginx -t", "nginx", exc, reason, staged, target, shown=wrapper) from None
 
 
 def _nginx_error(stderr: str) -> str:
