@@ -1,4 +1,6 @@
-"""`meshops status`: certificates and expiry, WireGuard peers, last apply (host scope)."""
+"""`meshops status`: on a host (`--node`), certificates and expiry, WireGuard peers and
+the last apply; on the mesh repository, the roots, a rotation under way, node CAs and
+the CRL."""
 
 from __future__ import annotations
 
@@ -16,13 +18,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace, ctx: Context) -> int:
     from meshops.cli.common import make_runtime, use_host_config
-    from meshops.errors import MeshError
     from meshops.resources.host import open_host_scope
     from meshops.resources.host.status import collect
 
     node = ctx.resolve_node()
     if node is None:
-        raise MeshError("status shows a host: pass --node NAME (or set MESHOPS_NODE)")
+        return _repo(args, ctx)
     use_host_config(ctx, make_runtime(ctx))
     scope = open_host_scope(ctx.load(run_tests=False), ctx.repo_dir, node, ctx.root)
     status = collect(scope, datetime.now(UTC))
@@ -31,6 +32,57 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     else:
         ctx.out(render(status).rstrip("\n"))
     return 0
+
+
+def _repo(args: argparse.Namespace, ctx: Context) -> int:
+    from meshops.resources import git_revision
+    from meshops.resources.repo.scope import open_repo_scope
+    from meshops.resources.repo.status import collect
+
+    now = datetime.now(UTC)
+    scope = open_repo_scope(ctx.load(run_tests=False), ctx.repo_dir, now)
+    status = collect(scope, now, git_revision(ctx.repo_dir))
+    if args.format == "json":
+        ctx.out(json.dumps(status, indent=2, sort_keys=True))
+    else:
+        ctx.out(render_repo(status).rstrip("\n"))
+    return 0
+
+
+def render_repo(status: dict[str, Any]) -> str:
+    rev = (status["revision"] or "")[:12] or "-"
+    lines = [f"mesh {status['mesh']} (repository at {rev})", "", "root CA:"]
+    for root in status["roots"]:
+        lines.append(
+            f"  {root['fingerprint'][:19]}  {root['key_type']:<11} "
+            f"expires {_left(root['expires_in_seconds'])}"
+        )
+    if not status["roots"]:
+        lines.append("  none yet (`meshops apply` creates it)")
+    rotation = status["rotation"]
+    if rotation:
+        lines.append(
+            f"  rotation: {rotation['phase']} since {rotation['since']} ({rotation['reason']}); "
+            f"next: {rotation['next']}, due {rotation['due_at']}"
+        )
+    lines += ["", "node CAs:"]
+    for ca in status["node_cas"]:
+        if ca["status"] == "missing":
+            lines.append(f"  {ca['node']:<16} MISSING (apply issues it)")
+            continue
+        lines.append(
+            f"  {ca['node']:<16} {ca['status']:<8} expires {_left(ca['expires_in_seconds'])} "
+            f"(renews at {ca['renew_at']})"
+        )
+    crl = status["crl"]
+    lines += [
+        "",
+        f"CRL: number {crl['number']}, {crl['revoked']} revoked, next update "
+        f"{crl['next_update'] or '-'}",
+    ]
+    if status["removed_nodes"]:
+        lines.append(f"removed, not yet applied: {', '.join(status['removed_nodes'])}")
+    return "\n".join(lines) + "\n"
 
 
 def _age(seconds: int | None) -> str:

@@ -7,10 +7,12 @@ root's chains no longer verify.
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from test_repo_support import (
@@ -60,6 +62,13 @@ def _crl_serials(tmp: Path, crl: str, root: str) -> set[str] | None:
     return {s.lower().lstrip("0") for s in re.findall(r"Serial Number: ([0-9A-F]+)", text)}
 
 
+def _status(repo: MeshRepo) -> dict[str, Any]:
+    result = repo.meshops("status", "--format", "json")
+    assert result.returncode == 0, str(result)
+    data: dict[str, Any] = json.loads(result.stdout)
+    return data
+
+
 def _wait_out_hold(repo: MeshRepo) -> None:
     """Plan shows nothing while the phase is held, then the next phase."""
     assert repo.plan().returncode == 0
@@ -86,6 +95,8 @@ def test_rotation_moves_every_node_ca_to_the_new_root_in_three_held_phases(
     )
     refused = repo.meshops("ca", "rotate")
     assert refused.returncode == 1 and "already under way" in refused.stderr
+    rotation = _status(repo)["rotation"]
+    assert rotation["phase"] == "staged" and rotation["next"].endswith("(1/3)")
 
     # phase 1: both roots trusted; a node added now is signed by the new root
     repo.set_node("node-4", keyring.ssh_hosts[3], 4)
@@ -109,6 +120,9 @@ def test_rotation_moves_every_node_ca_to_the_new_root_in_three_held_phases(
     assert _crl_serials(tmp_path, crls[0], old) == set()
     assert _crl_serials(tmp_path, crls[1], new) == set()
     check_consistent(repo)  # converged while held; root.previous.key.age opens
+    status = _status(repo)
+    assert len(status["roots"]) == 2 and status["rotation"]["phase"] == "added"
+    assert status["rotation"]["next"] == "re-issue node CAs under the new root (2/3)"
 
     # a node removed while both roots are trusted is revoked by the root that signed it
     gone = repo.state()["nodes"]["node-3"]["ca"]["serial"]
@@ -142,6 +156,8 @@ def test_rotation_moves_every_node_ca_to_the_new_root_in_three_held_phases(
     crls = _crls(ca / "crl.pem")
     assert len(crls) == 1 and _crl_serials(tmp_path, crls[0], new) == set()
     assert "rotation" not in repo.state()["ca"]
+    status = _status(repo)
+    assert status["rotation"] is None and len(status["roots"]) == 1
     check_consistent(repo)
     # a chain under the old root no longer verifies against the bundle hosts get
     assert _verify(tmp_path, old_bundle, old_node_ca)

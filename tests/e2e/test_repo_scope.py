@@ -330,3 +330,24 @@ def test_without_identity_plan_works_and_apply_fails_before_changing_anything(
 
     applied.apply()
     check_consistent(applied)
+
+
+def test_status_without_a_node_shows_the_roots_node_cas_and_crl(applied: MeshRepo) -> None:
+    result = applied.meshops("status", "--format", "json")
+    assert result.returncode == 0, str(result)
+    status = json.loads(result.stdout)
+    state = applied.state()
+    assert status["scope"] == "repo" and status["rotation"] is None
+    assert [r["fingerprint"] for r in status["roots"]] == [
+        r["fingerprint"] for r in state["ca"]["roots"]
+    ]
+    assert [(c["node"], c["status"]) for c in status["node_cas"]] == [(n, "ok") for n in NODES]
+    assert {c["serial"] for c in status["node_cas"]} == {
+        state["nodes"][n]["ca"]["serial"] for n in NODES
+    }
+    assert status["crl"]["number"] == state["crl"]["number"]
+    # a node added to mesh.yaml and not applied yet has no node CA
+    applied.set_node("node-4", applied.keys.ssh_hosts[3], 4)
+    applied.write_mesh()
+    text = applied.meshops("status").stdout
+    assert "node-4           MISSING" in text and "root CA:" in text
