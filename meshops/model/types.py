@@ -10,6 +10,7 @@ import binascii
 import hashlib
 import ipaddress
 import re
+import socket
 import struct
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -134,7 +135,7 @@ class Endpoint:
                 raise ValueError(f"expected host:port such as 192.0.2.11:51820, got {value!r}")
             if ":" in host:
                 raise ValueError(f"write IPv6 endpoints as [address]:port, got {value!r}")
-            if not _is_ipv4(host):
+            if not is_ipv4(host):
                 if host[0].isdigit() and host.replace(".", "").isdigit():
                     raise ValueError(f"{host!r} is not a valid IPv4 address")
                 host = _check_dns(host)
@@ -157,18 +158,15 @@ class Endpoint:
         return {"type": "string", "description": "host:port", "examples": ["192.0.2.11:51820"]}
 
 
-_IPV4_CHARS = frozenset("0123456789.")
-
-
-def _is_ipv4(text: str) -> bool:
-    """Dotted-quad IPv4, by the rules `ipaddress.IPv4Address` applies (four decimal
-    octets, each 0-255 without a leading zero), without its cost per endpoint."""
-    if not _IPV4_CHARS.issuperset(text):
+def is_ipv4(text: str) -> bool:
+    """Canonical dotted-quad IPv4 text (four decimal octets, no leading zeros): what
+    `str(IPv4Address(text))` gives back unchanged, at a fraction of its cost. glibc's
+    inet_pton refuses leading zeros and short forms, as `ipaddress` does."""
+    try:
+        socket.inet_pton(socket.AF_INET, text)
+    except (OSError, ValueError):  # ValueError: embedded NUL
         return False
-    octets = text.split(".")
-    return len(octets) == 4 and all(
-        0 < len(o) <= 3 and (o == "0" or o[0] != "0") and int(o) <= 255 for o in octets
-    )
+    return True
 
 
 # bech32 (BIP-173), enough to check an age recipient without importing pyrage.

@@ -9,9 +9,11 @@ caller's job (through `write_atomic`).
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Sequence
 
 from meshops.errors import MeshError
+from meshops.model.types import is_ipv4
 
 BEGIN = "# BEGIN meshops (managed, do not edit)"
 END = "# END meshops"
@@ -99,13 +101,18 @@ def _find_block(text: str, *, where: str) -> tuple[int, int] | None:
 
 
 def _check_ip(ip: str, where: str) -> str:
+    if is_ipv4(ip):  # the common case, already canonical
+        return ip
     try:
         return str(ipaddress.ip_address(ip))
     except ValueError:
         raise MeshError(f"{where}: {ip!r} is not an IP address") from None
 
 
+_NOT_IN_A_NAME = re.compile(r"[\s#]")
+
+
 def _check_name(name: str, where: str) -> str:
-    if not name or any(c.isspace() or c == "#" for c in name):
+    if not name or _NOT_IN_A_NAME.search(name):
         raise MeshError(f"{where}: {name!r} is not a valid host name")
     return name

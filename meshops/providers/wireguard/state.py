@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import ipaddress
-import socket
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from meshops.errors import MeshError
+from meshops.model.types import is_ipv4
 
 
 @dataclass(frozen=True)
@@ -146,16 +146,6 @@ def normalise_endpoint(endpoint: str) -> str:
     if is_ipv4(host) and port.isdigit() and port[0] != "0" and int(port) < 65536:
         return endpoint  # already canonical, without building an address object
     return join_endpoint(*split_endpoint(endpoint))
-
-
-def is_ipv4(text: str) -> bool:
-    """True for canonical dotted-quad IPv4 text: glibc's inet_pton refuses leading
-    zeros and short forms, so what it accepts is what str(IPv4Address) prints."""
-    try:
-        socket.inet_pton(socket.AF_INET, text)
-    except OSError:
-        return False
-    return True
 
 
 def peer_matches(live: PeerConfig, desired: PeerConfig) -> bool:

@@ -186,7 +186,7 @@ class RouteResource(Resource[tuple[str, ...]]):
 
 def resolve_endpoint(host: str, port: int) -> str:
     """An endpoint as WireGuard wants it (an IP); hostnames resolve at plan/apply time."""
-    from meshops.providers.wireguard.state import is_ipv4
+    from meshops.model.types import is_ipv4
 
     if is_ipv4(host):
         return f"{host}:{port}"  # the common case, without building an address object
@@ -205,7 +205,8 @@ def resolve_endpoint(host: str, port: int) -> str:
 
 def host_routes(address: str, address6: str | None = None) -> tuple[str, ...]:
     """A peer's allowed IPs: its overlay address(es) as /32 and /128, normalised."""
-    from meshops.providers.wireguard.state import is_ipv4, normalise_allowed_ips
+    from meshops.model.types import is_ipv4
+    from meshops.providers.wireguard.state import normalise_allowed_ips
 
     if address6 is None and is_ipv4(address):
         return (f"{address}/32",)  # already canonical: inet_pton takes only dotted quads

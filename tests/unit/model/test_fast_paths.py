@@ -1,6 +1,6 @@
 """The loader's and field types' fast paths agree with the slow, obvious versions.
 
-`_is_ipv4` replaces `ipaddress.IPv4Address` per endpoint, the bech32 checksum uses a
+`is_ipv4` replaces `ipaddress.IPv4Address` per endpoint, the bech32 checksum uses a
 precomputed table, and a document without anchors is depth-checked in one pass: each
 must accept and refuse exactly what the straightforward version does.
 """
@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from meshops.errors import ValidationFailed
 from meshops.model.loader import MAX_DEPTH, _Converter, parse_yaml
-from meshops.model.types import _BECH32, _bech32_polymod, _bech32_valid, _is_ipv4
+from meshops.model.types import _BECH32, _bech32_polymod, _bech32_valid, is_ipv4
 
 
 def reference_is_ipv4(text: str) -> bool:
@@ -45,14 +45,14 @@ dotted = st.lists(st.text(alphabet="0123456789", max_size=4), min_size=1, max_si
 
 @given(st.one_of(dotted, st.text(alphabet="0123456789.", max_size=18), st.text(max_size=18)))
 def test_is_ipv4_agrees_with_ipaddress(text: str) -> None:
-    assert _is_ipv4(text) == reference_is_ipv4(text)
+    assert is_ipv4(text) == reference_is_ipv4(text)
 
 
 @pytest.mark.parametrize(
     "text", ["192.0.2.11", "0.0.0.0", "255.255.255.255", "01.2.3.4", "1.2.3.256", "1.2.3", ""]
 )
 def test_is_ipv4_on_the_edges(text: str) -> None:
-    assert _is_ipv4(text) == reference_is_ipv4(text)
+    assert is_ipv4(text) == reference_is_ipv4(text)
 
 
 @given(st.lists(st.integers(min_value=0, max_value=31), max_size=90))
