@@ -72,7 +72,8 @@ def open_repo(loaded: Loaded, mesh_file: Path, repo_dir: Path, rt: Runtime) -> S
         creates_root = any(
             c.address == "ca.root" and c.action is Action.CREATE for c in plan.actionable
         )
-        if ROOT_KEY_NEED in plan.needs() and not creates_root:
+        makes_root = creates_root and not repo_scope.adopts_staged_root
+        if ROOT_KEY_NEED in plan.needs() and not makes_root:
             repo_scope.root_material(rt)  # unseal now: fail before changing anything
 
     def record(plan: Plan, result: ApplyResult | None, plan_id: str | None, rt: Runtime) -> None:

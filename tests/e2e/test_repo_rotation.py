@@ -207,6 +207,11 @@ def test_an_imported_ca_becomes_the_root_of_a_new_mesh(tmp_path: Path, keyring: 
     secret_line = next(ln for ln in key.read_text().splitlines() if "-----" not in ln)
     assert secret_line not in imported.output
     assert "adopts the imported CA" in repo.plan().stdout
+    # the imported key is sealed: without an identity apply stops before any change
+    before = repo.snapshot()
+    refused = repo.meshops("apply", "--auto-approve")
+    assert refused.returncode == 1 and "needs the root CA key" in refused.stderr, str(refused)
+    assert repo.snapshot() == before
     repo.apply()
     assert _certs(repo.state_dir / "ca" / "root.crt") == _certs(cert)
     for node in ("node-1", "node-2"):

@@ -123,8 +123,15 @@ class RepoScope:
         return swept
 
     def root_needs(self) -> tuple[str, ...]:
-        """What signing needs: the root key, unless this apply creates the root."""
-        return (ROOT_KEY_NEED,) if self.state.roots else ()
+        """What signing needs: the root key, unless this apply makes the root (an
+        imported one, staged, still has to be unsealed)."""
+        return (ROOT_KEY_NEED,) if self.state.roots or self.adopts_staged_root else ()
+
+    @property
+    def adopts_staged_root(self) -> bool:
+        """No root yet, and `meshops ca import` staged one: apply adopts it."""
+        rotation = self.state.rotation
+        return not self.state.roots and rotation is not None and rotation.phase == "staged"
 
     def overlay(self, node: str) -> list[IPv4Address | IPv6Address]:
         ips: list[IPv4Address | IPv6Address] = [self.addresses[node]]
@@ -156,6 +163,12 @@ class RepoScope:
 
     def root_material(self, rt: Runtime) -> tuple[Any, Any]:
         """The signing root (the newest) and its private key, unsealed in memory."""
+        if self.adopts_staged_root and not self.layout.root_cert.exists():
+            from meshops.pki.parse import load_certificates
+
+            staged = self.layout.root_next_cert
+            cert = load_certificates(staged.read_bytes(), what=self.layout.relative(staged))[0]
+            return cert, self.root_key_for(rt, cert, self.layout.root_next_key)
         cert = self.root_certificates()[-1]
         path = self.layout.root_key
         if self.state.rotation is not None and self.state.roots:
