@@ -74,3 +74,33 @@ def test_sops_mode_apply_seals_files_the_stock_sops_opens(tmp_path: Path, keyrin
     node_dir = repo.state_dir / "nodes/node-2"
     assert sops_decrypt(node_dir / "wg.key.sops", keyring.age_hosts[6]).returncode == 0
     assert sops_decrypt(node_dir / "wg.key.sops", keyring.age_hosts[1]).returncode != 0
+
+
+def test_sops_mode_root_rotation_keeps_every_root_key_openable_by_stock_sops(
+    tmp_path: Path, keyring: KeyRing
+) -> None:
+    repo = new_repo(
+        tmp_path / "mesh", keyring, nodes=2, host_kind="age", secrets={"format": "sops"}
+    )
+    repo.apply()
+    ca = repo.state_dir / "ca"
+    assert repo.meshops("ca", "rotate", "--hold", "0s").returncode == 0
+    staged = sops_decrypt(ca / "root.next.key.sops", repo.operator)
+    assert public_der_of_private_pem(staged.stdout) == public_der_of_cert(
+        (ca / "root.next.crt").read_bytes()
+    )
+    repo.apply()  # 1/3: both roots trusted, each key in its sops file
+    roots = (ca / "root.crt").read_bytes()
+    for name, index in (("root.key.sops", -1), ("root.previous.key.sops", 0)):
+        opened = sops_decrypt(ca / name, repo.operator)
+        assert opened.returncode == 0, opened.stderr
+        assert public_der_of_private_pem(opened.stdout) == public_der_of_cert(roots, index)
+    repo.apply()  # 2/3
+    repo.apply()  # 3/3
+    assert repo.plan().returncode == 0
+    assert not (ca / "root.previous.key.sops").exists()
+    assert (ca / "root.crt").read_bytes().count(b"BEGIN CERTIFICATE") == 1
+    opened = sops_decrypt(ca / "root.key.sops", repo.operator)
+    assert public_der_of_private_pem(opened.stdout) == public_der_of_cert(
+        (ca / "root.crt").read_bytes()
+    )
