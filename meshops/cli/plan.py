@@ -26,6 +26,9 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     scope = open_scope(ctx, rt)
     plan = make_plan(scope.name, scope.resources, rt, revision=scope.revision)
     emit_plan(ctx, plan, args.format)
+    if args.format != "json":
+        for note in scope.notes(rt):
+            ctx.out(f"\nNote: {note}")
     if args.out:
         from pathlib import Path
 

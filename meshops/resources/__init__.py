@@ -33,6 +33,8 @@ class Scope:
     record: Callable[[Plan, ApplyResult | None, str | None, Runtime], None] = (
         lambda plan, result, plan_id, rt: None
     )
+    # what a reader of the plan should know that is not a change (a held rotation phase)
+    notes: Callable[[Runtime], list[str]] = lambda rt: []
 
 
 def git_revision(repo_dir: Path) -> str | None:
@@ -93,4 +95,5 @@ def open_repo(loaded: Loaded, mesh_file: Path, repo_dir: Path, rt: Runtime) -> S
         applied_ids=applied,
         preflight=preflight,
         record=record,
+        notes=lambda rt: [w for w in [repo_scope.rotation_step(rt.now).waiting] if w],
     )

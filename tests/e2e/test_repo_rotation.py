@@ -70,8 +70,11 @@ def _status(repo: MeshRepo) -> dict[str, Any]:
 
 
 def _wait_out_hold(repo: MeshRepo) -> None:
-    """Plan shows nothing while the phase is held, then the next phase."""
-    assert repo.plan().returncode == 0
+    """Plan shows nothing while the phase is held (a note says until when), then the
+    next phase."""
+    held = repo.plan()
+    assert held.returncode == 0
+    assert "Note: root rotation: next phase" in held.stdout and "held" in held.stdout
     time.sleep(HOLD + 0.5)
 
 
