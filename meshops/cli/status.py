@@ -17,36 +17,36 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, ctx: Context) -> int:
+    node = ctx.resolve_node()
+    if node is None:
+        status, render_text = _repo(ctx), render_repo
+    else:
+        status, render_text = _host(ctx, node), render
+    if args.format == "json":
+        ctx.out(json.dumps(status, indent=2, sort_keys=True))
+    else:
+        ctx.out(render_text(status).rstrip("\n"))
+    return 0
+
+
+def _host(ctx: Context, node: str) -> dict[str, Any]:
     from meshops.cli.common import make_runtime, use_host_config
     from meshops.resources.host import open_host_scope
     from meshops.resources.host.status import collect
 
-    node = ctx.resolve_node()
-    if node is None:
-        return _repo(args, ctx)
     use_host_config(ctx, make_runtime(ctx))
     scope = open_host_scope(ctx.load(run_tests=False), ctx.repo_dir, node, ctx.root)
-    status = collect(scope, datetime.now(UTC))
-    if args.format == "json":
-        ctx.out(json.dumps(status, indent=2, sort_keys=True))
-    else:
-        ctx.out(render(status).rstrip("\n"))
-    return 0
+    return collect(scope, datetime.now(UTC))
 
 
-def _repo(args: argparse.Namespace, ctx: Context) -> int:
+def _repo(ctx: Context) -> dict[str, Any]:
     from meshops.resources import git_revision
     from meshops.resources.repo.scope import open_repo_scope
     from meshops.resources.repo.status import collect
 
     now = datetime.now(UTC)
     scope = open_repo_scope(ctx.load(run_tests=False), ctx.repo_dir, now)
-    status = collect(scope, now, git_revision(ctx.repo_dir))
-    if args.format == "json":
-        ctx.out(json.dumps(status, indent=2, sort_keys=True))
-    else:
-        ctx.out(render_repo(status).rstrip("\n"))
-    return 0
+    return collect(scope, now, git_revision(ctx.repo_dir))
 
 
 def render_repo(status: dict[str, Any]) -> str:
