@@ -67,13 +67,7 @@ def render_repo(status: dict[str, Any]) -> str:
         )
     lines += ["", "node CAs:"]
     for ca in status["node_cas"]:
-        if ca["status"] == "missing":
-            lines.append(f"  {ca['node']:<16} MISSING (apply issues it)")
-            continue
-        lines.append(
-            f"  {ca['node']:<16} {ca['status']:<8} expires {_left(ca['expires_in_seconds'])} "
-            f"(renews at {ca['renew_at']})"
-        )
+        lines.append(_cert_line(ca["node"], ca, missing="MISSING (apply issues it)"))
     crl = status["crl"]
     lines += [
         "",
@@ -99,16 +93,20 @@ def _left(seconds: int) -> str:
     return f"in {format_duration(seconds)}" if seconds > 0 else f"{format_duration(-seconds)} ago"
 
 
+def _cert_line(name: str, cert: dict[str, Any], *, missing: str) -> str:
+    """One certificate's row: status, expiry and renewal time (host leaves, node CAs)."""
+    if cert["status"] == "missing":
+        return f"  {name:<16} {missing}"
+    return (
+        f"  {name:<16} {cert['status']:<8} expires {_left(cert['expires_in_seconds'])} "
+        f"(renews at {cert['renew_at']})"
+    )
+
+
 def render(status: dict[str, Any]) -> str:
     lines = [f"node {status['node']} (mesh {status['mesh']})", "", "certificates:"]
     for ident in status["identities"]:
-        if ident["status"] == "missing":
-            lines.append(f"  {ident['name']:<16} MISSING")
-            continue
-        lines.append(
-            f"  {ident['name']:<16} {ident['status']:<8} "
-            f"expires {_left(ident['expires_in_seconds'])} (renews at {ident['renew_at']})"
-        )
+        lines.append(_cert_line(ident["name"], ident, missing="MISSING"))
     if not status["identities"]:
         lines.append("  (no identities on this node)")
     ca = status["node_ca"]
