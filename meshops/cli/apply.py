@@ -211,9 +211,11 @@ def _progress(ctx: Context):  # type: ignore[no-untyped-def]
 
         return on_tty
 
+    from meshops.report.escape import visible
+
     def plain(event: str, change: Change, index: int, total: int) -> None:
         if event == "done":
-            ctx.out(f"{change.address}: {verbs.get(change.action.value, 'done')}")
+            ctx.out(visible(f"{change.address}: {verbs.get(change.action.value, 'done')}"))
 
     return plain
 

@@ -25,7 +25,10 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     if args.format == "json":
         ctx.out(json.dumps(status, indent=2, sort_keys=True))
     else:
-        ctx.out(render_text(status).rstrip("\n"))
+        from meshops.report.escape import visible_lines
+
+        # what the last apply recorded quotes commands' own output
+        ctx.out(visible_lines(render_text(status).rstrip("\n")))
     return 0
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from meshops.policy import AccessTable
+from meshops.report.escape import dot_string, mermaid_label
 
 EdgeStatus = Literal["same", "gained", "lost", "changed"]
 MAX_LABEL = 60
@@ -136,21 +137,18 @@ def _keys_by_pair(table: AccessTable) -> dict[tuple[str, str], set[tuple[str, st
 
 
 def _mermaid_id(identity: str) -> str:
-    # names are [a-z0-9-]; the prefix keeps ids clear of Mermaid keywords (`end`)
-    return "id_" + identity.replace("-", "_")
-
-
-def _mermaid_text(text: str) -> str:
-    return text.replace('"', "#quot;")
+    # names are [a-z0-9-]; the prefix keeps ids clear of Mermaid keywords (`end`), and
+    # anything else (an old revision in review) becomes its code point
+    return "id_" + "".join(c if c.isascii() and c.isalnum() else f"_{ord(c):x}_" for c in identity)
 
 
 def render_mermaid(graph: Graph, *, direction: str = "LR") -> str:
     """A Mermaid `flowchart`; gained edges thick green, lost dashed red, changed amber."""
     lines = [f"flowchart {direction}"]
     for index, group in enumerate(graph.groups):
-        lines.append(f'  subgraph g{index}["{_mermaid_text(group.label)}"]')
+        lines.append(f'  subgraph g{index}["{mermaid_label(group.label)}"]')
         for identity in group.identities:
-            lines.append(f'    {_mermaid_id(identity)}["{identity}"]')
+            lines.append(f'    {_mermaid_id(identity)}["{mermaid_label(identity)}"]')
         lines.append("  end")
     styles: dict[EdgeStatus, list[str]] = defaultdict(list)
     for index, edge in enumerate(graph.edges):
@@ -159,7 +157,7 @@ def render_mermaid(graph: Graph, *, direction: str = "LR") -> str:
             label = f"{edge.status}: {label}"
         arrow = _ARROW_MERMAID[edge.status]
         lines.append(
-            f'  {_mermaid_id(edge.caller)} {arrow}|"{_mermaid_text(label)}"| '
+            f'  {_mermaid_id(edge.caller)} {arrow}|"{mermaid_label(label)}"| '
             f"{_mermaid_id(edge.callee)}"
         )
         if edge.status in _STYLE_MERMAID:
@@ -171,24 +169,20 @@ def render_mermaid(graph: Graph, *, direction: str = "LR") -> str:
     return "\n".join(lines) + "\n"
 
 
-def _dot_text(text: str) -> str:
-    return text.replace("\\", "\\\\").replace('"', '\\"')
-
-
 def render_dot(graph: Graph) -> str:
     """Graphviz DOT: one cluster per node set, labelled edges."""
     lines = ["digraph access {", "  rankdir=LR;", '  node [shape=box, fontname="sans-serif"];']
     for index, group in enumerate(graph.groups):
         lines.append(f'  subgraph "cluster_{index}" {{')
-        lines.append(f'    label="{_dot_text(group.label)}";')
+        lines.append(f'    label="{dot_string(group.label)}";')
         for identity in group.identities:
-            lines.append(f'    "{identity}";')
+            lines.append(f'    "{dot_string(identity)}";')
         lines.append("  }")
     for edge in graph.edges:
         label = edge.label if edge.status in ("same", "changed") else f"{edge.status}: {edge.label}"
+        caller, callee = dot_string(edge.caller), dot_string(edge.callee)
         lines.append(
-            f'  "{edge.caller}" -> "{edge.callee}" [label="{_dot_text(label)}"'
-            f"{_STYLE_DOT[edge.status]}];"
+            f'  "{caller}" -> "{callee}" [label="{dot_string(label)}"{_STYLE_DOT[edge.status]}];'
         )
     lines.append("}")
     return "\n".join(lines) + "\n"

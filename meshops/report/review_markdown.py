@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from meshops.gitops.review import Review
+from meshops.report.escape import md_code, md_fence, md_text
 from meshops.report.graph import render_mermaid
 from meshops.report.review_common import grant_line, grouped_impacts, headline, names, plural
 
@@ -23,22 +24,6 @@ _TRIM_NOTE = (
     "trimmed to keep this comment under {limit:,} characters; run "
     "`meshops review --format text` for the whole list"
 )
-
-
-def _code(text: str) -> str:
-    fence = "``" if "`" in text else "`"
-    pad = " " if fence == "``" else ""
-    return f"{fence}{pad}{text}{pad}{fence}"
-
-
-def _cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
-
-
-def _fence(lines: Sequence[str], lang: str = "") -> list[str]:
-    longest = max((len(line) - len(line.lstrip("`")) for line in lines), default=0)
-    ticks = "`" * max(3, longest + 1)
-    return [f"{ticks}{lang}", *lines, ticks]
 
 
 def _details(summary: str, body: list[str], *, open_: bool = False) -> list[str]:
@@ -75,10 +60,11 @@ class _Renderer:
         r = self.review
         out: list[str] = []
         verdict = "✅" if r.ok else "❌"
-        base = f"{_code(r.base.label)} ({(r.base.commit or 'working tree')[:12]})"
-        head = f"{_code(r.head.label)} ({(r.head.commit or 'working tree')[:12]})"
-        out += [f"## {verdict} meshops review: {base} → {head}", "", f"**{headline(r)}**", ""]
-        out += [f"> {note}" for note in r.notes]
+        base = f"{md_code(r.base.label)} ({md_text((r.base.commit or 'working tree')[:12])})"
+        head = f"{md_code(r.head.label)} ({md_text((r.head.commit or 'working tree')[:12])})"
+        out += [f"## {verdict} meshops review: {base} → {head}", ""]
+        out += [f"**{md_text(headline(r))}**", ""]
+        out += [f"> {md_text(note)}" for note in r.notes]
         if r.notes:
             out.append("")
         out += self.problems()
@@ -89,7 +75,7 @@ class _Renderer:
         out += self.impacts()
         out += self.state()
         out += self.plan()
-        out.append(f"<sub>meshops review · {_code(r.head.mesh_path)}</sub>")
+        out.append(f"<sub>meshops review · {md_code(r.head.mesh_path)}</sub>")
         return "\n".join(out) + "\n"
 
     def problems(self) -> list[str]:
@@ -98,13 +84,15 @@ class _Renderer:
         if r.head.problems:
             lines = [str(p) for p in r.head.problems]
             shown = self.take(lines)
-            out += [f"### ❌ {_code(r.head.mesh_path)} does not validate at {_code(r.head.label)}"]
-            out += ["", *_fence(shown), *self.more(len(lines), len(shown)), ""]
+            out += [
+                f"### ❌ {md_code(r.head.mesh_path)} does not validate at {md_code(r.head.label)}"
+            ]
+            out += ["", *md_fence(shown), *self.more(len(lines), len(shown)), ""]
         if r.tests.failures:
             lines = [str(p) for p in r.tests.failures]
             shown = self.take(lines)
             out += [f"### ❌ {plural(len(lines), 'policy test')} failed", ""]
-            out += [*_fence(shown), *self.more(len(lines), len(shown)), ""]
+            out += [*md_fence(shown), *self.more(len(lines), len(shown)), ""]
         return out
 
     def warnings(self) -> list[str]:
@@ -113,7 +101,7 @@ class _Renderer:
             return []
         shown = self.take(items)
         out = ["### ⚠️ Warnings", ""]
-        out += [f"- {w}" for w in shown]
+        out += [f"- {md_text(w)}" for w in shown]
         return [*out, *self.more(len(items), len(shown)), ""]
 
     def access(self) -> list[str]:
@@ -127,7 +115,7 @@ class _Renderer:
             f"Access: <b>+{len(diff.gained)}</b> gained, <b>-{len(diff.lost)}</b> lost "
             "(caller → callee, method, path)"
         )
-        body = [*_fence(shown, "diff"), *self.more(len(lines), len(shown))]
+        body = [*md_fence(shown, "diff"), *self.more(len(lines), len(shown))]
         return _details(summary, body, open_=len(lines) <= 30)
 
     def changes(self) -> list[str]:
@@ -136,9 +124,9 @@ class _Renderer:
             return []
         items = []
         for change in changes:
-            item = f"- {_code(change.address)} **{change.action}**"
+            item = f"- {md_code(change.address)} **{md_text(change.action)}**"
             details = self.take(list(change.details)) if change.details else []
-            item += "".join(f"\n  - {_code(d)}" for d in details)
+            item += "".join(f"\n  - {md_code(d)}" for d in details)
             if len(details) < len(change.details):
                 item += f"\n  - … +{len(change.details) - len(details)} more"
             items.append(item)
@@ -164,7 +152,7 @@ class _Renderer:
             if marked
             else "No caller gains or loses a callee."
         )
-        return _details(title, [legend, "", *_fence(text.rstrip("\n").splitlines(), "mermaid")])
+        return _details(title, [legend, "", *md_fence(text.rstrip("\n").splitlines(), "mermaid")])
 
     def impacts(self) -> list[str]:
         impacts = self.review.impacts
@@ -173,7 +161,7 @@ class _Renderer:
         rows = []
         for nodes, status, parts in grouped_impacts(impacts):
             label = names(nodes, 8) + (f" ({len(nodes)} nodes)" if len(nodes) > 1 else "")
-            rows.append(f"| {_cell(label)} | {status} | {_cell('; '.join(parts))} |")
+            rows.append(f"| {md_text(label)} | {status} | {md_text('; '.join(parts))} |")
         shown = self.take(rows)
         body = ["| node | status | what happens there |", "| --- | --- | --- |", *shown]
         body += self.more(len(rows), len(shown))
@@ -184,7 +172,7 @@ class _Renderer:
         if not issues:
             return []
         shown = self.take(list(issues))
-        body = [f"- {issue}" for issue in shown] + self.more(len(issues), len(shown))
+        body = [f"- {md_text(issue)}" for issue in shown] + self.more(len(issues), len(shown))
         return _details(f"⚠️ state/ does not match mesh.yaml ({len(issues)})", body)
 
     def plan(self) -> list[str]:
@@ -198,8 +186,8 @@ class _Renderer:
             for a in ("create", "update", "replace", "destroy")
             if plan.count(a)
         )
-        body = [plan.note, ""] if plan.note else []
-        body += [*_fence(shown or ["no changes"], "diff"), *self.more(len(lines), len(shown))]
+        body = [md_text(plan.note), ""] if plan.note else []
+        body += [*md_fence(shown or ["no changes"], "diff"), *self.more(len(lines), len(shown))]
         return _details(f"Plan, repo scope ({counts or 'no changes'})", body)
 
 
