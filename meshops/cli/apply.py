@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from meshops.engine.planfile import SavedPlan
     from meshops.engine.run import ApplyResult
     from meshops.engine.runtime import Runtime
+    from meshops.errors import MeshError
     from meshops.gitops.sync import PullRefused
 
 
@@ -115,7 +116,9 @@ def _apply(
         result = None
         unrecorded: MeshError | None = None
         try:
-            result = apply_plan(plan, scope.resources, rt, progress=_progress(ctx))
+            result = apply_plan(
+                plan, scope.resources, rt, progress=_progress(ctx), keep_going=scope.keep_going
+            )
         finally:
             # also on an unexpected error: records what was done (state.yaml is batched)
             try:
@@ -126,22 +129,32 @@ def _apply(
     assert result is not None
     _summary(ctx, plan, result)
     if not result.ok:
-        assert result.failed is not None and result.error is not None
-        also = f"; recording the outcome failed too: {unrecorded.message}" if unrecorded else ""
-        raise MeshError(
-            f"{result.failed.address}: {result.error.message}",
-            hint=(result.error.hint or "")
-            + (
-                f" ({len(result.skipped)} later changes were not attempted; "
-                "the next apply continues from here)"
-                if result.skipped
-                else ""
-            )
-            + also,
-        )
+        raise failure_error(result, unrecorded)
     if unrecorded is not None:
         raise unrecorded
     return 0
+
+
+def failure_error(result: ApplyResult, unrecorded: MeshError | None = None) -> MeshError:
+    """One error naming every change that failed, each with its own hint, and what was
+    not attempted because of them."""
+    from meshops.errors import MeshError
+
+    also = f"; recording the outcome failed too: {unrecorded.message}" if unrecorded else ""
+    shown = ", ".join(c.address for c in result.skipped[:5])
+    more = f" and {len(result.skipped) - 5} more" if len(result.skipped) > 5 else ""
+    skipped = f"not attempted, as they need a failed change: {shown}{more}; " if shown else ""
+    tail = f"{skipped}the next apply continues from here{also}"
+    if len(result.failures) == 1:
+        change, error = result.failures[0]
+        hint = f"{error.hint} ({tail})" if error.hint else tail
+        return MeshError(f"{change.address}: {error.message}", hint=hint)
+    lines = [f"{len(result.failures)} changes failed:"]
+    for change, error in result.failures:
+        lines.append(f"  {change.address}: {error.message}")
+        if error.hint:
+            lines.append(f"    hint: {error.hint}")
+    return MeshError("\n".join(lines), hint=tail)
 
 
 def _pull(ctx: Context, rt: Runtime, *, allow_rewind: bool) -> PullRefused | None:
@@ -227,5 +240,10 @@ def _summary(ctx: Context, plan: Plan, result: ApplyResult) -> None:
     added = sum(a in (Action.CREATE, Action.REPLACE) for a in done)
     changed = sum(a is Action.UPDATE for a in done)
     destroyed = sum(a in (Action.DELETE, Action.REPLACE) for a in done)
-    word = "complete" if result.ok else "stopped"
-    ctx.out(f"Apply {word}! Resources: {added} added, {changed} changed, {destroyed} destroyed.")
+    word = "complete" if result.ok else "incomplete"
+    failed = f" {len(result.failures)} failed." if result.failures else ""
+    skipped = f" {len(result.skipped)} not attempted." if result.skipped else ""
+    ctx.out(
+        f"Apply {word}! Resources: {added} added, {changed} changed, {destroyed} destroyed."
+        f"{failed}{skipped}"
+    )

@@ -82,6 +82,10 @@ def render_repo(status: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _first_line(text: str) -> str:
+    return text.splitlines()[0] if text else ""
+
+
 def _age(seconds: int | None) -> str:
     if seconds is None:
         return "never"
@@ -134,8 +138,13 @@ def render(status: dict[str, Any]) -> str:
     if last:
         rev = (last.get("revision") or "")[:12] or "-"
         lines.append(f"last apply: {last['time']} {last['result']} (revision {rev})")
-        if last.get("error"):
+        failures = last.get("failures")
+        if failures:  # every failure, not only the first
+            lines += [f"  error: {f['address']}: {_first_line(f['error'])}" for f in failures]
+        elif last.get("error"):  # recorded by an older meshops
             lines.append(f"  error: {last['error']}")
+        if last.get("skipped"):
+            lines.append(f"  not attempted: {', '.join(last['skipped'])}")
     else:
         lines.append("last apply: never")
     return "\n".join(lines) + "\n"

@@ -35,6 +35,9 @@ class Scope:
     )
     # what a reader of the plan should know that is not a change (a held rotation phase)
     notes: Callable[[Runtime], list[str]] = lambda rt: []
+    # apply every change whose dependencies succeeded (a host), or stop at the first
+    # failure (the repository, whose steps build on each other)
+    keep_going: bool = False
 
 
 def git_revision(repo_dir: Path) -> str | None:

@@ -45,6 +45,7 @@ def compile_host(scope: HostScope) -> list[Resource[Any]]:
     """Desired resources for one host, in a readable order."""
     from meshops.engine.plan import Impact
     from meshops.providers.files import read_bytes
+    from meshops.resources.host.files import StaleFilesResource
     from meshops.resources.host.hooks import HookResource
     from meshops.resources.host.hosts import HostsResource
     from meshops.resources.host.tls import FileResource, LeafResource, OutputsResource
@@ -62,8 +63,10 @@ def compile_host(scope: HostScope) -> list[Resource[Any]]:
         files: list[Resource[Any]] = [
             leaf,
             FileResource(f'tls.bundle["{identity}"]', leaf.dir / "ca.pem", bundle,
-                         what="trust bundle", impact=Impact.RESTART),
-            FileResource(f'tls.crl["{identity}"]', leaf.dir / "crl.pem", crl, what="CRL"),
+                         what="trust bundle", owned=scope.owned, impact=Impact.RESTART,
+                         security=True),
+            FileResource(f'tls.crl["{identity}"]', leaf.dir / "crl.pem", crl, what="CRL",
+                         owned=scope.owned, security=True),
         ]  # fmt: skip
         follows += [f.address for f in files[1:]]
         if ident.outputs is not None and (
@@ -80,6 +83,7 @@ def compile_host(scope: HostScope) -> list[Resource[Any]]:
             out.append(HookResource(f'hook.on_renew["{identity}"]', ident.on_renew, [leaf.address]))
     out += _wireguard(scope)
     out.append(HostsResource(scope))
+    out.append(StaleFilesResource(scope, [path for r in out for path in r.owns]))
     return out
 
 
@@ -159,8 +163,13 @@ def open_host(loaded: Loaded, ctx: Context, node: str, rt: Runtime) -> Scope:
     from meshops.resources.host.record import record_apply
 
     scope = open_host_scope(loaded, ctx.repo_dir, node, ctx.root)
+    resources = compile_host(scope)
 
     def record(plan: Plan, result: ApplyResult | None, plan_id: str | None, rt: Runtime) -> None:
+        # files that already hold exactly what meshops would write are its own (a host
+        # set up before meshops kept a record, or a file left unchanged)
+        unchanged = {c.address for c in plan.changes if c.is_noop}
+        scope.owned.adopt(p for r in resources if r.address in unchanged for p in r.owns)
         record_apply(scope, plan, result, plan_id, rt, revision=git_revision(ctx.repo_dir))
 
     def preflight(plan: Plan, rt: Runtime) -> None:
@@ -175,11 +184,12 @@ def open_host(loaded: Loaded, ctx: Context, node: str, rt: Runtime) -> Scope:
     applied = {str(scope.last.get("plan_id"))} if scope.last.get("plan_id") else set()
     return Scope(
         name=f"node:{node}",
-        resources=compile_host(scope),
+        resources=resources,
         lock_path=scope.lib_dir / "lock",
         revision=git_revision(ctx.repo_dir),
         mesh_sha256=mesh_digest(ctx.mesh_file),
         applied_ids=applied,
         preflight=preflight,
         record=record,
+        keep_going=True,
     )

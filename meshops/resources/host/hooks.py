@@ -14,6 +14,10 @@ if TYPE_CHECKING:
 
 
 class HookResource(Resource[None]):
+    # runs when anything it follows changed, even if a sibling change failed: a proxy
+    # whose new config was refused reloads its old one, with the new CRL
+    runs_after_any = True
+
     def __init__(self, address: str, commands: Sequence[Sequence[str]], follows: Sequence[str]):
         self.address = address
         self.commands = [list(c) for c in commands]

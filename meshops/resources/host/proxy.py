@@ -38,6 +38,8 @@ class ProxyConfigResource(Resource[bytes]):
         self.address = f'proxy.{proxy.kind}["{identity}"]'
         self.depends_on = tuple(follows)  # certs must exist for the proxy's own check
         self.path = config_path(scope, identity)
+        self.owns = (self.path,)
+        self.owned = scope.owned
         plaintext = proxy.listen + 1 if scope.mesh.mtls.mode == "permissive" else None
         spec = proxy_spec(
             scope.mesh,
@@ -69,9 +71,11 @@ class ProxyConfigResource(Resource[bytes]):
     def apply(self, change: Change, rt: Runtime) -> None:
         from meshops.providers.proxies import check_config
 
+        data = self.text.encode()
+        self.owned.claim({self.path: data})  # never someone else's file
         with tempfile.TemporaryDirectory(prefix="meshops-check-") as work:
             check_config(self.kind, self.text, workdir=Path(work), target=self.path)
-        write_atomic(self.path, self.text.encode(), mode=0o644)
+        write_atomic(self.path, data, mode=0o644)
 
 
 def proxy_resources(scope: HostScope, identity: str, follows: list[str]) -> list[Resource[Any]]:

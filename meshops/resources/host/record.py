@@ -25,11 +25,15 @@ def record_apply(
     revision: str | None,
 ) -> None:
     last: dict[str, Any] = dict(scope.last)
+    failures: list[dict[str, Any]] = []
     if result is None:
         outcome, error, count = "no-op", None, 0
     else:
         outcome = "ok" if result.ok else "failed"
-        error = f"{result.failed.address}: {result.error}" if result.failed else None
+        failures = [
+            {"address": change.address, "error": str(exc)} for change, exc in result.failures
+        ]
+        error = f"{failures[0]['address']}: {failures[0]['error']}" if failures else None
         count = len(result.applied)
     peers = dict(last.get("peers", {}))
     for node, key in rt.shared.get("peers", {}).items():
@@ -51,7 +55,9 @@ def record_apply(
         "time": rt.now.isoformat(timespec="seconds"),
         "revision": revision,
         "result": outcome,
-        "error": error,
+        "error": error,  # the first failure; every one is in `failures`
+        "failures": failures,
+        "skipped": [c.address for c in result.skipped] if result else [],
         "changes": count,
     }
     lib = scope.lib_dir

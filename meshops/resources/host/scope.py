@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from functools import cached_property
 from ipaddress import IPv4Address, IPv6Address, ip_address
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -15,6 +16,7 @@ from meshops.resources.repo.state import NodeRecord, StateDoc, StateLayout
 if TYPE_CHECKING:
     from meshops.engine.runtime import Runtime
     from meshops.model.mesh import Mesh
+    from meshops.providers.owned import Owned
     from meshops.providers.wireguard import DeviceState, LinkState
 
 NODE_KEY_NEED = "this host's identity (to unseal its node CA and WireGuard keys)"
@@ -56,6 +58,13 @@ class HostScope:
     @property
     def lib_dir(self) -> Path:
         return self.host_path(LIB_DIR)
+
+    @cached_property
+    def owned(self) -> Owned:
+        """The files meshops wrote on this host (read once per run)."""
+        from meshops.providers.owned import Owned
+
+        return Owned(self.lib_dir, self.root)
 
     def overlay(self, node: str | None = None) -> list[IPv4Address | IPv6Address]:
         rec = self.state.nodes.get(node or self.node)

@@ -12,7 +12,8 @@
                               "latest_handshake", "handshake_age_seconds",
                               "rx_bytes", "tx_bytes",
                               "state": "ok"|"stale"|"never"|"missing"}]},
-     "last_apply": {"time", "revision", "result", "error", "changes"} | null}
+     "last_apply": {"time", "revision", "result", "error", "failures": [{"address",
+                    "error"}], "skipped": [address], "changes"} | null}
 """
 
 from __future__ import annotations

@@ -11,18 +11,13 @@ from typing import TYPE_CHECKING, Any
 
 from meshops.engine.plan import Action, Change, Impact
 from meshops.engine.resource import Observed, Resource, fingerprint_of
-from meshops.providers.files import (
-    clear_leftovers,
-    leftovers,
-    read_bytes,
-    write_atomic,
-    write_together,
-)
+from meshops.providers.files import clear_leftovers, leftovers, read_bytes
 from meshops.resources.host.scope import NODE_KEY_NEED, HostScope
 
 if TYPE_CHECKING:
     from meshops.engine.runtime import Runtime
     from meshops.pki import LeafSpec
+    from meshops.providers.owned import Owned
 
 
 @dataclass(frozen=True)
@@ -47,6 +42,7 @@ class LeafResource(Resource[LeafLive]):
         self.dir = scope.tls_dir(identity)
         self.cert_path = self.dir / "cert.pem"
         self.key_path = self.dir / "key.pem"
+        self.owns = (self.cert_path, self.key_path)
 
     def spec(self) -> LeafSpec:
         from meshops.pki import LeafSpec
@@ -140,7 +136,7 @@ class LeafResource(Resource[LeafLive]):
         )
         # both at once: a proxy (or a run killed half-way) sees the old pair or the new
         # one, never a new key beside an old certificate
-        write_together(
+        self.scope.owned.write_files(
             self.dir,
             {
                 "key.pem": (private_pem(key), 0o600),
@@ -154,15 +150,21 @@ class FileResource(Resource[bytes]):
     """A public file whose content is known when planning (trust bundle, CRL)."""
 
     def __init__(
-        self, address: str, path: Path, content: bytes, *, what: str, mode: int = 0o644,
-        impact: Impact = Impact.NONE,
+        self, address: str, path: Path, content: bytes, *, what: str, owned: Owned,
+        mode: int = 0o644, impact: Impact = Impact.NONE, security: bool = False,
     ):  # fmt: skip
         self.address = address
         self.path = path
+        self.owns = (path,)
+        self.owned = owned
+        self.security = security  # a trust bundle or CRL: goes first
         self.content = content
         self.what = what
         self.mode = mode
         self.impact = impact
+
+    def security_first(self, change: Change) -> bool:
+        return self.security
 
     def read(self, rt: Runtime) -> Observed[bytes]:
         data = read_bytes(self.path)
@@ -182,7 +184,7 @@ class FileResource(Resource[bytes]):
                       impact=self.impact)  # fmt: skip
 
     def apply(self, change: Change, rt: Runtime) -> None:
-        write_atomic(self.path, self.content, mode=self.mode)
+        self.owned.write(self.path, self.content, mode=self.mode)
         rt.shared.setdefault("changed_files", set()).add(self.address)
 
 
@@ -199,6 +201,7 @@ class OutputsResource(Resource[tuple[bytes | None, bytes | None]]):
         assert outputs is not None
         self.outputs = outputs
         self.dir = scope.host_path(outputs.dir) if outputs.dir else leaf.dir
+        self.owns = tuple(path for _, path in self._targets())
 
     def _targets(self) -> list[tuple[str, Path]]:
         targets = []
@@ -272,7 +275,9 @@ class OutputsResource(Resource[tuple[bytes | None, bytes | None]]):
                 files[path.name] = (cert, 0o644)
             elif name == "ca.pem":
                 files[path.name] = (bundle, 0o644)
-        write_together(self.dir, files)  # a consumer never sees a key and cert apart
+        # together where the directory is meshops' alone: a consumer never sees a key
+        # and cert apart; file by file in a directory shared with others (/etc/ssl)
+        self.scope.owned.write_files(self.dir, files)
         clear_leftovers(self.dir)
 
 
