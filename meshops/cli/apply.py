@@ -25,6 +25,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--quiet", action="store_true", help="print nothing when nothing changed")
     parser.add_argument(
+        "--format", choices=["text", "json"], default="text",
+        help="json: print what was applied, every failure and what was skipped (for scripts)",
+    )  # fmt: skip
+    parser.add_argument(
         "--pull", action="store_true",
         help="host scope: fetch the mesh repository first (trusted, no rewinds; see host.yaml); "
         "cron mode: prints nothing when nothing changed",
@@ -101,23 +105,33 @@ def _apply(
                 now=rt.now,
                 applied_ids=scope.applied_ids,
             )
+        as_json = getattr(args, "format", "text") == "json"
         if not plan.has_changes:
-            if not quiet:
+            if as_json:
+                _print_json(ctx, plan, None)
+            elif not quiet:
                 ctx.out("No changes. Nothing to apply.")
             scope.record(plan, None, None, rt)
             return 0
         if saved is None:
             from meshops.report.plan_text import render_text
 
-            ctx.out(render_text(plan, color=ctx.color and ctx.is_tty).rstrip("\n"))
+            if as_json and not args.auto_approve:
+                raise MeshError(
+                    "--format json applies without asking: add --auto-approve "
+                    "(or apply a plan saved with `meshops plan --out`)"
+                )
+            if not as_json:
+                ctx.out(render_text(plan, color=ctx.color and ctx.is_tty).rstrip("\n"))
             if not args.auto_approve:
                 _confirm(ctx)
         scope.preflight(plan, rt)
         result = None
         unrecorded: MeshError | None = None
         try:
+            progress = None if as_json else _progress(ctx)
             result = apply_plan(
-                plan, scope.resources, rt, progress=_progress(ctx), keep_going=scope.keep_going
+                plan, scope.resources, rt, progress=progress, keep_going=scope.keep_going
             )
         finally:
             # also on an unexpected error: records what was done (state.yaml is batched)
@@ -127,12 +141,23 @@ def _apply(
                 unrecorded = exc
             rt.forget_secrets()
     assert result is not None
-    _summary(ctx, plan, result)
+    if as_json:
+        _print_json(ctx, plan, result)
+    else:
+        _summary(ctx, plan, result)
     if not result.ok:
         raise failure_error(result, unrecorded)
     if unrecorded is not None:
         raise unrecorded
     return 0
+
+
+def _print_json(ctx: Context, plan: Plan, result: ApplyResult | None) -> None:
+    import json
+
+    from meshops.report.apply_json import apply_to_json
+
+    ctx.out(json.dumps(apply_to_json(plan, result), indent=2, sort_keys=True))
 
 
 def failure_error(result: ApplyResult, unrecorded: MeshError | None = None) -> MeshError:

@@ -15,6 +15,7 @@ CRL, /etc/hosts. Every failure is reported, on stderr and in status.json.
 from __future__ import annotations
 
 import copy
+import json
 import os
 import random
 import re
@@ -358,9 +359,19 @@ def test_a_refused_proxy_and_a_broken_hook_do_not_keep_a_revoked_node_in_place(
     web["on_renew"] = [["sh", "-c", "echo broken hook >&2; exit 3"]]
     web["dns"] = ["web.example.test"]  # a new leaf: the hook runs, and fails
     mesh.apply_repo("remove node-3, break a proxy and a hook")
-    failed = mesh.meshops(NODE, "apply", "--auto-approve", check=False)
+    failed = mesh.meshops(NODE, "apply", "--auto-approve", "--format", "json", check=False)
     first = clean_failure(failed)
     assert first == "2 changes failed:", failed.stderr
+    report = json.loads(failed.stdout)
+    assert report["result"] == "failed"
+    assert sorted(f["address"] for f in report["failures"]) == [
+        'hook.on_renew["web"]',
+        'proxy.nginx["api"]',
+    ]
+    applied = [c["address"] for c in report["applied"]]
+    assert 'wireguard.peer["node-3"]' in applied and "hosts.block" in applied
+    security = {'wireguard.peer["node-3"]', 'tls.crl["api"]', 'tls.crl["web"]'}
+    assert set(applied[:3]) == security  # before anything else
     assert 'proxy.nginx["api"]: nginx -t rejected' in failed.stderr
     assert 'hook.on_renew["web"]: ' in failed.stderr and "exit 3" in failed.stderr
     assert revoked_key not in mesh.wg_peers(NODE)  # the revoked node is gone
