@@ -63,7 +63,7 @@ def _sweep_temps(directory: Path, name: str) -> None:
         return
     for entry in entries:
         pid = entry[len(prefix) :]
-        if pid.isdigit() and not _alive(int(pid)):
+        if pid.isdigit() and not process_alive(int(pid)):
             with contextlib.suppress(OSError):
                 os.unlink(directory / entry)
 
@@ -177,7 +177,7 @@ def leftovers(directory: Path) -> list[Path]:
         return found
     for entry in entries:
         name, _, pid = entry.name.rpartition(TEMP_MARK)
-        if name and pid.isdigit() and not _alive(int(pid)):
+        if name and pid.isdigit() and not process_alive(int(pid)):
             found.append(Path(entry.path))
     return sorted(found)
 
@@ -193,7 +193,8 @@ def clear_leftovers(directory: Path) -> None:
                 os.unlink(path)
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether process `pid` still runs (this one included)."""
     if pid == os.getpid():
         return True
     try:

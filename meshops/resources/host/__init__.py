@@ -80,11 +80,21 @@ def compile_host(scope: HostScope) -> list[Resource[Any]]:
         proxy_resources = _proxy(scope, identity, follows)
         out += proxy_resources
         if ident.on_renew:
-            out.append(HookResource(f'hook.on_renew["{identity}"]', ident.on_renew, [leaf.address]))
+            out.append(HookResource(f'hook.on_renew["{identity}"]', ident.on_renew,
+                                    [leaf.address], env=hook_facts(scope, identity)))  # fmt: skip
     out += _wireguard(scope)
     out.append(HostsResource(scope))
     out.append(StaleFilesResource(scope, [path for r in out for path in r.owns]))
     return out
+
+
+def hook_facts(scope: HostScope, identity: str) -> dict[str, str]:
+    """What a hook of `identity` is told, in its environment (docs/hardening.md)."""
+    return {
+        "MESHOPS_NODE": scope.node,
+        "MESHOPS_WORKLOAD": identity,
+        "MESHOPS_TLS_DIR": str(scope.tls_dir(identity)),
+    }
 
 
 def crl_bundle(scope: HostScope) -> bytes:

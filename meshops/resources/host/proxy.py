@@ -80,6 +80,8 @@ class ProxyConfigResource(Resource[bytes]):
 
 def proxy_resources(scope: HostScope, identity: str, follows: list[str]) -> list[Resource[Any]]:
     """The config file and reload hook of an identity's proxy (none without `proxy:`)."""
+    from meshops.resources.host import hook_facts
+
     proxy = scope.mesh.identities[identity].proxy
     if proxy is None:
         return []
@@ -87,6 +89,11 @@ def proxy_resources(scope: HostScope, identity: str, follows: list[str]) -> list
     out: list[Resource[Any]] = [config]
     if proxy.reload:
         out.append(
-            HookResource(f'hook.reload["{identity}"]', [proxy.reload], [config.address, *follows])
+            HookResource(
+                f'hook.reload["{identity}"]',
+                [proxy.reload],
+                [config.address, *follows],
+                env={**hook_facts(scope, identity), "MESHOPS_PROXY_CONFIG": str(config.path)},
+            )
         )
     return out
