@@ -182,8 +182,9 @@ class Owned:
         self._save()
 
     def _prune(self, directory: Path) -> None:
-        """Remove `directory` and its parents while meshops created them and they are empty."""
-        while self.key(directory) in self.dirs:
+        """Remove `directory` and its parents while they are empty and meshops created
+        them (recorded, or inside /etc/meshops: a host set up before the record)."""
+        while self.key(directory) in self.dirs or self.key(directory).startswith(OWN_DIR + "/"):
             try:
                 directory.rmdir()
             except FileNotFoundError:
