@@ -43,6 +43,13 @@ def parse_table(text: str, *, family: str, name: str) -> Table | None:
         raise MeshError(
             f"nft printed something that is not its JSON ruleset: {text[:80]!r}"
         ) from None
+    try:
+        return _table(items, family=family, name=name)
+    except (TypeError, ValueError, AttributeError) as exc:  # valid JSON, not nft's shapes
+        raise MeshError(f"cannot read nft's JSON for table {family} {name}: {exc}") from None
+
+
+def _table(items: list[Any], *, family: str, name: str) -> Table | None:
     found = False
     sets: list[NamedSet] = []
     chains: dict[str, tuple[Hook | None, list[Rule]]] = {}
@@ -75,8 +82,8 @@ def parse_table(text: str, *, family: str, name: str) -> Table | None:
 
 def _set(body: dict[str, Any]) -> NamedSet:
     kind = body.get("type")
-    raw = body.get("elem", ()) or ()
-    raw = [raw] if isinstance(raw, str | dict) else raw
+    raw = body.get("elem") or []
+    raw = raw if isinstance(raw, list) else [raw]
     elements = tuple(sorted((_element(e) for e in raw), key=_order))
     if kind not in _SET_TYPES or body.get("flags"):
         # a set meshops never makes (typed otherwise, intervals, timeouts): never ours
@@ -120,7 +127,8 @@ def _hook(body: dict[str, Any]) -> Hook | None:
 def _rule(body: dict[str, Any]) -> Rule:
     matches: list[Match] = []
     statements: list[Statement] = []
-    for expr in body.get("expr", ()) or ():
+    exprs = body.get("expr") or []
+    for expr in exprs if isinstance(exprs, list) else [exprs]:
         part = _expr(expr)
         if isinstance(part, Match):
             if statements:  # a match after a statement: not a shape meshops writes

@@ -15,7 +15,6 @@ from meshops.policy import (
     path_matches,
 )
 
-
 # methods and paths need a proxy on the callee to mean anything
 PROXIED_PAIR = {"id-1": identity("node-1"), "id-2": identity("node-2", proxy=proxy())}
 
