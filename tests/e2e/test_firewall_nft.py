@@ -130,7 +130,7 @@ def _counted(table: nft.Table, packets: int, size: int) -> nft.Table:
     return nft.Table(tuple(chains), table.sets)
 
 
-def test_a_table_of_another_family_or_name_is_never_read(netns: str) -> None:
+def test_deleting_meshops_table_leaves_tables_of_another_family_or_name(netns: str) -> None:
     nft_in(netns, "-f", "-", script="table ip meshops {\n}\ntable inet other {\n\tset s {\n"
                                     "\t\ttype ipv4_addr\n\t}\n}\n")  # fmt: skip
     nft_in(netns, "-f", "-", script=nft.replace_script(nft.compile_table(
