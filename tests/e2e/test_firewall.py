@@ -13,6 +13,7 @@ run in file order on one converged mesh, each leaving it converged.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import time
@@ -258,6 +259,7 @@ def test_adding_a_policy_opens_exactly_that_flow_without_disturbing_open_connect
     kept = bed.keep("n2", "n1", DB_PORT)
     assert kept.exchange() == "ok"
     dropped = bed.dropped("n1")
+    handles = rule_handles(bed, "n1")
     bed.change("batch may use db", batch_uses_db=BATCH_DB)
     plan = bed.mesh.plan("n1").stdout
     # a membership change: one set, no rule, no peer
@@ -270,7 +272,14 @@ def test_adding_a_policy_opens_exactly_that_flow_without_disturbing_open_connect
     assert bed.probe("n3", "n1", DB_PORT) == "ok"
     assert bed.probe("n3", "n1", STRAY_PORT) == "timeout"  # exactly that flow
     assert bed.dropped("n1") > dropped  # the set update kept the counter
+    assert rule_handles(bed, "n1") == handles  # and never touched a rule
     kept.close()
+
+
+def rule_handles(bed: Bed, node: str) -> list[str]:
+    """The kernel's handles of the overlay chain's rules (a replaced rule gets a new one)."""
+    listed = bed.nft(node, "-a", "list", "chain", "inet", "meshops", "overlay")
+    return re.findall(r"# handle (\d+)", listed)
 
 
 def test_removing_the_policy_closes_the_flow_and_its_open_connections(bed: Bed) -> None:
