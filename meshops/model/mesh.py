@@ -22,9 +22,11 @@ from pydantic import (
     StrictInt,
     WithJsonSchema,
     field_validator,
+    model_validator,
 )
 
 from meshops.model.durations import Duration, RenewBefore
+from meshops.model.port import Port
 from meshops.model.types import (
     REQUEST,
     AbsoluteDir,
@@ -46,7 +48,7 @@ from meshops.model.types import (
     Name,
     PathPattern,
     PolicyName,
-    Port,
+    PortNumber,
     Principal,
     Recipient,
     TestName,
@@ -127,7 +129,7 @@ class WireGuard(Strict):
         ),
         WithJsonSchema(INTERFACE.schema("the WireGuard interface name (1-15 characters)")),
     ] = "wg-mesh"
-    port: Port = Field(default=51820, description="WireGuard listen port on every node")
+    port: PortNumber = Field(default=51820, description="WireGuard listen port on every node")
     network: IPv4Net = Field(
         default=IPv4Network("10.42.0.0/16"), description="the IPv4 overlay network, /30 or larger"
     )
@@ -138,6 +140,11 @@ class WireGuard(Strict):
         default=Duration.parse("25s"), description="persistent keepalive; null for none"
     )
     mtu: StrictInt = Field(default=1420, ge=1280, le=9000, description="the interface MTU")
+    peers: Literal["all", "policy"] = Field(
+        default="all",
+        description="all: every node peers with every other; policy: only with the nodes "
+        "its access table flows need (both directions) and nodes marked ops",
+    )
 
     @field_validator("network6")
     @classmethod
@@ -155,6 +162,14 @@ class WireGuard(Strict):
         if value.prefixlen > 30:
             raise ValueError(f"network {value} is too small for a mesh; use /30 or larger")
         return value
+
+
+class Firewall(Strict):
+    """nftables on the WireGuard interface, compiled from the access table (default deny)."""
+
+    enabled: StrictBool = Field(default=True, description="false: meshops manages no packet filter")
+    icmp: StrictBool = Field(default=True, description="accept ICMP echo requests on the overlay")
+    log: StrictBool = Field(default=False, description="log dropped packets (rate-limited)")
 
 
 class MTLS(Strict):
@@ -185,11 +200,12 @@ class Node(Strict):
     )
     dns: list[DnsName] = Field(default_factory=_list, description="extra DNS SANs")
     ips: list[AnyIP] = Field(default_factory=_list, description="extra IP SANs")
+    ops: StrictBool = Field(default=False, description="peered with every node (wireguard.peers)")
 
 
 class Proxy(Strict):
     kind: Literal["caddy", "envoy", "nginx"] = Field(description="which proxy the config is for")
-    listen: Port = Field(description="the mTLS port the proxy listens on")
+    listen: PortNumber = Field(description="the mTLS port the proxy listens on")
     upstream: Endpoint = Field(description="where the proxy forwards allowed requests")
     config: AbsoluteFile | None = Field(
         default=None,
@@ -219,6 +235,9 @@ class Identity(Strict):
     dns: list[DnsName] = Field(default_factory=_list, description="extra DNS SANs")
     ips: list[AnyIP] = Field(default_factory=_list, description="extra IP SANs")
     proxy: Proxy | None = Field(default=None, description="an mTLS sidecar config to render")
+    ports: list[Port] = Field(
+        default_factory=_list, description="plain L4 services on the overlay (5432/tcp)"
+    )
     outputs: Outputs | None = Field(default=None, description="extra files for other consumers")
     on_renew: list[Command] = Field(
         default_factory=_list, description="commands (argv lists) run after the leaf renews"
@@ -237,6 +256,22 @@ class Rule(Strict):
     paths: list[PathPattern] = Field(
         default_factory=lambda: ["*"], min_length=1, description="path patterns; default any"
     )
+    ports: list[Port] = Field(
+        default_factory=_list, description="an L4 rule: these ports, instead of HTTP requests"
+    )
+
+    @model_validator(mode="after")
+    def _one_layer(self) -> Rule:
+        if self.ports and {"methods", "paths"} & self.model_fields_set:
+            raise ValueError(
+                "a rule allows HTTP requests (methods, paths) or ports, not both: "
+                "split it into two rules"
+            )
+        return self
+
+    @property
+    def is_l4(self) -> bool:
+        return bool(self.ports)
 
 
 def _principals_schema() -> dict[str, Any]:
@@ -269,15 +304,20 @@ class PolicyTest(Strict):
     name: TestName | None = Field(default=None, description="optional, shown when the test fails")
     from_: Name = Field(alias="from", description="the calling identity")
     to: Name = Field(description="the called identity")
-    request: Annotated[str, WithJsonSchema(REQUEST.schema("'METHOD /path'"))]
+    request: Annotated[
+        str, WithJsonSchema(REQUEST.schema("'METHOD /path', or 'tcp/PORT' / 'udp/PORT'"))
+    ]
     expect: Literal["allow", "deny"] = Field(description="allow or deny")
 
     @field_validator("request")
     @classmethod
     def _request(cls, value: str) -> str:
+        port = Port.parse_request(value)
+        if port is not None:
+            return port.request
         parts = value.split()
         if len(parts) != 2 or not parts[1].startswith("/"):
-            raise ValueError(f"request must be 'METHOD /path', got {value!r}")
+            raise ValueError(f"request must be 'METHOD /path' or 'tcp/PORT', got {value!r}")
         method = parts[0].upper() if parts[0].isascii() else parts[0]
         if method not in _REQUEST_METHODS:
             raise ValueError(
@@ -285,6 +325,11 @@ class PolicyTest(Strict):
                 f"({', '.join(sorted(_REQUEST_METHODS))})"
             )
         return f"{method} {parts[1]}"
+
+    @property
+    def port(self) -> Port | None:
+        """The L4 request (`tcp/5432`), None for an HTTP request."""
+        return Port.parse_request(self.request)
 
     @property
     def method(self) -> str:
@@ -305,6 +350,9 @@ class Mesh(Strict):
     certs: Certs = Field(default_factory=Certs, description="defaults for leaf certificates")
     wireguard: WireGuard = Field(default_factory=WireGuard, description="the overlay network")
     mtls: MTLS = Field(default_factory=MTLS, description="what the proxies accept")
+    firewall: Firewall = Field(
+        default_factory=Firewall, description="nftables on the overlay, from the access table"
+    )
     nodes: dict[Name, Node] = Field(default_factory=_dict, description="hosts, by name")
     identities: dict[Name, Identity] = Field(
         default_factory=_dict, description="workloads, by name; each gets an X.509-SVID"

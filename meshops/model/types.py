@@ -30,6 +30,8 @@ from pydantic import (
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import core_schema
 
+from meshops.model.port import PORT_NUMBER, PROTOCOL
+
 KeyType = Literal["ecdsa-p256", "ecdsa-p384", "ed25519", "rsa-3072"]
 HttpMethod = Literal[
     "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "CONNECT", "TRACE", "*"
@@ -219,7 +221,7 @@ Command = Annotated[
         }
     ),
 ]
-Port = Annotated[int, Strict(), Field(ge=1, le=65535)]
+PortNumber = Annotated[int, Strict(), Field(ge=1, le=65535)]
 PRINCIPAL = TextRule(rf"\*|(?:group:)?{_LABEL}")
 Principal = Annotated[
     str,
@@ -304,7 +306,11 @@ def any_case(word: str) -> str:
 
 _METHODS = [m for m in get_args(HttpMethod) if m != "*"]
 METHOD = TextRule("|".join([*(any_case(m) for m in _METHODS), r"\*"]))
-REQUEST = TextRule(rf" *(?:{'|'.join(any_case(m) for m in _METHODS)}) +/[^ ]* *")
+REQUEST = TextRule(
+    rf" *(?:{'|'.join(any_case(m) for m in _METHODS)}) +/[^ ]* *"
+    # an L4 test: tcp/5432 (or 5432/tcp)
+    rf"| *{PROTOCOL}/{PORT_NUMBER} *| *{PORT_NUMBER}/{PROTOCOL} *"
+)
 
 Method = Annotated[
     HttpMethod,
@@ -348,9 +354,7 @@ PathPattern = Annotated[
 ]
 
 
-_PORT = (
-    r"0*(?:[1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])"
-)
+_PORT = PORT_NUMBER
 ENDPOINT = TextRule(
     rf" *(?:{IPV4.body}"
     # a DNS name, never one of only digits and dots (a mistyped IPv4 address)

@@ -16,6 +16,7 @@ from meshops.resources.repo.state import NodeRecord, StateDoc, StateLayout
 if TYPE_CHECKING:
     from meshops.engine.runtime import Runtime
     from meshops.model.mesh import Mesh
+    from meshops.policy.flows import Flows
     from meshops.providers.owned import Owned
     from meshops.providers.wireguard import DeviceState, LinkState
 
@@ -40,6 +41,13 @@ class HostScope:
     @property
     def mesh(self) -> Mesh:
         return self.loaded.mesh
+
+    @cached_property
+    def flows(self) -> Flows:
+        """The access table as nodes: this node's openings and the peers it needs."""
+        from meshops.policy.flows import Flows
+
+        return Flows.of(self.mesh, self.loaded.access)
 
     @property
     def record(self) -> NodeRecord:

@@ -48,6 +48,10 @@ def rich_mesh() -> dict[str, Any]:
         renew_before="8h",
     )
     data["tests"][0]["name"] = "web reads users"
+    data["identities"]["db"]["ports"] = ["5432/tcp"]
+    data["policies"].append({"name": "api-db-sql", "from": "api", "to": "db",
+                             "allow": [{"ports": ["5432/tcp"]}]})  # fmt: skip
+    data["tests"].append({"from": "api", "to": "db", "request": "tcp/5432", "expect": "allow"})
     data["wireguard"]["network6"] = "fd42::/64"
     data["wireguard"]["keepalive"] = "25s"
     data["mtls"] = {"mode": "strict", "min_tls": "1.3"}
