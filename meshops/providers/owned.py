@@ -24,7 +24,14 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from meshops.errors import MeshError
-from meshops.providers.files import NEXT_MARK, TEMP_MARK, read_bytes, write_atomic, write_together
+from meshops.providers.files import (
+    NEXT_MARK,
+    TEMP_MARK,
+    clear_leftovers,
+    read_bytes,
+    write_atomic,
+    write_together,
+)
 
 RECORD = "owned.json"
 OWN_DIR = "/etc/meshops"
@@ -160,6 +167,13 @@ class Owned:
                 return False
         return True
 
+    def clear_temps(self) -> None:
+        """Remove what killed runs left beside meshops' files (their temp files and
+        staged directories, ours by name): a directory shared with others is not
+        rewritten often enough to sweep them on the next write."""
+        for directory in sorted({self.path(key).parent for key in self.files}):
+            clear_leftovers(directory)
+
     # -- removing ------------------------------------------------------------------------
 
     def stale(self, desired: Iterable[Path]) -> list[Path]:
@@ -178,6 +192,7 @@ class Owned:
                 os.unlink(path)
         self.files.difference_update(self.key(p) for p in paths)
         for directory in sorted({p.parent for p in paths}, key=lambda d: -len(d.parts)):
+            clear_leftovers(directory)  # what a killed write there left (ours by name)
             self._prune(directory)
         self._save()
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
-from meshops.providers.files import write_atomic
+from meshops.providers.files import clear_leftovers, write_atomic
 from meshops.resources.host.scope import HostScope
 from meshops.resources.host.status import collect, metrics_text
 
@@ -61,6 +61,8 @@ def record_apply(
         "changes": count,
     }
     lib = scope.lib_dir
+    clear_leftovers(lib)  # temp files of a killed run (we hold the lock)
+    scope.owned.clear_temps()
     write_atomic(lib / "last-applied.json", _json(last), mode=0o644)
     scope.last = last
     scope.forget_wireguard()
