@@ -133,6 +133,12 @@ class Proxy(Strict):
     upstream: Endpoint
     config: str | None = Field(default=None, description="absolute path of the rendered config")
     reload: list[str] = Field(default_factory=_list, description="argv run after a change")
+    run: Literal["standalone", "import"] | None = Field(
+        default=None,
+        description="standalone: the file is the proxy's whole config, one process per "
+        "sidecar; import: a fragment for your own config (Caddyfile import, nginx include "
+        "inside http {}). Default: standalone for caddy and envoy, import for nginx",
+    )
 
     @field_validator("config")
     @classmethod
@@ -155,6 +161,19 @@ class Outputs(Strict):
         return value
 
 
+# a POSIX group name, as useradd/groupadd accept it
+GROUP_PATTERN = r"^[a-z_][a-z0-9_-]{0,31}$"
+
+
+class TLS(Strict):
+    group: str | None = Field(
+        default=None,
+        pattern=GROUP_PATTERN,
+        description="group that may read the TLS files (key.pem 0640 root:<group>); keys "
+        "are never world-readable",
+    )
+
+
 class Identity(Strict):
     nodes: list[Name] = Field(min_length=1)
     ttl: Duration | None = None
@@ -165,6 +184,7 @@ class Identity(Strict):
     proxy: Proxy | None = None
     outputs: Outputs | None = None
     on_renew: list[list[str]] = Field(default_factory=_list)
+    tls: TLS | None = Field(default=None, description="overrides the mesh-wide tls:")
 
     @field_validator("on_renew")
     @classmethod
@@ -251,6 +271,7 @@ class Mesh(Strict):
     certs: Certs = Field(default_factory=Certs)
     wireguard: WireGuard = Field(default_factory=WireGuard)
     mtls: MTLS = Field(default_factory=MTLS)
+    tls: TLS = Field(default_factory=TLS)
     nodes: dict[Name, Node] = Field(default_factory=_dict)
     identities: dict[Name, Identity] = Field(default_factory=_dict)
     groups: dict[Name, list[Name]] = Field(default_factory=_dict)
@@ -277,6 +298,19 @@ class Mesh(Strict):
 
     def leaf_key_type(self, identity: str) -> KeyType:
         return self.identities[identity].key_type or self.certs.key_type
+
+    def tls_group(self, identity: str) -> str | None:
+        """The group that may read `identity`'s TLS files (its own `tls:` first)."""
+        own = self.identities[identity].tls
+        return own.group if own is not None and own.group else self.tls.group
+
+    def proxy_run(self, identity: str) -> Literal["standalone", "import"]:
+        """How `identity`'s proxy config is used; see `Proxy.run` for the defaults."""
+        proxy = self.identities[identity].proxy
+        assert proxy is not None
+        if proxy.run is not None:
+            return proxy.run
+        return "import" if proxy.kind == "nginx" else "standalone"
 
     def identities_on(self, node: str) -> list[str]:
         """The identities that run on `node`, sorted (one index for every node: a plan
