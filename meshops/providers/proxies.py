@@ -13,6 +13,7 @@ scope writes `cert.pem`, `key.pem`, `ca.pem` and `crl.pem` before it checks.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import logging
 import shutil
@@ -23,7 +24,7 @@ from typing import Any
 from meshops.errors import CommandFailed
 from meshops.providers.files import write_atomic
 from meshops.providers.run import run
-from meshops.render.spec import ProxyKind
+from meshops.render.spec import CaddyVersion, ProxyKind
 
 log = logging.getLogger("meshops.proxies")
 
@@ -33,6 +34,36 @@ ENVOY_TYPES_PACKAGE = "envoy_data_plane"
 
 def _binary(name: str) -> str | None:
     return shutil.which(name) or shutil.which(name, path="/usr/sbin:/usr/local/sbin")
+
+
+def caddy_version() -> CaddyVersion | None:
+    """The release of the `caddy` that checks (and should run) the rendered Caddyfile,
+    asked once per binary and process; None when no Caddy is installed or it does not
+    say (the newest syntax is rendered then)."""
+    import os
+
+    binary = _binary("caddy")
+    if binary is None:
+        return None
+    try:
+        stamp = os.stat(binary).st_mtime_ns
+    except OSError:
+        return None
+    return _caddy_version(binary, stamp)
+
+
+@functools.cache
+def _caddy_version(binary: str, stamp: int) -> CaddyVersion | None:
+    from meshops.render.caddy import caddy_version_of
+
+    try:
+        proc = run([binary, "version"], what="caddy version", timeout=30)
+    except CommandFailed as exc:
+        log.warning("%s; rendering for the newest Caddy", exc.message.splitlines()[0])
+        return None
+    version = caddy_version_of(proc.stdout.decode(errors="replace"))
+    log.debug("caddy %s is %s", binary, version)
+    return version
 
 
 def check_config(

@@ -170,12 +170,19 @@ def _route(spec: ProxySpec, upstream: str) -> list[str]:
 def _client_auth(spec: ProxySpec) -> list[str]:
     mode = "require_and_verify" if spec.mode == "strict" else "verify_if_given"
     pool = spec.node_ca_file or spec.ca_file
-    trust = (
-        f"trust_pool file {pool}"
-        if spec.caddy_version >= TRUST_POOL
-        else f"trusted_ca_cert_file {pool}"
-    )
-    return ["\t\tclient_auth {", f"\t\t\tmode {mode}", f"\t\t\t{trust}", "\t\t}"]
+    if spec.caddy_version >= TRUST_POOL:
+        trust = [f"trust_pool file {pool}"]
+    elif spec.node_ca_ders:
+        # before 2.8 the Caddyfile adapter reads only a file's first certificate
+        trust = [f"trusted_ca_cert {der}" for der in spec.node_ca_ders]
+    else:
+        trust = [f"trusted_ca_cert_file {pool}"]
+    return [
+        "\t\tclient_auth {",
+        f"\t\t\tmode {mode}",
+        *(f"\t\t\t{line}" for line in trust),
+        "\t\t}",
+    ]
 
 
 def render_caddy_site(spec: ProxySpec) -> str:

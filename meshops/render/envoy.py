@@ -33,9 +33,7 @@ HCM = (
 )
 RBAC = "type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBAC"
 MTLS_PRINCIPAL = "envoy.rbac.principals.mtls_authenticated"
-MTLS_CONFIG = (
-    "type.googleapis.com/envoy.extensions.rbac.principals.mtls_authenticated.v3.Config"
-)
+MTLS_CONFIG = "type.googleapis.com/envoy.extensions.rbac.principals.mtls_authenticated.v3.Config"
 ROUTER = "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"
 CLUSTER = "upstream"
 

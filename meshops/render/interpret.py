@@ -491,6 +491,10 @@ def _pcre(pattern: str, flags: int) -> re.Pattern[str]:
     return re.compile(pattern.replace("\\z", "\\Z"), flags)
 
 
+def _captures(value: str, match: re.Match[str]) -> str:
+    return re.sub(r"\$(\d)", lambda m: match.group(int(m.group(1))) or "", value)
+
+
 @dataclass(frozen=True)
 class _NginxMap:
     source: str
@@ -506,7 +510,7 @@ class _NginxMap:
         for pattern, result in self.regexes:
             match = pattern.search(value)
             if match:
-                return re.sub(r"\$(\d)", lambda m: match.group(int(m.group(1))) or "", result)
+                return _captures(result, match)
         return self.default
 
 

@@ -59,6 +59,9 @@ class ProxySpec:
     domain: str = ""  # the mesh domain: every leaf carries `<node>.<domain>`
     caller_nodes: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     node_ca_file: str | None = None  # the current node CAs: Caddy's client trust pool
+    # the same certificates as base64 DER: Caddy before 2.8 reads only the first
+    # certificate of a file, so its Caddyfile lists each one
+    node_ca_ders: tuple[str, ...] = ()
     run: Run = "standalone"
     caddy_version: CaddyVersion = CADDY_LATEST
 
@@ -112,6 +115,12 @@ def host_port(host: str, port: int) -> str:
 NODE_CA_POOL = "node-cas.pem"
 
 
+def pem_ders(pem: bytes) -> tuple[str, ...]:
+    """The base64 DER of every certificate in a PEM bundle (its PEM bodies, unwrapped)."""
+    begin, end = b"-----BEGIN CERTIFICATE-----", b"-----END CERTIFICATE-----"
+    return tuple(b"".join(block.split(end)[0].split()).decode() for block in pem.split(begin)[1:])
+
+
 def proxy_spec(
     mesh: Mesh,
     access: AccessTable,
@@ -122,6 +131,7 @@ def proxy_spec(
     run_dir: str | None = None,
     plaintext_listen: int | None = None,
     caddy_version: CaddyVersion = CADDY_LATEST,
+    node_ca_ders: tuple[str, ...] = (),
 ) -> ProxySpec:
     """The spec for `identity`'s `proxy:` from the mesh and its access table.
 
@@ -156,4 +166,5 @@ def proxy_spec(
         node_ca_file=f"{base}/{NODE_CA_POOL}",
         run=mesh.proxy_run(identity),
         caddy_version=caddy_version,
+        node_ca_ders=node_ca_ders,
     )

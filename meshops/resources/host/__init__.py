@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -41,10 +43,11 @@ def open_host_scope(loaded: Loaded, repo_dir: Path, node: str, root: Path) -> Ho
     return HostScope(loaded, node, layout, state, root, read_last_applied(lib))
 
 
-def compile_host(scope: HostScope) -> list[Resource[Any]]:
+def compile_host(scope: HostScope, *, now: datetime) -> list[Resource[Any]]:
     """Desired resources for one host, in a readable order."""
     from meshops.engine.plan import Impact
     from meshops.providers.files import read_bytes
+    from meshops.render.spec import NODE_CA_POOL
     from meshops.resources.host.hooks import HookResource
     from meshops.resources.host.hosts import HostsResource
     from meshops.resources.host.tls import FileResource, LeafResource, OutputsResource
@@ -65,6 +68,13 @@ def compile_host(scope: HostScope) -> list[Resource[Any]]:
                          what="trust bundle", impact=Impact.RESTART),
             FileResource(f'tls.crl["{identity}"]', leaf.dir / "crl.pem", crl, what="CRL"),
         ]  # fmt: skip
+        pool: bytes | None = None
+        if ident.proxy is not None and ident.proxy.kind == "caddy":
+            path = leaf.dir / NODE_CA_POOL
+            pool = node_ca_pool_pem(scope, path, crl, now)
+            address = f'tls.trust_pool["{identity}"]'
+            files.append(FileResource(address, path, pool, what="node CA trust pool",
+                                      impact=Impact.RESTART))  # fmt: skip
         follows += [f.address for f in files[1:]]
         if ident.outputs is not None and (
             ident.outputs.p12 or ident.outputs.combined_pem or ident.outputs.dir
@@ -74,7 +84,7 @@ def compile_host(scope: HostScope) -> list[Resource[Any]]:
             files.append(outputs)
             follows.append(outputs.address)
         out += files
-        proxy_resources = _proxy(scope, identity, follows)
+        proxy_resources = _proxy(scope, identity, follows, pool)
         out += proxy_resources
         if ident.on_renew:
             out.append(HookResource(f'hook.on_renew["{identity}"]', ident.on_renew, [leaf.address]))
@@ -98,10 +108,32 @@ def crl_bundle(scope: HostScope) -> bytes:
     return b"".join(p if p.endswith(b"\n") else p + b"\n" for p in parts if p)
 
 
-def _proxy(scope: HostScope, identity: str, follows: list[str]) -> list[Resource[Any]]:
+def node_ca_pool_pem(scope: HostScope, path: Path, crl: bytes, now: datetime) -> bytes:
+    """`node-cas.pem` for a Caddy sidecar: every current node CA from state/, and the
+    still-good ones the file at `path` held (see `meshops.pki.pool`)."""
+    from meshops.pki import certs_pem
+    from meshops.pki.parse import load_certificates, load_crls
+    from meshops.pki.pool import node_ca_pool
+    from meshops.providers.files import read_bytes
+
+    base = scope.pool_base()
+    previous: list[Any] = []
+    with contextlib.suppress(MeshError, ValueError):  # a damaged file keeps nothing
+        previous = load_certificates(read_bytes(path) or b"", what=str(path))
+    crls: list[Any] = []
+    with contextlib.suppress(MeshError, ValueError):
+        crls = load_crls(crl)
+    pool = node_ca_pool(current=base.current, previous=previous, roots=base.roots,
+                        crls=crls, nodes=scope.mesh.nodes, now=now)  # fmt: skip
+    return certs_pem(pool)
+
+
+def _proxy(
+    scope: HostScope, identity: str, follows: list[str], pool: bytes | None
+) -> list[Resource[Any]]:
     from meshops.resources.host.proxy import proxy_resources
 
-    return proxy_resources(scope, identity, follows)
+    return proxy_resources(scope, identity, follows, pool)
 
 
 def _wireguard(scope: HostScope) -> list[Resource[Any]]:
@@ -175,7 +207,7 @@ def open_host(loaded: Loaded, ctx: Context, node: str, rt: Runtime) -> Scope:
     applied = {str(scope.last.get("plan_id"))} if scope.last.get("plan_id") else set()
     return Scope(
         name=f"node:{node}",
-        resources=compile_host(scope),
+        resources=compile_host(scope, now=rt.now),
         lock_path=scope.lib_dir / "lock",
         revision=git_revision(ctx.repo_dir),
         mesh_sha256=mesh_digest(ctx.mesh_file),

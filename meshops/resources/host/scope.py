@@ -23,6 +23,12 @@ TLS_DIR = "/etc/meshops/tls"
 LIB_DIR = "/var/lib/meshops"
 
 
+@dataclass(frozen=True)
+class PoolBase:
+    current: tuple[Any, ...]  # x509.Certificate: each node's node CA
+    roots: tuple[Any, ...]
+
+
 @dataclass
 class HostScope:
     loaded: Loaded
@@ -34,6 +40,7 @@ class HostScope:
     _device: Any = field(default=None, repr=False)
     _link: Any = field(default=None, repr=False)
     _read_done: bool = False
+    _pool_base: PoolBase | None = field(default=None, repr=False)
 
     @property
     def mesh(self) -> Mesh:
@@ -56,6 +63,23 @@ class HostScope:
     @property
     def lib_dir(self) -> Path:
         return self.host_path(LIB_DIR)
+
+    def pool_base(self) -> PoolBase:
+        """The current node CAs and the roots from state/, parsed once per run."""
+        if self._pool_base is None:
+            from meshops.pki.parse import load_certificates
+            from meshops.providers.files import read_bytes
+
+            current = []
+            for node in sorted(self.mesh.nodes):
+                path = self.layout.node_ca_cert(node)
+                data = read_bytes(path)
+                if data is not None:
+                    current.append(load_certificates(data, what=str(path))[0])
+            root = read_bytes(self.layout.root_cert)
+            roots = load_certificates(root, what=str(self.layout.root_cert)) if root else []
+            self._pool_base = PoolBase(tuple(current), tuple(roots))
+        return self._pool_base
 
     def overlay(self, node: str | None = None) -> list[IPv4Address | IPv6Address]:
         rec = self.state.nodes.get(node or self.node)

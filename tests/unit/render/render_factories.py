@@ -7,7 +7,14 @@ from collections.abc import Mapping
 from render_pki import NODE, TlsFiles
 
 from meshops.policy import AccessTable
-from meshops.render.spec import CADDY_LATEST, CaddyVersion, ProxyKind, ProxySpec, Run
+from meshops.render.spec import (
+    CADDY_LATEST,
+    CaddyVersion,
+    ProxyKind,
+    ProxySpec,
+    Run,
+    pem_ders,
+)
 
 DOMAIN = "mesh.demo.internal"
 
@@ -53,6 +60,7 @@ def spec_for(
         domain=DOMAIN,
         caller_nodes=caller_nodes,
         node_ca_file=str(tls.node_cas) if tls else f"{base}/node-cas.pem",
+        node_ca_ders=pem_ders(tls.node_cas.read_bytes()) if tls else (),
         run=run or ("import" if kind == "nginx" else "standalone"),
         caddy_version=caddy_version,
     )
