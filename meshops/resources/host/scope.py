@@ -64,6 +64,25 @@ class HostScope:
     def lib_dir(self) -> Path:
         return self.host_path(LIB_DIR)
 
+    def tls_gid(self, identity: str) -> int | None:
+        """The gid of the group that may read `identity`'s TLS files (mesh.yaml `tls:`),
+        or None; a MeshError naming the field when this host has no such group."""
+        name = self.mesh.tls_group(identity)
+        if name is None:
+            return None
+        import grp
+
+        try:
+            return grp.getgrnam(name).gr_gid
+        except KeyError:
+            own = self.mesh.identities[identity].tls
+            field = f"identities.{identity}.tls.group" if own and own.group else "tls.group"
+            raise MeshError(
+                f"group {name!r} ({field} in mesh.yaml) does not exist on node {self.node}",
+                hint=f"create it (groupadd {name}) or install the proxy that brings it "
+                "(Debian's caddy package creates `caddy`; nginx workers run as `www-data`)",
+            ) from None
+
     def pool_base(self) -> PoolBase:
         """The current node CAs and the roots from state/, parsed once per run."""
         if self._pool_base is None:

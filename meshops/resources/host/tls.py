@@ -30,6 +30,12 @@ class LeafLive:
     cert_pem: bytes | None
     key_pem: bytes | None
     key_mode: int | None
+    key_gid: int | None = None
+
+
+def key_access(gid: int | None) -> int:
+    """The mode of a private key file: 0600, or 0640 when a group may read it."""
+    return 0o600 if gid is None else 0o640
 
 
 # an apply killed while swapping a leaf's files in leaves these; the next one clears
@@ -47,6 +53,8 @@ class LeafResource(Resource[LeafLive]):
         self.dir = scope.tls_dir(identity)
         self.cert_path = self.dir / "cert.pem"
         self.key_path = self.dir / "key.pem"
+        self.gid = scope.tls_gid(identity)
+        self.key_mode = key_access(self.gid)
 
     def spec(self) -> LeafSpec:
         from meshops.pki import LeafSpec
@@ -58,9 +66,12 @@ class LeafResource(Resource[LeafLive]):
     def read(self, rt: Runtime) -> Observed[LeafLive]:
         cert = read_bytes(self.cert_path)
         key = read_bytes(self.key_path)
-        mode = stat.S_IMODE(os.stat(self.key_path).st_mode) if key is not None else None
+        info = os.stat(self.key_path) if key is not None else None
+        mode = stat.S_IMODE(info.st_mode) if info else None
+        gid = info.st_gid if info else None
         node_ca = read_bytes(self.scope.layout.node_ca_cert(self.scope.node)) or b""
-        return Observed(LeafLive(cert, key, mode), fingerprint_of(cert or b"", key or b"", node_ca))
+        live = LeafLive(cert, key, mode, gid)
+        return Observed(live, fingerprint_of(cert or b"", key or b"", node_ca, mode, gid))
 
     def plan(self, observed: Observed[LeafLive], rt: Runtime) -> Change:
         live = observed.value
@@ -74,7 +85,7 @@ class LeafResource(Resource[LeafLive]):
         if reason is None:
             return Change(self.address, Action.NOOP, "", before, before, sensitive=True)
         action = Action.CREATE if live.cert_pem is None else Action.REPLACE
-        if live.cert_pem is not None and reason.startswith(("key file mode", LEFTOVER)):
+        if live.cert_pem is not None and reason.startswith(("key file", LEFTOVER)):
             action = Action.UPDATE  # the pair stays; the hooks run again
         return Change(
             self.address, action, reason, before, after,
@@ -115,8 +126,11 @@ class LeafResource(Resource[LeafLive]):
             now=rt.now,
             ttl_seconds=float(mesh.leaf_ttl(self.identity)),
         )
-        if reason is None and live.key_mode != 0o600:
-            return f"key file mode {oct(live.key_mode or 0)} is not 0600", before
+        if reason is None and live.key_mode != self.key_mode:
+            return f"key file mode {oct(live.key_mode or 0)} is not {oct(self.key_mode)}", before
+        if reason is None and self.gid is not None and live.key_gid != self.gid:
+            group = self.scope.mesh.tls_group(self.identity)
+            return f"key file group {_group_name(live.key_gid)} is not {group}", before
         if reason is None and leftovers(self.dir):
             return f"{LEFTOVER} ({', '.join(p.name for p in leftovers(self.dir))})", before
         return reason, before
@@ -125,7 +139,9 @@ class LeafResource(Resource[LeafLive]):
         from meshops.pki import chain_pem, generate_key, issue_leaf, private_pem
 
         if change.action is Action.UPDATE and self.key_path.exists():
-            os.chmod(self.key_path, 0o600)
+            if self.gid is not None:
+                os.chown(self.key_path, -1, self.gid)
+            os.chmod(self.key_path, self.key_mode)
             clear_leftovers(self.dir)
             return
         node_ca_cert, node_ca_key = self.scope.node_ca(rt)
@@ -143,11 +159,21 @@ class LeafResource(Resource[LeafLive]):
         write_together(
             self.dir,
             {
-                "key.pem": (private_pem(key), 0o600),
+                "key.pem": (private_pem(key), self.key_mode),
                 "cert.pem": (chain_pem(cert, node_ca_cert), 0o644),
             },
+            groups={"key.pem": self.gid},
         )
         rt.shared.setdefault("renewed", set()).add(self.identity)
+
+
+def _group_name(gid: int | None) -> str:
+    import grp
+
+    try:
+        return grp.getgrgid(gid).gr_name if gid is not None else "(none)"
+    except KeyError:
+        return str(gid)
 
 
 class FileResource(Resource[bytes]):
@@ -256,23 +282,25 @@ class OutputsResource(Resource[tuple[bytes | None, bytes | None]]):
             (self.leaf.dir / "ca.pem").read_bytes() if (self.leaf.dir / "ca.pem").exists() else b""
         )
         files: dict[str, tuple[bytes, int]] = {}
+        secret = self.leaf.key_mode  # 0600, or 0640 with the identity's tls.group
         for name, path in self._targets():
             if name == "combined":
-                files[path.name] = (cert + key, 0o600)
+                files[path.name] = (cert + key, secret)
             elif name == "p12":
                 chain = load_certificates(cert)
                 data = pkcs12(
                     name=self.identity, key=load_private_pem(key), cert=chain[0],
                     chain=chain[1:],
                 )  # fmt: skip
-                files[path.name] = (data, 0o600)
+                files[path.name] = (data, secret)
             elif name == "key.pem":
-                files[path.name] = (key, 0o600)
+                files[path.name] = (key, secret)
             elif name == "cert.pem":
                 files[path.name] = (cert, 0o644)
             elif name == "ca.pem":
                 files[path.name] = (bundle, 0o644)
-        write_together(self.dir, files)  # a consumer never sees a key and cert apart
+        groups = {name: self.leaf.gid for name, (_, mode) in files.items() if mode == secret}
+        write_together(self.dir, files, groups=groups)  # never a key and cert apart
         clear_leftovers(self.dir)
 
 
