@@ -230,8 +230,9 @@ def proxies(request: pytest.FixtureRequest, keyring: KeyRing) -> Iterator[Proxie
     directory = Path(tempfile.mkdtemp(prefix="meshops-proxies-", dir="/tmp"))
     directory.chmod(0o711)
     try:
-        with bed_mesh(directory, keyring, ["n1", "n2"], identities=copy.deepcopy(IDENTITIES),
-                      policies=copy.deepcopy(POLICIES), tls={"group": "caddy"}) as mesh:  # fmt: skip
+        identities, policies = copy.deepcopy(IDENTITIES), copy.deepcopy(POLICIES)
+        with bed_mesh(directory, keyring, ["n1", "n2"], identities=identities,
+                      policies=policies, tls={"group": "caddy"}) as mesh:  # fmt: skip
             # n3 is only in mesh.yaml: its CA exists, no host runs it
             mesh.repo.set_node("n3", keyring.ssh_hosts[2], 3)
             mesh.repo.data["nodes"]["n3"]["endpoint"] = f"{GHOST_UNDERLAY}13:{WG_PORT}"
@@ -278,16 +279,9 @@ def _run_proxies(built: Proxies, binary: str) -> Iterator[Proxies]:
 
     # the reload commands of the example units, now that the proxies run; Caddy skips a
     # reload whose config text is unchanged, though certificate files changed: --force
+    caddy_reload = [binary, "reload", "--config", str(caddy_file), "--adapter", "caddyfile"]
     reloads = {
-        "api": [
-            binary,
-            "reload",
-            "--config",
-            str(caddy_file),
-            "--adapter",
-            "caddyfile",
-            "--force",
-        ],  # fmt: skip
+        "api": [*caddy_reload, "--force"],
         "ledger": ["nginx", "-p", str(work), "-c", str(main), "-s", "reload"],
     }
     for identity, command in reloads.items():
