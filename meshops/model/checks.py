@@ -19,6 +19,7 @@ def semantic_problems(mesh: Mesh, doc: Document) -> list[Problem]:
         _endpoints,
         _lifetimes,
         _proxies,
+        _node_names,
         _table_size,
     ):
         problems.extend(doc.problem(path, msg) for path, msg in check(mesh))
@@ -191,11 +192,66 @@ def _proxies(mesh: Mesh) -> Found:
                         ),
                     )
                 configs.setdefault(ckey, name)
+        if ident.proxy.kind == "envoy" and ident.proxy.run == "import":
+            yield (
+                ("identities", name, "proxy", "run"),
+                "an Envoy bootstrap is a whole config and cannot be imported into another: "
+                "use run: standalone (the default for envoy)",
+            )
         if mesh.wireguard.port == ident.proxy.listen:
             yield (
                 ("identities", name, "proxy", "listen"),
                 (f"port {ident.proxy.listen} is the WireGuard port"),
             )
+
+
+def _covers(name: str, target: str) -> bool:
+    """Whether a DNS name constraint for `name` (`*.` dropped) permits `target`."""
+    base = name[2:] if name.startswith("*.") else name
+    return target == base or target.endswith("." + base)
+
+
+def _node_names(mesh: Mesh) -> Found:
+    """`<node>.<domain>` is what binds an identity to a node in Envoy's RBAC: only that
+    node's CA may issue it. Refuse names that would let another node's CA issue it (its
+    name constraints permit its identities' `<identity>.<domain>` and every `dns:` of the
+    node and of its identities)."""
+    domain = mesh.mesh.domain
+    node_names = {f"{node}.{domain}": node for node in mesh.nodes}
+
+    def reach(name: str, allowed: set[str]) -> Iterator[str]:
+        for full, node in node_names.items():
+            if node not in allowed and _covers(name, full):
+                yield f"{full} (node {node!r})"
+
+    for name, ident in mesh.identities.items():
+        allowed = set(ident.nodes) if len(set(ident.nodes)) == 1 else set()
+        for hit in reach(f"{name}.{domain}", allowed):
+            yield (
+                ("identities", name),
+                f"identity {name!r} has the name of node {name!r} but runs on "
+                f"{', '.join(ident.nodes)}: its certificate name {name}.{domain} would "
+                f"be {hit}'s own, which proxies trust to mean 'issued by that node'; "
+                "rename the identity, or run it on that node only",
+            )
+        for i, dns in enumerate(ident.dns):
+            for hit in reach(dns, allowed):
+                yield (
+                    ("identities", name, "dns", i),
+                    f"dns name {dns!r} covers {hit}: the node CAs of "
+                    f"{', '.join(ident.nodes)} could then issue that node's name, which "
+                    "proxies trust to mean 'issued by that node'; use a name outside "
+                    f"the mesh domain {domain}",
+                )
+    for name, node in mesh.nodes.items():
+        for i, dns in enumerate(node.dns):
+            for hit in reach(dns, {name}):
+                yield (
+                    ("nodes", name, "dns", i),
+                    f"dns name {dns!r} covers {hit}: the CA of node {name!r} could then "
+                    "issue another node's name, which proxies trust to mean 'issued by "
+                    f"that node'; use a name outside the mesh domain {domain}",
+                )
 
 
 def _table_size(mesh: Mesh) -> Found:
