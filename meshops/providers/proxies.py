@@ -67,20 +67,25 @@ def _caddy_version(binary: str, stamp: int) -> CaddyVersion | None:
 
 
 def check_config(
-    kind: ProxyKind, text: str, *, workdir: Path, target: Path | None = None
+    kind: ProxyKind,
+    text: str,
+    *,
+    workdir: Path,
+    target: Path | None = None,
+    binary: str | None = None,
 ) -> str | None:
     """Have the proxy check `text`; raise CommandFailed with its own message if refused.
 
     `target` is where the config will be installed: the error names it (and its line)
-    instead of the scratch copy in `workdir`. Returns None when the config was
-    checked, or the reason the check was skipped (only when the proxy binary is not
-    installed); the reason is also logged.
+    instead of the scratch copy in `workdir`. `binary` is the proxy to ask (default: the
+    one on PATH). Returns None when the config was checked, or the reason the check was
+    skipped (only when the proxy binary is not installed); the reason is also logged.
     """
     workdir = Path(workdir)
     if kind == "envoy":
         validate_envoy(text)
         return None
-    binary = _binary(kind)
+    binary = binary or _binary(kind)
     if binary is None:
         reason = f"{kind} is not installed here: its config was not checked"
         log.warning(reason)
