@@ -69,7 +69,7 @@ good_methods = st.one_of(
         ),
         min_size=1,
         max_size=9,
-    ),  # fmt: skip
+    ),
     st.just(["*"]),
 )
 methods = st.one_of(good_methods, st.lists(st.text(max_size=5), min_size=1, max_size=2))
@@ -108,7 +108,7 @@ hostile_sections = _sections(
             "methods": methods,
             "paths": st.lists(st.one_of(valid_paths, junk_paths), min_size=1, max_size=4),
         },
-    ),  # fmt: skip
+    ),
     refs,
     refs,
 )
@@ -131,9 +131,10 @@ class Batch:
         )  # fmt: skip
 
 
-def _spec(loaded: Any, identity: str, tls: TlsFiles, state: Path) -> ProxySpec:
-    spec = proxy_spec(loaded.mesh, loaded.access, identity, tls_dir=str(tls.cert.parent),
-                      state_dir=str(state), node_ca_ders=pem_ders(tls.node_cas.read_bytes()))  # fmt: skip
+def _spec(loaded: Any, name: str, tls: TlsFiles, state: Path) -> ProxySpec:
+    ders = pem_ders(tls.node_cas.read_bytes())
+    spec = proxy_spec(loaded.mesh, loaded.access, name, tls_dir=str(tls.cert.parent),
+                      state_dir=str(state), node_ca_ders=ders)  # fmt: skip
     return dataclasses.replace(spec, node_ca_file=str(tls.node_cas), crl_file=str(tls.crl))
 
 
@@ -160,8 +161,8 @@ def test_whatever_validate_accepts_every_proxy_accepts(
         except ValidationFailed as exc:
             assert all(p.location is not None for p in exc.problems), str(exc)
             continue
-        for identity, kind in SIDECARS.items():
-            batches[kind].add(_spec(loaded, identity, tls_files, work / "state"))
+        for name, kind in SIDECARS.items():
+            batches[kind].add(_spec(loaded, name, tls_files, work / "state"))
     for spec in batches["envoy"].specs:
         validate_envoy(render(spec))
     if batches["nginx"].specs:
