@@ -19,7 +19,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,6 +34,7 @@ from render_pki import Mesh, TlsFiles, make_mesh
 from meshops.model.mesh import Policy
 from meshops.pki import cert_pem
 from meshops.policy import compile_policies
+from meshops.providers.proxies import write_nginx_wrapper
 from meshops.render import ProxySpec, render_caddy, render_nginx
 from meshops.render.spec import CADDY_LATEST, pem_ders
 
@@ -327,3 +328,71 @@ def test_caddy_trusts_only_the_node_cas_in_its_pool(
         assert_rejected(curl(port, certs.batch, "GET", "/healthz"), release)  # web-1's CA
         assert curl(port, certs.web_on_web_2, "GET", "/v1/users") == (0, "200")
     assert upstream.hits == ["GET /v1/users"]
+
+
+RUN_MODES = [(p, m) for p in PROXIES for m in ("standalone", "import")]
+
+
+@contextlib.contextmanager
+def started_as(
+    proxy: str, run: str, spec: ProxySpec, state: Path
+) -> Iterator[tuple[int, Callable[[ProxySpec], None]]]:
+    """Run `proxy` the way `run` means (its own config, or imported into an operator's
+    own); yields the port and a function that renders a new spec and reloads."""
+    spec = dataclasses.replace(spec, run=run)  # type: ignore[arg-type]
+    rendered = state / ("sidecar.caddy" if proxy.startswith("caddy") else "sidecar.conf")
+    if proxy.startswith("caddy"):
+        binary = caddy(proxy)[0]
+        main = rendered
+        if run == "import":  # the operator's Caddyfile, admin API on its default-like port;
+            main = state / "Caddyfile"  # curl dials an IP address: no SNI (docs/proxies.md)
+            main.write_text(f"{{\n\tadmin localhost:{free_port()}\n\tstorage file_system "
+                            f"{state}/data\n\tservers 127.0.0.1:{spec.listen} {{\n\t\tstrict_sni_host "
+                            f"insecure_off\n\t}}\n}}\nimport {rendered}\n")  # fmt: skip
+        argv = [binary, "run", "--config", str(main), "--adapter", "caddyfile"]
+        reload = [binary, "reload", "--config", str(main), "--adapter", "caddyfile", "--force"]
+        env = {"HOME": str(state), "XDG_DATA_HOME": str(state), "XDG_CONFIG_HOME": str(state)}
+    else:
+        main = rendered
+        if run == "import":  # included in the operator's nginx.conf
+            main = write_nginx_wrapper("", state)
+            main.write_text(main.read_text().replace(str(state / "server.conf"), str(rendered)))
+        argv = [nginx(), "-p", str(state), "-e", str(state / "error.log"), "-c", str(main)]
+        reload = [*argv, "-s", "reload"]
+        argv += ["-g", "daemon off;"]
+        env = {}
+    renderer = render_caddy if proxy.startswith("caddy") else render_nginx
+    rendered.write_text(renderer(spec))
+
+    def change(new: ProxySpec) -> None:
+        rendered.write_text(renderer(dataclasses.replace(new, run=run)))  # type: ignore[arg-type]
+        done = subprocess.run(reload, capture_output=True, text=True, env={**os.environ, **env})
+        assert done.returncode == 0, done.stderr
+        time.sleep(0.5)  # nginx swaps workers, Caddy its servers, a moment after
+
+    with running(argv, spec.listen, env, state / "proxy.log"):
+        yield spec.listen, change
+
+
+@pytest.mark.parametrize(("name", "run"), RUN_MODES)
+def test_each_way_of_running_a_sidecar_reloads_a_new_policy(
+    name: str, run: str, certs: Certs, upstream: Upstream, tmp_path: Path
+) -> None:
+    """Standalone (its own process, reloaded through Caddy's admin socket or nginx's
+    pid) and imported (into an operator's Caddyfile or nginx.conf, reloaded the
+    operator's way): a policy change lands without a restart."""
+    state = tmp_path / "state"
+    state.mkdir()
+    spec = api_spec(name, certs, upstream, state)
+    moved = compile_policies(
+        [Policy.model_validate({"name": "web-moved", "from": "web", "to": "api",
+                                "allow": [{"methods": ["GET"], "paths": ["/v2/*"]}]})],
+        ["api", "web", "batch"], {},
+    )  # fmt: skip
+    with started_as(name, run, spec, state) as (port, change):
+        assert curl(port, certs.web, "GET", "/v1/a") == (0, "200")
+        assert curl(port, certs.web, "GET", "/v2/a") == (0, "403")
+        change(dataclasses.replace(spec, rules=tuple(moved.rules_for("api"))))
+        assert curl(port, certs.web, "GET", "/v2/a") == (0, "200")
+        assert curl(port, certs.web, "GET", "/v1/a") == (0, "403")
+    assert upstream.hits == ["GET /v1/a", "GET /v2/a"]
