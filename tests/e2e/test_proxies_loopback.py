@@ -346,9 +346,13 @@ def started_as(
         main = rendered
         if run == "import":  # the operator's Caddyfile, admin API on its default-like port;
             main = state / "Caddyfile"  # curl dials an IP address: no SNI (docs/proxies.md)
-            main.write_text(f"{{\n\tadmin localhost:{free_port()}\n\tstorage file_system "
-                            f"{state}/data\n\tservers 127.0.0.1:{spec.listen} {{\n\t\tstrict_sni_host "
-                            f"insecure_off\n\t}}\n}}\nimport {rendered}\n")  # fmt: skip
+            main.write_text(
+                "\n".join([
+                    "{", f"\tadmin localhost:{free_port()}", f"\tstorage file_system {state}/data",
+                    f"\tservers 127.0.0.1:{spec.listen} {{", "\t\tstrict_sni_host insecure_off",
+                    "\t}", "}", f"import {rendered}", "",
+                ])
+            )  # fmt: skip
         argv = [binary, "run", "--config", str(main), "--adapter", "caddyfile"]
         reload = [binary, "reload", "--config", str(main), "--adapter", "caddyfile", "--force"]
         env = {"HOME": str(state), "XDG_DATA_HOME": str(state), "XDG_CONFIG_HOME": str(state)}
