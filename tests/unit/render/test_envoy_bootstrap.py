@@ -120,6 +120,8 @@ def test_permissive_bootstrap_adds_a_plaintext_listener_without_rbac() -> None:
         (("TLSv1_3", "TLSv1_9"), "TLSv1_9"),
         (("rbac.v3.RBAC", "rbac.v3.RBACX"), "unregistered type"),
         (("filters.http.rbac.v3", "filters.http.nope.v3"), "unknown @type"),
+        (("san_matcher:", "san_matchers:"), "Unknown field 'san_matchers'"),
+        (("san_type: DNS", "san_type: DNZ"), "DNZ"),
     ],
 )
 def test_validator_refuses_unknown_fields_types_and_enum_values(
