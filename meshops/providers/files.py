@@ -295,6 +295,27 @@ def _within(real: str, real_root: str) -> bool:
     return real == real_root or real.startswith(real_root.rstrip("/") + "/")
 
 
+def ensure_dir(path: Path, *, mode: int, group: int | None = None) -> bool:
+    """Create `path` (and its parents) with `mode`, given to `group`; an existing one is
+    left as it is (a service manager may own it). True when it was created."""
+    path = Path(path)
+    if path.is_dir():
+        return False
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        os.mkdir(path, 0o700)
+        if group is not None:
+            os.chown(path, -1, group)
+        os.chmod(path, mode)
+    except FileExistsError:
+        return False
+    except OSError as exc:
+        raise MeshError(
+            f"cannot create directory {path}: {_reason(exc)}", hint=_HINTS.get(exc.errno or 0)
+        ) from None
+    return True
+
+
 def read_bytes(path: Path) -> bytes | None:
     """The file's content, or None when it does not exist."""
     try:

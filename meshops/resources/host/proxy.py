@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from meshops.engine.plan import Action, Change, Impact
 from meshops.engine.resource import Observed, Resource, fingerprint_of
-from meshops.providers.files import read_bytes, write_atomic
+from meshops.providers.files import ensure_dir, read_bytes, write_atomic
 from meshops.resources.host.hooks import HookResource
 from meshops.resources.host.scope import HostScope
 
@@ -75,6 +75,14 @@ class ProxyConfigResource(Resource[bytes]):
         self.path = config_path(scope, identity)
         spec = host_spec(scope, identity, pool)
         self.text = render(spec)
+        self.dirs: list[tuple[Path, int]] = []  # what a standalone proxy writes into
+        self.gid = scope.tls_gid(identity)
+        if spec.run == "standalone" and proxy.kind != "envoy":
+            assert spec.run_dir is not None and spec.state_dir is not None
+            # Caddy may run as the group's user (0770); nginx's root master creates temp
+            # directories below for its workers, who must pass through (0755)
+            mode = (0o770 if self.gid is not None else 0o700) if proxy.kind == "caddy" else 0o755
+            self.dirs = [(Path(spec.run_dir), mode), (Path(spec.state_dir), mode)]
         # nginx checks a standalone file's maps and server inside a wrapper of its own:
         # `nginx -t` would want the pid directory, which exists only where nginx runs
         self.checked = render_nginx_include(spec) if proxy.kind == "nginx" else self.text
@@ -101,6 +109,8 @@ class ProxyConfigResource(Resource[bytes]):
 
         with tempfile.TemporaryDirectory(prefix="meshops-check-") as work:
             check_config(self.kind, self.checked, workdir=Path(work), target=self.path)
+        for directory, mode in self.dirs:  # the example units make them too; by hand, here
+            ensure_dir(directory, mode=mode, group=self.gid if self.kind == "caddy" else None)
         write_atomic(self.path, self.text.encode(), mode=0o644)
 
 
