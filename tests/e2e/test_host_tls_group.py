@@ -25,7 +25,12 @@ IDENTITIES = {
     "api": {"nodes": [NODE], "outputs": {"combined_pem": True}},
     "db": {"nodes": [NODE], "tls": {"group": "www-data"}},
     "plain": {"nodes": [NODE], "tls": {}},
+    "site": {
+        "nodes": [NODE],
+        "proxy": {"kind": "caddy", "listen": 8443, "upstream": "127.0.0.1:8080"},
+    },
 }
+POLICIES = [{"name": "p", "from": ["api"], "to": ["site"]}]
 
 
 @pytest.fixture(scope="module")
@@ -34,8 +39,8 @@ def mesh(tmp_path_factory: pytest.TempPathFactory, keyring: KeyRing) -> Iterator
     if reason is not None:
         pytest.skip(reason)
     tmp_path = tmp_path_factory.mktemp("tls-group")
-    with one_host_mesh(tmp_path, keyring, peers=1, identities=copy.deepcopy(IDENTITIES),
-                       tls={"group": "caddy"}) as built:  # fmt: skip
+    sections = {"identities": copy.deepcopy(IDENTITIES), "policies": copy.deepcopy(POLICIES)}
+    with one_host_mesh(tmp_path, keyring, peers=1, tls={"group": "caddy"}, **sections) as built:
         built.apply_repo("initial state")
         built.apply(NODE)
         yield built
@@ -53,6 +58,14 @@ def test_keys_are_readable_by_the_named_group_only(mesh: BedMesh) -> None:
     assert _access(mesh.tls_dir(NODE, "db") / "key.pem") == (0o640, 0, "www-data")
     assert _access(mesh.tls_dir(NODE, "plain") / "key.pem") == (0o640, 0, "caddy")
     assert mesh.plan(NODE).returncode == 0
+
+
+def test_a_standalone_caddy_gets_directories_its_group_may_write(mesh: BedMesh) -> None:
+    """Caddy running as the group's user keeps storage and its admin socket there."""
+    for path in ("/var/lib/meshops-caddy/site", "/run/meshops-caddy/site"):
+        assert _access(mesh.host_path(NODE, path)) == (0o770, 0, "caddy"), path
+    text = mesh.host_path(NODE, "/etc/meshops/proxy/site.caddy").read_text()
+    assert f"admin unix/{mesh.host_path(NODE, '/run/meshops-caddy/site')}/admin.sock" in text
 
 
 def test_a_new_group_is_given_in_place_and_no_group_means_0600(mesh: BedMesh) -> None:
