@@ -8,7 +8,9 @@
   class, unknown fields and unknown enum values refused.
 
 Both binaries load the certificate and key files named in the config, so the host
-scope writes `cert.pem`, `key.pem`, `ca.pem` and `crl.pem` before it checks.
+scope writes `cert.pem`, `key.pem`, `ca.pem`, `crl.pem` and `node-cas.pem` before it
+checks. `caddy_version()` tells the renderer which Caddy release it writes for (asked
+once per binary and process).
 """
 
 from __future__ import annotations
