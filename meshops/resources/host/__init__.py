@@ -32,7 +32,8 @@ def open_host_scope(loaded: Loaded, repo_dir: Path, node: str, root: Path) -> Ho
     layout = StateLayout(repo_dir, suffix_for(mesh.secrets.format))
     state = load_state(layout)
     rec = state.nodes.get(node)
-    if rec is None or rec.wireguard is None or rec.ca is None or not rec.address:
+    tunnel_ready = rec is not None and rec.wireguard is not None and bool(rec.address)
+    if rec is None or rec.ca is None or (mesh.wireguard_on(node) and not tunnel_ready):
         raise MeshError(
             f"node {node!r} has no state yet in {layout.relative(layout.state_file)}",
             hint="run `meshops apply` at repo scope (without --node), commit state/, then pull",
@@ -59,18 +60,18 @@ def compile_host(scope: HostScope) -> list[Resource[Any]]:
         ident = mesh.identities[identity]
         leaf = LeafResource(scope, identity)
         follows = [leaf.address]
+        bundle_file = FileResource(f'tls.bundle["{identity}"]', leaf.dir / "ca.pem", bundle,
+                                   what="trust bundle", impact=Impact.RESTART)  # fmt: skip
         files: list[Resource[Any]] = [
             leaf,
-            FileResource(f'tls.bundle["{identity}"]', leaf.dir / "ca.pem", bundle,
-                         what="trust bundle", impact=Impact.RESTART),
+            bundle_file,
             FileResource(f'tls.crl["{identity}"]', leaf.dir / "crl.pem", crl, what="CRL"),
         ]  # fmt: skip
         follows += [f.address for f in files[1:]]
         if ident.outputs is not None and (
             ident.outputs.p12 or ident.outputs.combined_pem or ident.outputs.dir
         ):
-            outputs = OutputsResource(scope, identity, leaf)
-            outputs.depends_on = (*outputs.depends_on, files[1].address)
+            outputs = OutputsResource(scope, identity, leaf, bundle_file)
             files.append(outputs)
             follows.append(outputs.address)
         out += files
@@ -78,7 +79,8 @@ def compile_host(scope: HostScope) -> list[Resource[Any]]:
         out += proxy_resources
         if ident.on_renew:
             out.append(HookResource(f'hook.on_renew["{identity}"]', ident.on_renew, [leaf.address]))
-    out += _wireguard(scope)
+    if scope.tunnelled:
+        out += _wireguard(scope)
     out.append(HostsResource(scope))
     return out
 
@@ -130,6 +132,8 @@ def _wireguard(scope: HostScope) -> list[Resource[Any]]:
         if node == scope.node or rec is None or rec.wireguard is None or not rec.address:
             continue
         endpoint = mesh.nodes[node].endpoint
+        if endpoint is None or not mesh.wireguard_on(node):
+            continue  # a certificates-only node (its state may lag behind mesh.yaml)
         want = PeerConfig(
             public_key=rec.wireguard.public_key,
             endpoint=resolve_endpoint(endpoint.host, endpoint.port),
@@ -164,8 +168,16 @@ def open_host(loaded: Loaded, ctx: Context, node: str, rt: Runtime) -> Scope:
         record_apply(scope, plan, result, plan_id, rt, revision=git_revision(ctx.repo_dir))
 
     def preflight(plan: Plan, rt: Runtime) -> None:
-        from meshops.resources.host.scope import NODE_KEY_NEED
+        from meshops.resources.host.scope import NODE_KEY_NEED, WIREGUARD_NEED
 
+        if WIREGUARD_NEED in plan.needs():
+            from meshops.providers.wireguard import userspace
+
+            raise MeshError(
+                f"WireGuard interface {scope.mesh.wireguard.interface}: "
+                f"{userspace.support_problem() or 'no WireGuard implementation'}",
+                hint=userspace.INSTALL_HINT,
+            )
         if NODE_KEY_NEED in plan.needs():
             if any(c.address.startswith("cert.leaf") for c in plan.actionable):
                 scope.node_ca(rt)

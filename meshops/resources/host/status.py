@@ -7,7 +7,8 @@
      "identities": [{"name", "spiffe_id", "status": "ok"|"due"|"expired"|"missing",
                      "serial", "not_after", "expires_in_seconds", "renew_at"}],
      "node_ca": {"serial", "not_after", "expires_in_seconds"} | null,
-     "wireguard": {"interface", "present", "public_key", "listen_port", "addresses",
+     "wireguard": {"enabled": bool (false: certificates only), "interface", "present",
+                   "public_key", "listen_port", "addresses",
                    "peers": [{"node", "public_key", "endpoint", "allowed_ips",
                               "latest_handshake", "handshake_age_seconds",
                               "rx_bytes", "tx_bytes",
@@ -89,6 +90,9 @@ def _node_ca(scope: HostScope, now: datetime) -> dict[str, Any] | None:
 
 def _wireguard(scope: HostScope, now: datetime) -> dict[str, Any]:
     name = scope.mesh.wireguard.interface
+    if not scope.tunnelled:  # certificates only: nothing of WireGuard is read or expected
+        return {"enabled": False, "interface": name, "present": False, "public_key": None,
+                "listen_port": None, "addresses": [], "peers": []}  # fmt: skip
     link, device = scope.link(), scope.device()
     by_key = {
         rec.wireguard.public_key: node
@@ -117,10 +121,17 @@ def _wireguard(scope: HostScope, now: datetime) -> dict[str, Any]:
         })  # fmt: skip
     for node in sorted(scope.mesh.nodes):
         rec = scope.state.nodes.get(node)
-        if node != scope.node and rec and rec.wireguard and rec.wireguard.public_key not in seen:
+        if (
+            node != scope.node
+            and scope.mesh.wireguard_on(node)
+            and rec
+            and rec.wireguard
+            and rec.wireguard.public_key not in seen
+        ):
             peers.append({**_MISSING_PEER, "node": node, "public_key": rec.wireguard.public_key})
     peers.sort(key=lambda p: (p["node"] or "~", p["public_key"]))
     return {
+        "enabled": True,
         "interface": name,
         "present": link is not None,
         "public_key": device.public_key if device else None,
