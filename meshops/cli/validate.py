@@ -36,11 +36,16 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
         }
         ctx.out(json.dumps(summary, indent=2))
         return 0
-    ctx.out(
-        f"{ctx.mesh_display}: valid: {len(mesh.nodes)} nodes, {len(mesh.identities)} "
-        f"identities, {len(mesh.policies)} policies ({len(loaded.access.grants)} grants), "
-        f"{len(mesh.tests)} policy tests passed"
-    )
+    from meshops.report.words import plural
+
+    counts = [
+        plural(len(mesh.nodes), "node"),
+        plural(len(mesh.identities), "identity", "identities"),
+        f"{plural(len(mesh.policies), 'policy', 'policies')} "
+        f"({plural(len(loaded.access.grants), 'grant')})",
+        f"{plural(len(mesh.tests), 'policy test')} passed",
+    ]
+    ctx.out(f"{ctx.mesh_display}: valid: {', '.join(counts)}")
     return 0
 
 

@@ -45,6 +45,20 @@ def test_the_example_mesh_is_valid() -> None:
     assert result.stderr == ""
 
 
+def test_the_summary_counts_in_the_right_number(tmp_path: Path) -> None:
+    data = make_mesh(
+        nodes=1,
+        identities={"api": identity("node-1")},
+        policies=[policy("self", "api", "api", methods=["GET"], paths=["/x"])],
+        tests=[test_case("api", "api", "GET /x", "allow")],
+    )
+    result = meshops("validate", cwd=repo_with(tmp_path, to_yaml(data)))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == (
+        "mesh.yaml: valid: 1 node, 1 identity, 1 policy (1 grant), 1 policy test passed\n"
+    )
+
+
 def test_a_valid_repo_passes_with_C(tmp_path: Path) -> None:
     repo = repo_with(tmp_path, to_yaml(web_api_mesh()))
     result = meshops("-C", repo, "validate")

@@ -10,6 +10,7 @@ from meshops.engine.plan import Action, Change
 from meshops.engine.resource import Observed, Resource, fingerprint_of
 from meshops.providers import hosts
 from meshops.providers.files import read_bytes, write_atomic
+from meshops.report.words import plural
 from meshops.resources.host.scope import HostScope
 
 if TYPE_CHECKING:
@@ -76,7 +77,8 @@ class HostsResource(Resource[bytes]):
         added = len(new - old)
         removed = len(old - new)
         reason = (
-            f"{_entries(added)} added, {_entries(removed)} removed"
+            f"{plural(added, 'entry', 'entries')} added, "
+            f"{plural(removed, 'entry', 'entries')} removed"
             if (added or removed)
             else "reordered"
         )
@@ -87,7 +89,3 @@ class HostsResource(Resource[bytes]):
         mode = stat.S_IMODE(os.stat(self.path).st_mode) if current is not None else 0o644
         text = self._desired(current)
         write_atomic(self.path, text.encode("utf-8", errors="surrogateescape"), mode=mode)
-
-
-def _entries(count: int) -> str:
-    return f"{count} entry" if count == 1 else f"{count} entries"
