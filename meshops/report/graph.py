@@ -1,9 +1,10 @@
 """The access graph (who may call whom) rendered as Mermaid or Graphviz DOT (pure).
 
-Built from the one access table. Identities are grouped by the set of nodes they run
-on: an identity on several nodes appears once, in a group labelled with all of them
-(Mermaid and DOT cannot place one vertex in two subgraphs). Output is deterministic:
-everything is sorted.
+Built from the one access table. Each node is one box holding the identities that run
+on it alone; an identity on several nodes is drawn once, outside the boxes, labelled
+with its nodes (Mermaid and DOT cannot place one vertex in two subgraphs, and a box
+per node set would draw a node once per set). Output is deterministic: everything is
+sorted.
 """
 
 from __future__ import annotations
@@ -48,7 +49,8 @@ class Edge:
 
 @dataclass(frozen=True)
 class Group:
-    """Identities that run on exactly the same nodes."""
+    """Identities that run on exactly these nodes: one node (a box), or several (one
+    identity, drawn outside the boxes)."""
 
     nodes: tuple[str, ...]
     identities: tuple[str, ...]
@@ -62,8 +64,9 @@ class Group:
 
 @dataclass(frozen=True)
 class Graph:
-    groups: tuple[Group, ...]
+    groups: tuple[Group, ...]  # one per node
     edges: tuple[Edge, ...]
+    spread: tuple[Group, ...] = ()  # one per identity that runs on several nodes
 
     def count(self, status: EdgeStatus) -> int:
         return sum(1 for edge in self.edges if edge.status == status)
@@ -88,11 +91,17 @@ def pair_label(table: AccessTable, caller: str, callee: str) -> str:
     return label
 
 
-def _groups(placements: Mapping[str, Sequence[str]]) -> tuple[Group, ...]:
-    by_nodes: dict[tuple[str, ...], list[str]] = defaultdict(list)
-    for identity, nodes in placements.items():
-        by_nodes[tuple(sorted(nodes))].append(identity)
-    return tuple(Group(nodes, tuple(sorted(ids))) for nodes, ids in sorted(by_nodes.items()))
+def _graph(placements: Mapping[str, Sequence[str]], edges: Sequence[Edge]) -> Graph:
+    by_node: dict[str, list[str]] = defaultdict(list)
+    spread = []
+    for identity, nodes in sorted(placements.items()):
+        placed = tuple(sorted(set(nodes)))
+        if len(placed) == 1:
+            by_node[placed[0]].append(identity)
+        else:
+            spread.append(Group(placed, (identity,)))
+    groups = tuple(Group((node,), tuple(ids)) for node, ids in sorted(by_node.items()))
+    return Graph(groups, tuple(edges), tuple(spread))
 
 
 def access_graph(placements: Mapping[str, Sequence[str]], table: AccessTable) -> Graph:
@@ -101,7 +110,7 @@ def access_graph(placements: Mapping[str, Sequence[str]], table: AccessTable) ->
         Edge(caller, callee, pair_label(table, caller, callee))
         for caller, callee in sorted(table.edges())
     )
-    return Graph(_groups(placements), edges)
+    return _graph(placements, edges)
 
 
 def change_graph(
@@ -125,7 +134,7 @@ def change_graph(
         else:
             status: EdgeStatus = "same" if base_keys[pair] == head_keys[pair] else "changed"
             edges.append(Edge(caller, callee, pair_label(head, caller, callee), status))
-    return Graph(_groups(placements), tuple(edges))
+    return _graph(placements, edges)
 
 
 def _keys_by_pair(table: AccessTable) -> dict[tuple[str, str], set[tuple[str, str]]]:
@@ -152,6 +161,10 @@ def render_mermaid(graph: Graph, *, direction: str = "LR") -> str:
         for identity in group.identities:
             lines.append(f'    {_mermaid_id(identity)}["{identity}"]')
         lines.append("  end")
+    for group in graph.spread:
+        (identity,) = group.identities
+        label = _mermaid_text(f"{identity}<br/><small>on {group.label}</small>")
+        lines.append(f'  {_mermaid_id(identity)}["{label}"]')
     styles: dict[EdgeStatus, list[str]] = defaultdict(list)
     for index, edge in enumerate(graph.edges):
         label = edge.label
@@ -184,6 +197,11 @@ def render_dot(graph: Graph) -> str:
         for identity in group.identities:
             lines.append(f'    "{identity}";')
         lines.append("  }")
+    for group in graph.spread:
+        (identity,) = group.identities
+        lines.append(
+            f'  "{identity}" [label="{_dot_text(identity)}\\non {_dot_text(group.label)}"];'
+        )
     for edge in graph.edges:
         label = edge.label if edge.status in ("same", "changed") else f"{edge.status}: {edge.label}"
         lines.append(
