@@ -99,6 +99,19 @@ def test_an_apply_without_any_capability_writes_certificates_and_hosts(
     assert again.returncode == 0, str(again)
 
 
+def test_show_says_a_host_plan_was_applied(repo: MeshRepo, tmp_path: Path) -> None:
+    root = tmp_path / "root-2"
+    root.mkdir()
+    saved = tmp_path / "host.plan"
+    assert host_meshops(repo, "node-2", root, "plan", "--out", str(saved)).returncode == 0
+    assert "was applied" not in host_meshops(repo, "node-2", root, "show", str(saved)).stdout
+    applied = host_meshops(repo, "node-2", root, "apply", str(saved))
+    assert applied.returncode == 0, str(applied)
+    shown = host_meshops(repo, "node-2", root, "show", str(saved)).stdout.splitlines()[-1]
+    assert shown.startswith("This plan was applied to node node-2 (last apply 20"), shown
+    assert shown.endswith("); applying it again is refused."), shown
+
+
 def test_a_node_that_leaves_wireguard_loses_its_address_and_key(repo: MeshRepo) -> None:
     repo.data["wireguard"]["enabled"] = True
     repo.write_mesh()
