@@ -199,7 +199,8 @@ def under_systemd() -> bool:
             for ns in ("net", "mnt")
         )
     except OSError:
-        return False
+        # PID 1 hidden (ProtectProc=): a systemd service shares its namespaces
+        return bool(os.environ.get("INVOCATION_ID"))
 
 
 def unit_name(interface: str) -> str:
