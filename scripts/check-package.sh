@@ -13,15 +13,20 @@ export SOPS_DISABLE_VERSION_CHECK=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 
 fail() { echo "check-package: $*" >&2; exit 1; }
 
-python -m build --outdir "$work/dist" "$repo" >"$work/build.log" 2>&1 ||
+# what is committed (as a clone has it), built outside the checkout: no build/ or
+# egg-info left in it
+mkdir "$work/src"
+git -C "$repo" archive HEAD | tar -x -C "$work/src"
+python -m build --outdir "$work/dist" "$work/src" >"$work/build.log" 2>&1 ||
   { cat "$work/build.log" >&2; fail "python -m build failed"; }
 wheel=$(ls "$work"/dist/meshops-*-py3-none-any.whl)
 sdist=$(ls "$work"/dist/meshops-*.tar.gz)
-tar -tzf "$sdist" | grep -q '/meshops/data/starter-mesh.yaml$' || fail "sdist lacks package data"
+tar -tzf "$sdist" >"$work/sdist.txt"
+grep -q '/meshops/data/starter-mesh.yaml$' "$work/sdist.txt" || fail "sdist lacks package data"
 echo "built $(basename "$sdist") and $(basename "$wheel")"
 
 python -m venv "$work/venv"
-pip=("$work/venv/bin/pip" install -q)
+pip=("$work/venv/bin/pip" install -q --progress-bar off)
 "${pip[@]}" "$wheel"
 cd "$work"  # nothing of the checkout on sys.path
 
@@ -54,7 +59,8 @@ for example in "$repo"/examples/ci/*.yml; do
   grep -q 'pip install[^"]*"\$MESHOPS_PACKAGE"' "$example" ||
     fail "$(basename "$example") does not install \"\$MESHOPS_PACKAGE\""
 done
-MESHOPS_PACKAGE="meshops @ git+file://$repo@$(git -C "$repo" rev-parse HEAD)"
+# (`name @ git+file:///...` is not a valid requirement to pip's parser: no host)
+MESHOPS_PACKAGE="git+file://$repo@$(git -C "$repo" rev-parse HEAD)"
 "${pip[@]}" "$MESHOPS_PACKAGE"
 check
 echo "the CI examples' install line works: pip install \"$MESHOPS_PACKAGE\""
