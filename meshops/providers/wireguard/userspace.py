@@ -118,7 +118,7 @@ def _claim_socket(name: str, prog: str) -> None:
     try:
         probe.connect(str(path))
     except OSError as exc:
-        if exc.errno in (errno.ECONNREFUSED, errno.ENOTSOCK):
+        if exc.errno in (errno.ECONNREFUSED, errno.ENOTSOCK, errno.ENOENT):
             path.unlink(missing_ok=True)  # nobody listens: left by a killed process
             return
         raise MeshError(
