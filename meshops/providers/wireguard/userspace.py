@@ -81,13 +81,13 @@ def support_problem() -> str | None:
 # --- starting ---------------------------------------------------------------------
 
 
-def start(name: str, name_of_program: str | None = None) -> None:
+def start(name: str, executable: str | None = None) -> None:
     """Start the userspace implementation for interface `name`, detached from meshops.
 
     Raises MeshError saying what failed and what to do: missing or not executable,
     the UAPI socket served by another process, the TUN device refused.
     """
-    prog = name_of_program or program()
+    prog = executable or program()
     problem = program_problem(prog)
     if problem is not None:
         raise MeshError(
