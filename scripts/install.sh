@@ -8,7 +8,8 @@ export DEBIAN_FRONTEND=noninteractive
 # default-jre-headless, default-jdk-headless: keytool, java and javac check the PKCS#12 outputs;
 # systemd: systemd-analyze checks the example units (nothing here runs it as init)
 pkgs=(wireguard-go wireguard-tools iproute2 iputils-ping age nginx caddy curl openssl git
-      openssh-client procps graphviz util-linux systemd default-jre-headless default-jdk-headless)
+      openssh-client procps graphviz nftables util-linux systemd default-jre-headless
+      default-jdk-headless)
 missing=()
 for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if ((${#missing[@]})); then

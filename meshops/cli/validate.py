@@ -31,6 +31,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
             "identities": len(mesh.identities),
             "policies": len(mesh.policies),
             "grants": len(loaded.access.grants),
+            "port_grants": len(loaded.access.ports),
             "tests_passed": len(mesh.tests),
             "problems": [],
         }
@@ -38,11 +39,14 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
         return 0
     from meshops.report.words import plural
 
+    ports = len(loaded.access.ports)
+    grants = plural(len(loaded.access.grants), "grant")
+    if ports:
+        grants += f", {plural(ports, 'port grant')}"
     counts = [
         plural(len(mesh.nodes), "node"),
         plural(len(mesh.identities), "identity", "identities"),
-        f"{plural(len(mesh.policies), 'policy', 'policies')} "
-        f"({plural(len(loaded.access.grants), 'grant')})",
+        f"{plural(len(mesh.policies), 'policy', 'policies')} ({grants})",
         f"{plural(len(mesh.tests), 'policy test')} passed",
     ]
     ctx.out(f"{ctx.mesh_display}: valid: {', '.join(counts)}")

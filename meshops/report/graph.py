@@ -1,10 +1,12 @@
 """The access graph (who may call whom) rendered as Mermaid or Graphviz DOT (pure).
 
-Built from the one access table. Each node is one box holding the identities that run
-on it alone; an identity on several nodes is drawn once, outside the boxes, labelled
-with its nodes (Mermaid and DOT cannot place one vertex in two subgraphs, and a box
-per node set would draw a node once per set). Output is deterministic: everything is
-sorted.
+Built from the one access table: one edge per (caller, callee) with HTTP access (L7,
+labelled with methods and paths) and one per pair with plain ports (L4, labelled `L4
+5432/tcp`; node-granular at the packet filter). Each node is one box holding the
+identities that run on it alone; an identity on several nodes is drawn once, outside the
+boxes, labelled with its nodes (Mermaid and DOT cannot place one vertex in two
+subgraphs, and a box per node set would draw a node once per set). Output is
+deterministic: everything is sorted.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import Literal
 from meshops.policy import AccessTable
 
 EdgeStatus = Literal["same", "gained", "lost", "changed"]
+Layer = Literal["l7", "l4"]
 MAX_LABEL = 60
 _GROUP_LABEL_NODES = 4
 
@@ -45,6 +48,7 @@ class Edge:
     callee: str
     label: str
     status: EdgeStatus = "same"
+    layer: Layer = "l7"
 
 
 @dataclass(frozen=True)
@@ -91,6 +95,12 @@ def pair_label(table: AccessTable, caller: str, callee: str) -> str:
     return label
 
 
+def ports_label(table: AccessTable, caller: str, callee: str) -> str:
+    """The ports `caller` may reach on `callee`: `L4 5432/tcp, 53/udp`."""
+    label = "L4 " + ", ".join(str(p) for p in table.ports_of(caller, callee))
+    return label if len(label) <= MAX_LABEL else label[: MAX_LABEL - 1].rstrip() + "…"
+
+
 def _graph(placements: Mapping[str, Sequence[str]], edges: Sequence[Edge]) -> Graph:
     by_node: dict[str, list[str]] = defaultdict(list)
     spread = []
@@ -106,10 +116,14 @@ def _graph(placements: Mapping[str, Sequence[str]], edges: Sequence[Edge]) -> Gr
 
 def access_graph(placements: Mapping[str, Sequence[str]], table: AccessTable) -> Graph:
     """The graph of one mesh: identity -> nodes placements and its access table."""
-    edges = tuple(
+    edges = [
         Edge(caller, callee, pair_label(table, caller, callee))
         for caller, callee in sorted(table.edges())
-    )
+    ]
+    edges += [
+        Edge(caller, callee, ports_label(table, caller, callee), layer="l4")
+        for caller, callee in sorted(table.port_edges())
+    ]
     return _graph(placements, edges)
 
 
@@ -134,6 +148,12 @@ def change_graph(
         else:
             status: EdgeStatus = "same" if base_keys[pair] == head_keys[pair] else "changed"
             edges.append(Edge(caller, callee, pair_label(head, caller, callee), status))
+    base_l4, head_l4 = base.port_edges(), head.port_edges()
+    for caller, callee in sorted(base_l4 | head_l4):
+        old, new = base.ports_of(caller, callee), head.ports_of(caller, callee)
+        status = "gained" if not old else "lost" if not new else "same" if old == new else "changed"
+        label = ports_label(base if status == "lost" else head, caller, callee)
+        edges.append(Edge(caller, callee, label, status, "l4"))
     return _graph(placements, edges)
 
 
@@ -206,7 +226,7 @@ def render_dot(graph: Graph) -> str:
         label = edge.label if edge.status in ("same", "changed") else f"{edge.status}: {edge.label}"
         lines.append(
             f'  "{edge.caller}" -> "{edge.callee}" [label="{_dot_text(label)}"'
-            f"{_STYLE_DOT[edge.status]}];"
+            f"{_STYLE_DOT[edge.status]}{', arrowhead=empty' if edge.layer == 'l4' else ''}];"
         )
     lines.append("}")
     return "\n".join(lines) + "\n"
