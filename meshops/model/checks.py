@@ -18,6 +18,7 @@ def semantic_problems(mesh: Mesh, doc: Document) -> list[Problem]:
         _references,
         _addresses,
         _endpoints,
+        _wireguard_modes,
         _lifetimes,
         _proxies,
         _node_names,
@@ -109,12 +110,13 @@ def _addresses(mesh: Mesh) -> Found:
                 yield where, f"address6 {node.address6} is already used by {taken[node.address6]!r}"
             else:
                 taken[node.address6] = name
-    if len(mesh.nodes) > net.num_addresses - 2:
+    tunnelled = sum(mesh.wireguard_on(name) for name in mesh.nodes)
+    if tunnelled > net.num_addresses - 2:
         yield (
             ("wireguard", "network"),
             (
                 f"network {net} has room for {net.num_addresses - 2} nodes, the mesh has "
-                f"{len(mesh.nodes)}"
+                f"{tunnelled} WireGuard nodes"
             ),
         )
 
@@ -122,6 +124,8 @@ def _addresses(mesh: Mesh) -> Found:
 def _endpoints(mesh: Mesh) -> Found:
     seen: dict[str, str] = {}
     for name, node in mesh.nodes.items():
+        if node.endpoint is None or not mesh.wireguard_on(name):
+            continue
         key = str(node.endpoint)
         if key in seen:
             yield (
@@ -130,6 +134,34 @@ def _endpoints(mesh: Mesh) -> Found:
             )
         else:
             seen[key] = name
+
+
+def _wireguard_modes(mesh: Mesh) -> Found:
+    """A WireGuard node needs an endpoint; a certificates-only node needs an address to
+    publish (its certificates' IP SANs and /etc/hosts) and has no overlay address."""
+    for name, node in mesh.nodes.items():
+        if mesh.wireguard_on(name):
+            if node.endpoint is None:
+                yield (
+                    ("nodes", name),
+                    f"node {name!r} runs WireGuard and needs an endpoint (host:port where "
+                    "peers reach it); or set `wireguard: false` for certificates only",
+                )
+            continue
+        if not mesh.underlay_ips(name):
+            yield (
+                ("nodes", name),
+                f"node {name!r} has no WireGuard (certificates only) and no address to "
+                "publish: list its IPs in `ips: [...]` or give an endpoint whose host is "
+                "an IP address",
+            )
+        for field in ("address", "address6"):
+            if getattr(node, field) is not None:
+                yield (
+                    ("nodes", name, field),
+                    f"{field} is an overlay address, and node {name!r} has no WireGuard; "
+                    "remove it, or set `wireguard: true`",
+                )
 
 
 def _lifetimes(mesh: Mesh) -> Found:
@@ -201,7 +233,8 @@ def _proxies(mesh: Mesh) -> Found:
                 "an Envoy bootstrap is a whole config and cannot be imported into another: "
                 "use run: standalone (the default for envoy)",
             )
-        if mesh.wireguard.port == ident.proxy.listen:
+        tunnelled = any(mesh.wireguard_on(n) for n in ident.nodes if n in mesh.nodes)
+        if tunnelled and mesh.wireguard.port == ident.proxy.listen:
             yield (
                 ("identities", name, "proxy", "listen"),
                 (f"port {ident.proxy.listen} is the WireGuard port"),

@@ -34,7 +34,8 @@ def open_host_scope(loaded: Loaded, repo_dir: Path, node: str, root: Path) -> Ho
     layout = StateLayout(repo_dir, suffix_for(mesh.secrets.format))
     state = load_state(layout)
     rec = state.nodes.get(node)
-    if rec is None or rec.wireguard is None or rec.ca is None or not rec.address:
+    tunnel_ready = rec is not None and rec.wireguard is not None and bool(rec.address)
+    if rec is None or rec.ca is None or (mesh.wireguard_on(node) and not tunnel_ready):
         raise MeshError(
             f"node {node!r} has no state yet in {layout.relative(layout.state_file)}",
             hint="run `meshops apply` at repo scope (without --node), commit state/, then pull",
@@ -62,10 +63,11 @@ def compile_host(scope: HostScope, *, now: datetime) -> list[Resource[Any]]:
         ident = mesh.identities[identity]
         leaf = LeafResource(scope, identity)
         follows = [leaf.address]
+        bundle_file = FileResource(f'tls.bundle["{identity}"]', leaf.dir / "ca.pem", bundle,
+                                   what="trust bundle", impact=Impact.RESTART)  # fmt: skip
         files: list[Resource[Any]] = [
             leaf,
-            FileResource(f'tls.bundle["{identity}"]', leaf.dir / "ca.pem", bundle,
-                         what="trust bundle", impact=Impact.RESTART),
+            bundle_file,
             FileResource(f'tls.crl["{identity}"]', leaf.dir / "crl.pem", crl, what="CRL"),
         ]  # fmt: skip
         pool: bytes | None = None
@@ -79,8 +81,7 @@ def compile_host(scope: HostScope, *, now: datetime) -> list[Resource[Any]]:
         if ident.outputs is not None and (
             ident.outputs.p12 or ident.outputs.combined_pem or ident.outputs.dir
         ):
-            outputs = OutputsResource(scope, identity, leaf)
-            outputs.depends_on = (*outputs.depends_on, files[1].address)
+            outputs = OutputsResource(scope, identity, leaf, bundle_file)
             files.append(outputs)
             follows.append(outputs.address)
         out += files
@@ -88,8 +89,9 @@ def compile_host(scope: HostScope, *, now: datetime) -> list[Resource[Any]]:
         out += proxy_resources
         if ident.on_renew:
             out.append(HookResource(f'hook.on_renew["{identity}"]', ident.on_renew, [leaf.address]))
-    out += _firewall(scope)  # before the tunnel: default deny from the first packet
-    out += _wireguard(scope)
+    if scope.tunnelled:  # certificates only: no overlay to tunnel or filter
+        out += _firewall(scope)  # before the tunnel: default deny from the first packet
+        out += _wireguard(scope)
     out.append(HostsResource(scope))
     return out
 
@@ -170,6 +172,8 @@ def _wireguard(scope: HostScope) -> list[Resource[Any]]:
         if rec is None or rec.wireguard is None or not rec.address:
             continue
         endpoint = mesh.nodes[node].endpoint
+        if endpoint is None:
+            continue  # only WireGuard nodes are wanted, and they have one
         want = PeerConfig(
             public_key=rec.wireguard.public_key,
             endpoint=resolve_endpoint(endpoint.host, endpoint.port),
@@ -200,11 +204,13 @@ def _wireguard(scope: HostScope) -> list[Resource[Any]]:
 
 def wanted_peers(scope: HostScope) -> list[str]:
     """The nodes this node peers with: every other node, or with `wireguard.peers:
-    policy` only those its flows need (and the ops nodes)."""
+    policy` only those its flows need (and the ops nodes); nodes without WireGuard never."""
     mesh = scope.mesh
     if mesh.wireguard.peers == "policy":
-        return sorted(scope.flows.peers(scope.node) & set(mesh.nodes))
-    return [node for node in sorted(mesh.nodes) if node != scope.node]
+        nodes = sorted(scope.flows.peers(scope.node) & set(mesh.nodes))
+    else:
+        nodes = [node for node in sorted(mesh.nodes) if node != scope.node]
+    return [node for node in nodes if mesh.wireguard_on(node)]  # never certificates-only ones
 
 
 def open_host(loaded: Loaded, ctx: Context, node: str, rt: Runtime) -> Scope:
@@ -217,8 +223,16 @@ def open_host(loaded: Loaded, ctx: Context, node: str, rt: Runtime) -> Scope:
         record_apply(scope, plan, result, plan_id, rt, revision=git_revision(ctx.repo_dir))
 
     def preflight(plan: Plan, rt: Runtime) -> None:
-        from meshops.resources.host.scope import NODE_KEY_NEED
+        from meshops.resources.host.scope import NODE_KEY_NEED, WIREGUARD_NEED
 
+        if WIREGUARD_NEED in plan.needs():
+            from meshops.providers.wireguard import userspace
+
+            raise MeshError(
+                f"WireGuard interface {scope.mesh.wireguard.interface}: "
+                f"{userspace.support_problem() or 'no WireGuard implementation'}",
+                hint=userspace.INSTALL_HINT,
+            )
         if NODE_KEY_NEED in plan.needs():
             if any(c.address.startswith("cert.leaf") for c in plan.actionable):
                 scope.node_ca(rt)

@@ -21,6 +21,8 @@ if TYPE_CHECKING:
 
 NODE_KEY_NEED = "this host's identity (to unseal its node CA and WireGuard keys)"
 ROOT_NEED = "root privileges (network configuration)"
+# a need only when it is unmet: apply refuses to start without it
+WIREGUARD_NEED = "WireGuard: the kernel module or wireguard-go (neither is available here)"
 TLS_DIR = "/etc/meshops/tls"
 LIB_DIR = "/var/lib/meshops"
 
@@ -109,7 +111,16 @@ class HostScope:
             self._pool_base = PoolBase(tuple(current), tuple(roots))
         return self._pool_base
 
+    @property
+    def tunnelled(self) -> bool:
+        """Whether this host runs WireGuard (else: certificates, proxies, hosts only)."""
+        return self.mesh.wireguard_on(self.node)
+
     def overlay(self, node: str | None = None) -> list[IPv4Address | IPv6Address]:
+        """The node's overlay address(es); a certificates-only node's published ones
+        (what its certificates carry and the node CA permits)."""
+        if not self.mesh.wireguard_on(node or self.node):
+            return self.mesh.underlay_ips(node or self.node)
         rec = self.state.nodes.get(node or self.node)
         if rec is None or not rec.address:
             return []
