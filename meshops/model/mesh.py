@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import typing
 from functools import cached_property
-from ipaddress import IPv4Network, IPv6Network
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -122,6 +122,11 @@ INTERFACE = TextRule(r"(?!\.\.?$)[A-Za-z0-9_=+.-]{1,15}")
 
 
 class WireGuard(Strict):
+    enabled: StrictBool = Field(
+        default=True,
+        description="false: no tunnel anywhere; certificates, proxies and /etc/hosts only "
+        "(a node's own `wireguard:` overrides it)",
+    )
     interface: Annotated[
         str,
         AfterValidator(
@@ -191,8 +196,15 @@ class MTLS(Strict):
 
 
 class Node(Strict):
-    endpoint: Endpoint = Field(description="where peers reach this node")
+    endpoint: Endpoint | None = Field(
+        default=None, description="host:port where peers reach this node (WireGuard nodes)"
+    )
     recipient: Recipient = Field(description="the key this node's secrets are sealed to")
+    wireguard: StrictBool | None = Field(
+        default=None,
+        description="false: certificates, proxies and hosts only, no tunnel "
+        "(default: wireguard.enabled)",
+    )
     address: IPv4 | None = Field(default=None, description="overlay address; allocated if unset")
     address6: IPv6 | None = Field(default=None, description="IPv6 overlay address, in network6")
     labels: dict[LabelKey, LabelValue] = Field(
@@ -215,6 +227,18 @@ class Proxy(Strict):
     reload: list[Argument] = Field(
         default_factory=_list, description="argv run after the config or certificates changed"
     )
+    run: Literal["standalone", "import"] | None = Field(
+        default=None,
+        description="standalone: the file is the proxy's whole config, one process per "
+        "sidecar; import: a fragment for your own config (Caddyfile import, nginx include "
+        "inside http {}). Default: standalone for caddy and envoy, import for nginx",
+    )
+
+
+# Java's own default keystore password: what a Java user tries first. A password that
+# is written in mesh.yaml protects nothing (the bundle is 0600 like key.pem); Java
+# needs one only because it ignores an unencrypted key (docs/outputs.md).
+DEFAULT_P12_PASSWORD = "changeit"
 
 
 class Outputs(Strict):
@@ -222,8 +246,41 @@ class Outputs(Strict):
         default=None, description="also write cert.pem, key.pem and ca.pem into this directory"
     )
     p12: StrictBool = Field(default=False, description="write bundle.p12")
+    p12_password: str | None = Field(
+        default=None,
+        min_length=1,
+        description=f"password of bundle.p12 and truststore.p12 (default {DEFAULT_P12_PASSWORD})",
+    )
+    p12_password_file: AbsoluteFile | None = Field(
+        default=None, description="absolute host path of a file holding the PKCS#12 password"
+    )
     combined_pem: StrictBool = Field(
         default=False, description="write combined.pem (chain and key in one file)"
+    )
+
+    @model_validator(mode="after")
+    def _one_password(self) -> Outputs:
+        if self.p12_password is not None and self.p12_password_file is not None:
+            raise ValueError("give p12_password or p12_password_file, not both")
+        return self
+
+
+# a POSIX group name, as useradd/groupadd accept it
+GROUP = TextRule(r"[a-z_][a-z0-9_-]{0,31}")
+
+
+class TLS(Strict):
+    group: (
+        Annotated[
+            str,
+            AfterValidator(rule_check(GROUP, "a POSIX group name (a-z, 0-9, _ and -)")),
+            WithJsonSchema(GROUP.schema("a POSIX group name")),
+        ]
+        | None
+    ) = Field(
+        default=None,
+        description="group that may read the TLS files (key.pem 0640 root:<group>); keys "
+        "are never world-readable",
     )
 
 
@@ -242,6 +299,7 @@ class Identity(Strict):
     on_renew: list[Command] = Field(
         default_factory=_list, description="commands (argv lists) run after the leaf renews"
     )
+    tls: TLS | None = Field(default=None, description="overrides the mesh-wide tls:")
 
 
 def _any_method() -> list[HttpMethod]:
@@ -350,6 +408,7 @@ class Mesh(Strict):
     certs: Certs = Field(default_factory=Certs, description="defaults for leaf certificates")
     wireguard: WireGuard = Field(default_factory=WireGuard, description="the overlay network")
     mtls: MTLS = Field(default_factory=MTLS, description="what the proxies accept")
+    tls: TLS = Field(default_factory=TLS, description="who may read the TLS files on hosts")
     firewall: Firewall = Field(
         default_factory=Firewall, description="nftables on the overlay, from the access table"
     )
@@ -387,6 +446,34 @@ class Mesh(Strict):
 
     def leaf_key_type(self, identity: str) -> KeyType:
         return self.identities[identity].key_type or self.certs.key_type
+
+    def tls_group(self, identity: str) -> str | None:
+        """The group that may read `identity`'s TLS files (its own `tls:` first)."""
+        own = self.identities[identity].tls
+        return own.group if own is not None and own.group else self.tls.group
+
+    def proxy_run(self, identity: str) -> Literal["standalone", "import"]:
+        """How `identity`'s proxy config is used; see `Proxy.run` for the defaults."""
+        proxy = self.identities[identity].proxy
+        assert proxy is not None
+        if proxy.run is not None:
+            return proxy.run
+        return "import" if proxy.kind == "nginx" else "standalone"
+
+    def wireguard_on(self, node: str) -> bool:
+        """Whether `node` runs WireGuard: its own `wireguard:`, else `wireguard.enabled`."""
+        own = self.nodes[node].wireguard
+        return self.wireguard.enabled if own is None else own
+
+    def underlay_ips(self, node: str) -> list[IPv4Address | IPv6Address]:
+        """Where `node` is reached without the overlay (certificates-only nodes publish
+        these): its `ips`, else its endpoint's host when that is an IP address."""
+        spec = self.nodes[node]
+        if spec.ips:
+            return list(spec.ips)
+        if spec.endpoint is not None and spec.endpoint.is_ip:
+            return [ip_address(spec.endpoint.host)]
+        return []
 
     def identities_on(self, node: str) -> list[str]:
         """The identities that run on `node`, sorted (one index for every node: a plan

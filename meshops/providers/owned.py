@@ -135,21 +135,29 @@ class Owned:
 
     # -- writing -------------------------------------------------------------------------
 
-    def write(self, path: Path, data: bytes, *, mode: int) -> None:
+    def write(self, path: Path, data: bytes, *, mode: int, group: int | None = None) -> None:
         """Write one file of meshops' own, atomically; refuse someone else's."""
         self.claim({path: data})
-        write_atomic(path, data, mode=mode)
+        write_atomic(path, data, mode=mode, group=group)
 
-    def write_files(self, directory: Path, files: Mapping[str, tuple[bytes, int]]) -> None:
-        """Write several files of one directory: swapped in together when everything
-        in the directory is meshops' own, else one by one, in the order given."""
+    def write_files(
+        self,
+        directory: Path,
+        files: Mapping[str, tuple[bytes, int]],
+        *,
+        groups: Mapping[str, int | None] | None = None,
+    ) -> None:
+        """Write several files of one directory (some given to a group): swapped in
+        together when everything in the directory is meshops' own, else one by one, in
+        the order given."""
         directory = Path(directory)
+        groups = dict(groups or {})
         self.claim({directory / name: data for name, (data, _) in files.items()})
         if self._exclusive(directory):
-            write_together(directory, dict(files))
+            write_together(directory, dict(files), groups=groups)
             return
         for name, (data, mode) in files.items():
-            write_atomic(directory / name, data, mode=mode)
+            write_atomic(directory / name, data, mode=mode, group=groups.get(name))
 
     def _exclusive(self, directory: Path) -> bool:
         """Every entry of `directory` is a file meshops wrote (or one of its temps), and

@@ -25,6 +25,7 @@ def run(
     secret_input: bool = False,
     pass_fds: Sequence[int] = (),
     clean_env: Mapping[str, str] | None = None,
+    new_session: bool = False,
 ) -> subprocess.CompletedProcess[bytes]:
     """Run `argv`, capture output, raise CommandFailed with stderr on failure.
 
@@ -32,6 +33,8 @@ def run(
     `what` names the step for the error message ("caddy validate"). `env` is added to
     meshops' own environment; `clean_env` is the whole environment instead (commands
     from mesh.yaml get nothing of meshops'). `pass_fds` are inherited (pipes).
+    `new_session` starts it in a session of its own (a daemon that must outlive our
+    process group).
     """
     shown = shlex.join(argv)
     log.debug("run: %s%s", shown, " (with secret input)" if secret_input else "")
@@ -50,11 +53,17 @@ def run(
             timeout=timeout,
             check=False,
             pass_fds=tuple(pass_fds),
+            start_new_session=new_session,
         )
     except FileNotFoundError:
         raise CommandFailed(
             f"{what or argv[0]}: command not found: {argv[0]}",
             hint=f"install {argv[0]} or fix the command in mesh.yaml",
+        ) from None
+    except PermissionError:
+        raise CommandFailed(
+            f"{what or argv[0]}: {argv[0]} is not executable (permission denied)",
+            hint=f"check the file and its mode (chmod +x {argv[0]}), or fix the command",
         ) from None
     except subprocess.TimeoutExpired:
         raise CommandFailed(f"{what or shown}: timed out after {timeout}s") from None

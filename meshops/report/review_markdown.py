@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from meshops.gitops.review import Review
+from meshops.gitops.review import Review, RevisionInfo
 from meshops.report.escape import md_code, md_fence, md_text
 from meshops.report.graph import render_mermaid
 from meshops.report.review_common import access_lines, grouped_impacts, headline, names, plural
@@ -60,8 +60,7 @@ class _Renderer:
         r = self.review
         out: list[str] = []
         verdict = "✅" if r.ok else "❌"
-        base = f"{md_code(r.base.label)} ({md_text((r.base.commit or 'working tree')[:12])})"
-        head = f"{md_code(r.head.label)} ({md_text((r.head.commit or 'working tree')[:12])})"
+        base, head = _side(r.base), _side(r.head)
         out += [f"## {verdict} meshops review: {base} → {head}", ""]
         out += [f"**{md_text(headline(r))}**", ""]
         out += [f"> {md_text(note)}" for note in r.notes]
@@ -200,3 +199,10 @@ def render_markdown(review: Review, *, limit: int = LIMIT) -> str:
             return text
     note = f"\n\n… comment cut here ({_TRIM_NOTE.format(limit=limit)})\n"
     return text[: limit - len(note)] + note
+
+
+def _side(side: RevisionInfo) -> str:
+    """`main` (abc123def456), or the working tree as itself (it has no commit)."""
+    if side.commit is None:
+        return md_code(side.label)
+    return f"{md_code(side.label)} ({md_text(side.commit[:12])})"

@@ -133,16 +133,19 @@ def test_plan_text_and_markdown_escape_addresses_and_reasons(h: str) -> None:
     assert md.count("```") == 2 or "````" in md
 
 
+_LABEL = r'[^"<>|\[\]]*'
 MERMAID_LINE = re.compile(
-    r'^(flowchart LR|  subgraph g\d+\["[^"<>|\[\]]*"\]|    id_\w*\["[^"<>|\[\]]*"\]|  end'
-    r'|  id_\w* (-->|==>|-\.->)\|"[^"<>|\[\]]*"\| id_\w*|  linkStyle [\d,]+ [^"]+)$'
+    rf'^(flowchart LR|  subgraph g\d+\["{_LABEL}"\]|    id_\w*\["{_LABEL}"\]|  end'
+    rf'|  id_\w*\["{_LABEL}<br/><small>on {_LABEL}</small>"\]'
+    rf'|  id_\w* (-->|==>|-\.->)\|"{_LABEL}"\| id_\w*|  linkStyle [\d,]+ [^"]+)$'
 )
 
 
 @settings(max_examples=150, deadline=None)
 @given(h=hostile)
 def test_mermaid_labels_stay_inside_their_quotes(h: str) -> None:
-    graph = Graph((Group((h,), (h, "api")),), (Edge(h, "api", h, "gained"),))
+    spread = (Group((h, "n2"), ("db",)),)  # an identity on several nodes: its own label
+    graph = Graph((Group((h,), (h, "api")),), (Edge(h, "api", h, "gained"),), spread)
     for line in render_mermaid(graph).splitlines():
         assert MERMAID_LINE.match(line), (h, line)
 
@@ -151,14 +154,15 @@ def test_mermaid_labels_stay_inside_their_quotes(h: str) -> None:
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(h=hostile)
 def test_dot_parses_and_keeps_each_label_whole(h: str) -> None:
-    graph = Graph((Group(("n1",), (h, "api")),), (Edge(h, "api", h),))
+    spread = (Group((h, "n2"), ("db",)),)
+    graph = Graph((Group(("n1",), (h, "api")),), (Edge(h, "api", h),), spread)
     out = subprocess.run(
         ["dot", "-Tjson"], input=render_dot(graph), capture_output=True, text=True, check=True
     )
     parsed = json.loads(out.stdout)
     # nothing injected: the same vertices, one edge, its label whole and on one line
     vertices = [o for o in parsed["objects"] if "nodes" not in o]
-    assert len(vertices) == len({h, "api"})
+    assert len(vertices) == len({h, "api", "db"})
     (edge,) = parsed["edges"]
     assert not _HIDDEN.search(edge["label"]) and "\n" not in edge["label"]
     assert set(edge) >= {"label"} and "color" not in edge
