@@ -109,7 +109,6 @@ def _wireguard(scope: HostScope) -> list[Resource[Any]]:
     from meshops.resources.host.wireguard import (
         AddressResource,
         InterfaceResource,
-        PeerBatch,
         PeerResource,
         RouteResource,
         host_routes,
@@ -123,7 +122,6 @@ def _wireguard(scope: HostScope) -> list[Resource[Any]]:
     keepalive = int(mesh.wireguard.keepalive) if mesh.wireguard.keepalive else None
     last_peers: dict[str, str] = scope.last.get("peers", {})
     last_endpoints: dict[str, str] = scope.last.get("peer_endpoints", {})
-    batch = PeerBatch(interface.name)
     claimed: set[str] = set()
     for node in sorted(mesh.nodes):
         rec = scope.state.nodes.get(node)
@@ -141,7 +139,7 @@ def _wireguard(scope: HostScope) -> list[Resource[Any]]:
         if old:
             claimed.add(old)
         out.append(PeerResource(scope, interface, node, old, want,
-                                old_endpoint=last_endpoints.get(node), batch=batch))  # fmt: skip
+                                old_endpoint=last_endpoints.get(node)))  # fmt: skip
     # peers on the device (or configured last time) that no node claims: remove them
     device = scope.device()
     device_keys = set(device.peers) if device else set()
@@ -150,7 +148,7 @@ def _wireguard(scope: HostScope) -> list[Resource[Any]]:
         name = by_key.get(key) or f"?{key[:8]}"
         if name in mesh.nodes and name != scope.node:
             name = f"{name}~old"
-        out.append(PeerResource(scope, interface, name, key, None, batch=batch))
+        out.append(PeerResource(scope, interface, name, key, None))
     return out
 
 

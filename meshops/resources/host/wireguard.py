@@ -37,6 +37,7 @@ class InterfaceResource(Resource[InterfaceLive]):
         self.scope = scope
         self.name = scope.mesh.wireguard.interface
         self.address = f'wireguard.interface["{self.name}"]'
+        self.peers = PeerBatch(self.name)  # every peer resource of this interface
 
     def read(self, rt: Runtime) -> Observed[InterfaceLive]:
         link = self.scope.link()
@@ -86,12 +87,17 @@ class InterfaceResource(Resource[InterfaceLive]):
 
         wg = self.scope.mesh.wireguard
         private = self.scope.wg_private_key(rt)
-        wgp.ensure_interface(self.name, mtu=wg.mtu)
-        wgp.set_mtu(self.name, wg.mtu)
+        wgp.ensure_interface(self.name, mtu=wg.mtu)  # the MTU too
         # always both, explicitly: a restarted wireguard-go comes up with neither
         wgp.open_backend(self.name).configure_device(
             self.name, private_key=private, listen_port=wg.port
         )
+        link = wgp.read_link(self.name)
+        if link is not None and not link.up:
+            # Peers first, then up, as wg-quick does: a peer with a keepalive added to
+            # an up device costs a handshake inside the set request (999 peers: most
+            # of a first apply); on the way up the device starts them by itself.
+            self.peers.send(rt)
         wgp.set_up(self.name)
         self.scope.forget_wireguard()
 
@@ -143,12 +149,9 @@ class AddressResource(Resource[tuple[str, ...]]):
 
         link = wgp.read_link(self.name)
         live = tuple(link.addresses) if link else ()
-        for addr in self.want:
-            if addr not in live:
-                wgp.add_address(self.name, addr)
-        for addr in self._ours(live):
-            if addr not in self.want:
-                wgp.remove_address(self.name, addr)
+        add = [addr for addr in self.want if addr not in live]
+        remove = [addr for addr in self._ours(live) if addr not in self.want]
+        wgp.change_addresses(self.name, add=add, remove=remove)
         self.scope.forget_wireguard()
 
 
@@ -179,8 +182,7 @@ class RouteResource(Resource[tuple[str, ...]]):
     def apply(self, change: Change, rt: Runtime) -> None:
         from meshops.providers import wireguard as wgp
 
-        for cidr in self.want:
-            wgp.ensure_route(cidr, self.name)
+        wgp.ensure_routes(self.want, self.name)
         self.scope.forget_wireguard()
 
 
@@ -216,12 +218,13 @@ def host_routes(address: str, address6: str | None = None) -> tuple[str, ...]:
 class PeerBatch:
     """The peer changes of one interface, sent to the device together.
 
-    The engine applies changes one at a time, and one UAPI round trip per peer cost
-    3.6 s for 999 new peers. So the first peer change to apply sends every actionable
-    peer change of the plan in one request (removals first), and the later ones find
-    theirs already sent. Each peer stays its own change: unchanged peers are not in
-    the request, and the request never replaces the peer set. If it fails, the engine
-    stops at that first peer; the next run plans again from what the device holds.
+    The engine applies changes one at a time, and one round trip per peer cost 3.6 s
+    for 999 new peers. So the first peer change to apply (or the interface, before it
+    brings a new link up) sends every actionable peer change of the plan in one
+    request (removals first), and the later ones find theirs already sent. Each peer
+    stays its own change: unchanged peers are not in the request, and the request
+    never replaces the peer set. If it fails, the engine stops at that change; the
+    next run plans again from what the device holds.
     """
 
     def __init__(self, name: str) -> None:
@@ -230,20 +233,25 @@ class PeerBatch:
         self.sent: set[str] = set()
 
     def apply(self, first: PeerResource, change: Change, rt: Runtime) -> None:
+        if first.address not in self.sent:
+            self.send(rt, first=(first, change))
+
+    def send(self, rt: Runtime, *, first: tuple[PeerResource, Change] | None = None) -> None:
+        """Send `first` and every planned, not yet sent peer change in one request."""
         from meshops.providers.wireguard import open_backend
 
-        if first.address in self.sent:
-            return
-        batch = [(first, change)]
+        batch = [first] if first is not None else []
         for peer in self.peers:
             planned = rt.planned.get(peer.address)
             if (
-                peer is not first
+                (first is None or peer is not first[0])
                 and peer.address not in self.sent
                 and isinstance(planned, Change)
                 and planned.action is not Action.NOOP
             ):
                 batch.append((peer, planned))
+        if not batch:
+            return
         removals = [key for peer, change in batch for key in peer.removals(change)]
         settings = [want for peer, change in batch if (want := peer.setting(change))]
         open_backend(self.name).set_peers(self.name, settings, remove=removals)
@@ -255,7 +263,7 @@ class PeerResource(Resource[Any]):
 
     def __init__(self, scope: HostScope, interface: InterfaceResource, node: str,
                  old_key: str | None, want: PeerConfig | None, *,
-                 old_endpoint: str | None = None, batch: PeerBatch | None = None):  # fmt: skip
+                 old_endpoint: str | None = None):  # fmt: skip
         self.scope = scope
         self.name = interface.name
         self.node = node
@@ -264,7 +272,7 @@ class PeerResource(Resource[Any]):
         self.old_key = old_key  # the key we configured last time, if any
         self.old_endpoint = old_endpoint  # the endpoint we configured last time, if known
         self.want = want  # None: the peer must go
-        self.batch = batch if batch is not None else PeerBatch(self.name)
+        self.batch = interface.peers
         self.batch.peers.append(self)
 
     def _live(self, key: str | None) -> Any:

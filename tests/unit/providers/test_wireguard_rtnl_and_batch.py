@@ -154,7 +154,7 @@ def test_error_answers_carry_a_positive_errno() -> None:
 
 
 def test_reading_a_link_does_not_import_pyroute2() -> None:
-    """The no-op plan path: reads go over our own socket; pyroute2 only for changes."""
+    """The no-op plan path: reads go over our own socket, never through pyroute2."""
     code = (
         "import sys; from meshops.providers.wireguard import read_link; "
         "assert read_link('meshops-absent0') is None; "
