@@ -126,13 +126,16 @@ class Socket:
     def ask(self, kind: int, body: bytes, *, dump: bool) -> Iterator[tuple[int, bytes]]:
         """Send one request; yield (type, body) of its answers: every part of a dump up
         to NLMSG_DONE, or the single answer of a plain request. An NLMSG_ERROR answer
-        is yielded too (the caller reads its errno)."""
+        is yielded too (the caller reads its errno), and so is a dump that ends in
+        error (its NLMSG_DONE carries the errno), as an NLMSG_ERROR."""
         self.sequence += 1
         flags = NLM_F_REQUEST | (NLM_F_DUMP if dump else 0)
         self.sock.sendto(request(kind, flags, self.sequence, body), (0, 0))
         while True:
             for answer, payload in self._answers():
                 if answer == NLMSG_DONE:
+                    if len(payload) >= 4 and error_code(payload) > 0:
+                        yield NLMSG_ERROR, payload
                     return
                 yield answer, payload
                 if answer == NLMSG_ERROR or not dump:
