@@ -21,11 +21,11 @@ from meshops.providers.wireguard import (
     PeerState,
     b64_to_hex,
     generate_private_key,
+    genetlink,
     hex_to_b64,
     peer_matches,
     public_key_of,
 )
-from meshops.providers.wireguard import genetlink
 from meshops.providers.wireguard.netlink import attributes
 from meshops.providers.wireguard.state import normalise_allowed_ips, split_endpoint
 
@@ -166,6 +166,8 @@ def _wg_message(attrs: list) -> bytes:
     msg["attrs"] = attrs
     msg.encode()
     return bytes(msg.data[16 : msg["header"]["length"]])
+
+
 def _allowed(cidr: str) -> dict:
     address, prefix = cidr.split("/")
     family = socket.AF_INET6 if ":" in address else socket.AF_INET
