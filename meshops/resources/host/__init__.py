@@ -157,9 +157,10 @@ def open_host(loaded: Loaded, ctx: Context, node: str, rt: Runtime) -> Scope:
     from meshops.resources.host.record import record_apply
 
     scope = open_host_scope(loaded, ctx.repo_dir, node, ctx.root)
+    revision = git_revision(ctx.repo_dir)
 
     def record(plan: Plan, result: ApplyResult | None, plan_id: str | None, rt: Runtime) -> None:
-        record_apply(scope, plan, result, plan_id, rt, revision=git_revision(ctx.repo_dir))
+        record_apply(scope, plan, result, plan_id, rt, revision=revision)
 
     def preflight(plan: Plan, rt: Runtime) -> None:
         from meshops.resources.host.scope import NODE_KEY_NEED
@@ -175,7 +176,7 @@ def open_host(loaded: Loaded, ctx: Context, node: str, rt: Runtime) -> Scope:
         name=f"node:{node}",
         resources=compile_host(scope),
         lock_path=scope.lib_dir / "lock",
-        revision=git_revision(ctx.repo_dir),
+        revision=revision,
         mesh_sha256=mesh_digest(ctx.mesh_file),
         applied_ids=applied,
         preflight=preflight,
