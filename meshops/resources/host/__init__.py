@@ -16,9 +16,12 @@ if TYPE_CHECKING:
     from meshops.model import Loaded
     from meshops.resources import Scope
     from meshops.resources.host.scope import HostScope
+    from meshops.resources.host.session import HostSession
 
 
-def open_host_scope(loaded: Loaded, repo_dir: Path, node: str, root: Path) -> HostScope:
+def open_host_scope(
+    loaded: Loaded, repo_dir: Path, node: str, root: Path, session: HostSession | None = None
+) -> HostScope:
     from meshops.resources.host.scope import HostScope, read_last_applied
     from meshops.resources.repo.scope import suffix_for
     from meshops.resources.repo.state import StateLayout, load_state
@@ -30,7 +33,7 @@ def open_host_scope(loaded: Loaded, repo_dir: Path, node: str, root: Path) -> Ho
             hint=f"nodes are: {', '.join(sorted(mesh.nodes)) or '(none)'}",
         )
     layout = StateLayout(repo_dir, suffix_for(mesh.secrets.format))
-    state = load_state(layout)
+    state = session.state_of(layout) if session is not None else load_state(layout)
     rec = state.nodes.get(node)
     if rec is None or rec.wireguard is None or rec.ca is None or not rec.address:
         raise MeshError(
@@ -38,7 +41,11 @@ def open_host_scope(loaded: Loaded, repo_dir: Path, node: str, root: Path) -> Ho
             hint="run `meshops apply` at repo scope (without --node), commit state/, then pull",
         )
     lib = root / "var/lib/meshops"
-    return HostScope(loaded, node, layout, state, root, read_last_applied(lib))
+    scope = HostScope(loaded, node, layout, state, root, read_last_applied(lib))
+    live = session.live_view() if session is not None else None
+    if live is not None:
+        scope.use_live_view(*live)
+    return scope
 
 
 def compile_host(scope: HostScope) -> list[Resource[Any]]:
@@ -156,11 +163,14 @@ def open_host(loaded: Loaded, ctx: Context, node: str, rt: Runtime) -> Scope:
     from meshops.resources import Scope, git_revision, mesh_digest
     from meshops.resources.host.record import record_apply
 
-    scope = open_host_scope(loaded, ctx.repo_dir, node, ctx.root)
+    session = ctx.session
+    scope = open_host_scope(loaded, ctx.repo_dir, node, ctx.root, session)
     revision = git_revision(ctx.repo_dir)
 
     def record(plan: Plan, result: ApplyResult | None, plan_id: str | None, rt: Runtime) -> None:
         record_apply(scope, plan, result, plan_id, rt, revision=revision)
+        if session is not None:  # read again by the record, right after the apply
+            session.live = (scope.link(), scope.device())
 
     def preflight(plan: Plan, rt: Runtime) -> None:
         from meshops.resources.host.scope import NODE_KEY_NEED
