@@ -284,6 +284,24 @@ def read_bytes(path: Path) -> bytes | None:
         return None
 
 
+def sync_filesystem(path: Path) -> None:
+    """Make everything written to the file system holding `path` durable: syncfs(2) on
+    it (one call for a whole apply's files, instead of two fsyncs per file), or sync(2)
+    where there is no syncfs."""
+    import ctypes
+
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError as exc:
+        raise MeshError(f"cannot open {path} to sync it: {_reason(exc)}") from None
+    try:
+        syncfs = getattr(ctypes.CDLL(None, use_errno=True), "syncfs", None)
+        if syncfs is None or syncfs(fd) != 0:
+            os.sync()
+    finally:
+        os.close(fd)
+
+
 def remove(path: Path) -> bool:
     """Remove a file if present; True when something was removed."""
     try:
