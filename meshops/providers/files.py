@@ -12,17 +12,29 @@ from pathlib import Path
 from meshops.errors import MeshError
 
 
-def write_atomic(path: Path, data: bytes, *, mode: int = 0o644, fsync: bool = True) -> None:
+def write_atomic(
+    path: Path,
+    data: bytes,
+    *,
+    mode: int = 0o644,
+    fsync: bool = True,
+    make_dirs: bool = True,
+    sweep: bool = True,
+) -> None:
     """Replace `path` with `data`: temp file in the same directory, fsync, rename.
 
     The temp file is created 0600 and chmod-ed to `mode` before the rename, so a
     reader sees either the old file or the complete new one, never a partial or a
-    briefly world-readable secret.
+    briefly world-readable secret. `fsync=False` leaves durability to the caller (a
+    group commit syncs the file system once); `make_dirs=False` when the caller knows
+    the directory exists; `sweep=False` when the caller removes the temp files of
+    killed writers itself.
     """
     path = Path(path)
     directory = path.parent
     try:
-        directory.mkdir(parents=True, exist_ok=True)
+        if make_dirs:
+            directory.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise MeshError(
             f"cannot create directory {directory}: {_reason(exc)}",
@@ -51,7 +63,8 @@ def write_atomic(path: Path, data: bytes, *, mode: int = 0o644, fsync: bool = Tr
         ) from None
     if fsync:
         _fsync_dir(directory)
-    _sweep_temps(directory, path.name)
+    if sweep:
+        _sweep_temps(directory, path.name)
 
 
 def _sweep_temps(directory: Path, name: str) -> None:

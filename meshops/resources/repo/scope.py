@@ -62,6 +62,8 @@ class RepoScope:
     _sealer: Any = field(default=None, repr=False)
     _dirty: bool = field(default=False, repr=False)  # state.yaml must be written
     _unsynced: bool = field(default=False, repr=False)  # new files not yet synced
+    _made_dirs: set[Path] = field(default_factory=set, repr=False)
+    _root_keys: dict[tuple[str, Path], Any] = field(default_factory=dict, repr=False)
     _rotation: tuple[datetime, RootStep] | None = field(default=None, repr=False)
     _roots: tuple[bytes, list[Any]] | None = field(default=None, repr=False)
 
@@ -97,7 +99,11 @@ class RepoScope:
         replacing = os.path.lexists(path)
         if replacing and self._unsynced:
             self._sync()
-        write_atomic(path, data, mode=mode, fsync=replacing)
+        # each directory made once per apply; temp files a killed run left are swept
+        # from all of state/ when the apply is recorded (`sweep_temp_files`)
+        fresh = path.parent not in self._made_dirs
+        write_atomic(path, data, mode=mode, fsync=replacing, make_dirs=fresh, sweep=False)
+        self._made_dirs.add(path.parent)
         self._unsynced = self._unsynced or not replacing
 
     def save(self) -> None:
@@ -217,6 +223,9 @@ class RepoScope:
             )
 
         name = f"root-key {cert_fingerprint(cert)}"
+        cached = self._root_keys.get((name, key_path))
+        if cached is not None and rt.has_secret(name):
+            return cached  # parsed and checked once: a new mesh signs 2,000 times with it
         if not rt.has_secret(name) and not rt.identity_files:
             raise MeshError(
                 "this change needs the root CA key, and no identity was given to unseal it",
@@ -229,6 +238,7 @@ class RepoScope:
                 f"{self.layout.relative(key_path)} does not hold the key of "
                 f"{self.layout.relative(self.layout.root_cert)}; refusing to sign with it"
             )
+        self._root_keys[(name, key_path)] = key
         return key
 
 
