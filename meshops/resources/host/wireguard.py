@@ -275,15 +275,15 @@ class PeerResource(Resource[Any]):
         self.batch = interface.peers
         self.batch.peers.append(self)
 
-    def _live(self, key: str | None) -> Any:
-        device = self.scope.device()
-        return device.peers.get(key) if device and key else None
-
     def read(self, rt: Runtime) -> Observed[Any]:
+        device = self.scope.device()
+        peers = device.peers if device else {}
         keys = {k for k in (self.old_key, self.want.public_key if self.want else None) if k}
-        found = {k: self._live(k) for k in sorted(keys)}
-        shown = {k: (p.config if p else None) for k, p in found.items()}
-        return Observed(found, fingerprint_of({k: repr(v) for k, v in shown.items()}))
+        found = {k: peers.get(k) for k in sorted(keys)}
+        # public facts only (never the preshared key); a plain line per key, as a
+        # 1,000-peer plan reads 1,000 of them
+        shown = ";".join(f"{k}={_public_line(p)}" for k, p in found.items())
+        return Observed(found, fingerprint_of(shown))
 
     def plan(self, observed: Observed[Any], rt: Runtime) -> Change:
         from meshops.providers.wireguard import peer_matches
@@ -291,7 +291,7 @@ class PeerResource(Resource[Any]):
         found: dict[str, Any] = observed.value or {}
         want = self.want
         current = next((p for p in found.values() if p is not None), None)
-        before = _peer_view(current.config) if current else None
+        before = _peer_view(current) if current else None
         if want is None:
             if current is None:
                 return Change(self.address, Action.NOOP)
@@ -305,9 +305,9 @@ class PeerResource(Resource[Any]):
                               needs=(ROOT_NEED,), impact=Impact.SESSION_RESET)  # fmt: skip
             return Change(self.address, Action.CREATE, "new peer", None, after,
                           needs=(ROOT_NEED,))  # fmt: skip
-        if peer_matches(live_new.config, want) or self._roamed(live_new, want, rt):
+        if peer_matches(live_new, want) or self._roamed(live_new, want, rt):
             return Change(self.address, Action.NOOP, "", before, before)
-        return Change(self.address, Action.UPDATE, _what_changed(live_new.config, want), before,
+        return Change(self.address, Action.UPDATE, _what_changed(live_new, want), before,
                       after, needs=(ROOT_NEED,), impact=Impact.IN_PLACE)  # fmt: skip
 
     def apply(self, change: Change, rt: Runtime) -> None:
@@ -344,6 +344,12 @@ class PeerResource(Resource[Any]):
             return False
         when = live.last_handshake
         return when is not None and 0 <= rt.now.timestamp() - when < ROAMING_SESSION_SECONDS
+
+
+def _public_line(peer: PeerConfig | None) -> str:
+    if peer is None:
+        return "-"
+    return f"{peer.endpoint}|{','.join(peer.allowed_ips)}|{peer.keepalive_seconds}"
 
 
 def _peer_view(peer: PeerConfig) -> dict[str, Any]:
