@@ -398,7 +398,7 @@ def measure_watch(host: Host, mesh: Mesh, root: Path, work: Path, runs: int) -> 
                 data["nodes"][other]["endpoint"] = endpoint
                 (upstream / "mesh.yaml").write_text(to_yaml(data))
                 _git(upstream, "commit", "-qam", f"move {other}")
-                _git(mesh.repo, "fetch", "-q", "upstream")
+                _git(mesh.repo, "fetch", "-q", "upstream", "HEAD")  # FETCH_HEAD: for merge
                 time.sleep(0.5)  # watch is idle again
                 key = state["nodes"][other]["wireguard"]["public_key"]
                 started = time.perf_counter()
