@@ -10,6 +10,7 @@ when host.yaml has a `pull:` section or `--pull` is given.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import random
 import signal
@@ -111,7 +112,14 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     backoff = 0.0
     watcher = CheckoutWatcher(ctx.repo_dir, ctx.mesh_file, stop)
     while not stop.is_set():
-        error = _reconcile(args, ctx, pulling=pulling, watcher=watcher)
+        # no cyclic garbage collection during a run (a full collection over a 1,000-node
+        # mesh kept in memory is tens of milliseconds): one after it, while idle
+        gc.disable()
+        try:
+            error = _reconcile(args, ctx, pulling=pulling, watcher=watcher)
+        finally:
+            gc.enable()
+        gc.collect()
         ctx.session.trust_live = False
         sys.stdout.flush()
         if error is None:
@@ -307,7 +315,7 @@ class CheckoutWatcher:
         try:
             for changes in watch(
                 self.repo_dir, watch_filter=interesting, stop_event=self.stop, debounce=200,
-                step=20, rust_timeout=1000, yield_on_timeout=True,
+                step=5, rust_timeout=1000, yield_on_timeout=True,
             ):  # fmt: skip
                 if changes:
                     self.event.set()
