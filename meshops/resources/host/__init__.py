@@ -85,6 +85,7 @@ def compile_host(scope: HostScope) -> list[Resource[Any]]:
         out += proxy_resources
         if ident.on_renew:
             out.append(HookResource(f'hook.on_renew["{identity}"]', ident.on_renew, [leaf.address]))
+    out += _firewall(scope)  # before the tunnel: default deny from the first packet
     out += _wireguard(scope)
     out.append(HostsResource(scope))
     return out
@@ -111,6 +112,12 @@ def _proxy(scope: HostScope, identity: str, follows: list[str]) -> list[Resource
     return proxy_resources(scope, identity, follows)
 
 
+def _firewall(scope: HostScope) -> list[Resource[Any]]:
+    from meshops.resources.host.firewall import firewall_resources
+
+    return firewall_resources(scope)
+
+
 def _wireguard(scope: HostScope) -> list[Resource[Any]]:
     from meshops.providers.wireguard import PeerConfig
     from meshops.resources.host.wireguard import (
@@ -130,9 +137,10 @@ def _wireguard(scope: HostScope) -> list[Resource[Any]]:
     last_peers: dict[str, str] = scope.last.get("peers", {})
     last_endpoints: dict[str, str] = scope.last.get("peer_endpoints", {})
     claimed: set[str] = set()
-    for node in sorted(mesh.nodes):
+    wanted = wanted_peers(scope)
+    for node in wanted:
         rec = scope.state.nodes.get(node)
-        if node == scope.node or rec is None or rec.wireguard is None or not rec.address:
+        if rec is None or rec.wireguard is None or not rec.address:
             continue
         endpoint = mesh.nodes[node].endpoint
         want = PeerConfig(
@@ -151,12 +159,25 @@ def _wireguard(scope: HostScope) -> list[Resource[Any]]:
     device = scope.device()
     device_keys = set(device.peers) if device else set()
     by_key = {key: name for name, key in last_peers.items() if key}
+    unneeded = "not needed by the access table (wireguard.peers: policy)"
     for key in sorted((device_keys | set(by_key)) - claimed):
         name = by_key.get(key) or f"?{key[:8]}"
-        if name in mesh.nodes and name != scope.node:
-            name = f"{name}~old"
-        out.append(PeerResource(scope, interface, name, key, None))
+        why = None
+        if name in wanted:
+            name = f"{name}~old"  # the key it had before
+        elif name in mesh.nodes and name != scope.node:
+            why = unneeded
+        out.append(PeerResource(scope, interface, name, key, None, removal=why))
     return out
+
+
+def wanted_peers(scope: HostScope) -> list[str]:
+    """The nodes this node peers with: every other node, or with `wireguard.peers:
+    policy` only those its flows need (and the ops nodes)."""
+    mesh = scope.mesh
+    if mesh.wireguard.peers == "policy":
+        return sorted(scope.flows.peers(scope.node) & set(mesh.nodes))
+    return [node for node in sorted(mesh.nodes) if node != scope.node]
 
 
 def open_host(loaded: Loaded, ctx: Context, node: str, rt: Runtime) -> Scope:
