@@ -226,7 +226,10 @@ def linear_fit(points: list[tuple[int, float]]) -> tuple[float, float, float]:
 
 def print_table(rows: list[Row], runs: int) -> None:
     print(machine_line())
-    print(f"no-op plan and floor: medians of {runs} interleaved runs; apply: one run")
+    print(
+        f"no-op plan and floor: medians of {runs} interleaved runs; apply and nebula-cert: "
+        "medians of --apply-runs interleaved runs"
+    )
     print(f"load average at the end: {os.getloadavg()[0]:.2f} (wall times suffer above ~1)")
     print()
     print(
