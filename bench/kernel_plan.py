@@ -94,7 +94,7 @@ def main() -> int:
             "repo": str(mesh.repo), "identity": str(mesh.identity), "meshops": meshops_exe(),
         }))  # fmt: skip
         script = (
-            "modprobe wireguard; modprobe veth; modprobe bridge; "
+            "modprobe wireguard; modprobe veth; modprobe bridge; modprobe tun; "
             f"export PATH={Path(sys.executable).parent}:$PATH PYTHONPATH={REPO}; "
             f"{sys.executable} {HERE / 'kernel_plan.py'} --guest {work} --runs {args.runs} "
             f"> {work}/guest.log 2>&1"
