@@ -82,7 +82,8 @@ def timed(argv: Sequence[str], *, env: dict[str, str] | None = None) -> Run:
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=err,
-            env={**os.environ, **(env or {})},
+            # as an installation runs: output buffered, whatever this shell sets
+            env={k: v for k, v in {**os.environ, **(env or {})}.items() if k != "PYTHONUNBUFFERED"},
         )
         try:
             _, status, usage = os.wait4(proc.pid, 0)

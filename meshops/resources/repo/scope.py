@@ -62,7 +62,7 @@ class RepoScope:
     _sealer: Any = field(default=None, repr=False)
     _dirty: bool = field(default=False, repr=False)  # state.yaml must be written
     _unsynced: bool = field(default=False, repr=False)  # new files not yet synced
-    _made_dirs: set[Path] = field(default_factory=set, repr=False)
+    _dirs: dict[Path, bool] = field(default_factory=dict, repr=False)  # existed before?
     _writer: Any = field(default=None, repr=False)  # a one-thread executor, when in use
     _pending: list[Any] = field(default_factory=list, repr=False)  # its futures
     _root_keys: dict[tuple[str, Path], Any] = field(default_factory=dict, repr=False)
@@ -103,14 +103,19 @@ class RepoScope:
         a 1,000-node apply, and the system calls release the GIL. A failed write is
         raised before the next sync, naming the file.
         """
-        replacing = os.path.lexists(path)
+        parent = path.parent
+        existed = self._dirs.get(parent)
+        fresh = existed is None  # first write into this directory in this apply
+        if existed is None:
+            existed = self._dirs[parent] = os.path.isdir(parent)
+        # nothing can be replaced in a directory this apply made (4,000 lstat calls fewer)
+        replacing = existed and os.path.lexists(path)
         if replacing and self._unsynced:
             self._sync()
         self._unsynced = self._unsynced or not replacing
-        # each directory made once per apply; temp files a killed run left are swept
-        # from all of state/ when the apply is recorded (`sweep_temp_files`)
-        fresh = path.parent not in self._made_dirs
-        self._made_dirs.add(path.parent)
+        # temp files a killed run left are swept from all of state/ when the apply is
+        # recorded (`sweep_temp_files`)
+        fresh = fresh and not existed
         if replacing or path.parent.parent != self.layout.dir / "nodes":
             write_atomic(path, data, mode=mode, fsync=replacing, make_dirs=fresh, sweep=False)
             return
