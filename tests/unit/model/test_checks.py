@@ -343,3 +343,49 @@ def test_all_semantic_problems_are_reported_at_once() -> None:
     paths = {p.path for p in caught.value.problems}
     assert {"identities.api.nodes[0]", "nodes.a.address", "certs.ttl"} <= paths
     assert str(caught.value).endswith(f"{len(caught.value.problems)} problems found")
+
+
+# -- names that bind an identity to its nodes -------------------------------------------
+# `<node>.<domain>` in a leaf means "issued by that node's CA" to Envoy's RBAC: no other
+# node's CA may be able to issue it.
+
+
+def test_identity_dns_outside_the_mesh_domain_is_valid() -> None:
+    valid(make_mesh(nodes=2, identities={"api": identity("node-1", dns=["api.example.com"])}))
+
+
+def test_identity_named_like_the_one_node_it_runs_on_is_valid() -> None:
+    valid(make_mesh(nodes=2, identities={"node-1": identity("node-1")}))
+
+
+def test_identity_named_like_another_node_is_refused() -> None:
+    text = to_yaml(make_mesh(nodes=2, identities={"node-2": identity("node-1")}))
+    expect_problem(text, "node-2:\n    nodes", "identities.node-2", "has the name of node")
+
+
+def test_identity_dns_naming_another_node_is_refused_at_the_item() -> None:
+    data = make_mesh(
+        nodes=2,
+        identities={"api": identity("node-1", dns=["x.example", "node-2.mesh.test.internal"])},
+    )
+    expect_problem(
+        to_yaml(data), "node-2.mesh", "identities.api.dns[1]", "covers node-2.mesh.test.internal"
+    )
+
+
+def test_a_wildcard_over_the_mesh_domain_is_refused() -> None:
+    data = make_mesh(nodes=2, identities={"api": identity("node-1", dns=["*.mesh.test.internal"])})
+    expect_problem(to_yaml(data), "'*.mesh", "identities.api.dns[0]", "covers node-")
+
+
+def test_node_dns_naming_another_node_is_refused_but_its_own_is_valid() -> None:
+    own = make_mesh(nodes={"node-1": node(1, dns=["node-1.mesh.test.internal"]), "node-2": node(2)})
+    valid(own)
+    other = make_mesh(nodes={"node-1": node(1, dns=["test.internal"]), "node-2": node(2)})
+    text = to_yaml(other)
+    expect_problem(text, "test.internal\n", "nodes.node-1.dns[0]", "covers", occurrence=3)
+
+
+def test_an_envoy_bootstrap_cannot_be_imported() -> None:
+    data = make_mesh(identities={"api": identity("node-1", proxy=proxy("envoy", run="import"))})
+    expect_problem(to_yaml(data), "run: import", "identities.api.proxy.run", "be imported")
