@@ -24,7 +24,7 @@ __all__ = ["keyring"]
 
 NODE = "node-1"
 IDENTITIES = {"api": {"nodes": [NODE]}, "web": {"nodes": [NODE]}}
-OURS = {"cert.pem", "key.pem", "ca.pem", "combined.pem", "bundle.p12"}
+OURS = {"cert.pem", "key.pem", "ca.pem", "combined.pem", "bundle.p12", "truststore.p12"}
 
 
 @pytest.fixture(scope="module")

@@ -18,9 +18,12 @@ if TYPE_CHECKING:
     from meshops.model import Loaded
     from meshops.resources import Scope
     from meshops.resources.host.scope import HostScope
+    from meshops.resources.host.session import HostSession
 
 
-def open_host_scope(loaded: Loaded, repo_dir: Path, node: str, root: Path) -> HostScope:
+def open_host_scope(
+    loaded: Loaded, repo_dir: Path, node: str, root: Path, session: HostSession | None = None
+) -> HostScope:
     from meshops.resources.host.scope import HostScope, read_last_applied
     from meshops.resources.repo.scope import suffix_for
     from meshops.resources.repo.state import StateLayout, load_state
@@ -32,7 +35,7 @@ def open_host_scope(loaded: Loaded, repo_dir: Path, node: str, root: Path) -> Ho
             hint=f"nodes are: {', '.join(sorted(mesh.nodes)) or '(none)'}",
         )
     layout = StateLayout(repo_dir, suffix_for(mesh.secrets.format))
-    state = load_state(layout)
+    state = session.state_of(layout) if session is not None else load_state(layout)
     rec = state.nodes.get(node)
     tunnel_ready = rec is not None and rec.wireguard is not None and bool(rec.address)
     if rec is None or rec.ca is None or (mesh.wireguard_on(node) and not tunnel_ready):
@@ -41,7 +44,11 @@ def open_host_scope(loaded: Loaded, repo_dir: Path, node: str, root: Path) -> Ho
             hint="run `meshops apply` at repo scope (without --node), commit state/, then pull",
         )
     lib = root / "var/lib/meshops"
-    return HostScope(loaded, node, layout, state, root, read_last_applied(lib))
+    scope = HostScope(loaded, node, layout, state, root, read_last_applied(lib))
+    live = session.live_view() if session is not None else None
+    if live is not None:
+        scope.use_live_view(*live)
+    return scope
 
 
 def compile_host(scope: HostScope, *, now: datetime) -> list[Resource[Any]]:
@@ -165,7 +172,6 @@ def _wireguard(scope: HostScope) -> list[Resource[Any]]:
     from meshops.resources.host.wireguard import (
         AddressResource,
         InterfaceResource,
-        PeerBatch,
         PeerResource,
         RouteResource,
         host_routes,
@@ -179,7 +185,6 @@ def _wireguard(scope: HostScope) -> list[Resource[Any]]:
     keepalive = int(mesh.wireguard.keepalive) if mesh.wireguard.keepalive else None
     last_peers: dict[str, str] = scope.last.get("peers", {})
     last_endpoints: dict[str, str] = scope.last.get("peer_endpoints", {})
-    batch = PeerBatch(interface.name)
     claimed: set[str] = set()
     wanted = wanted_peers(scope)
     for node in wanted:
@@ -200,7 +205,7 @@ def _wireguard(scope: HostScope) -> list[Resource[Any]]:
         if old:
             claimed.add(old)
         out.append(PeerResource(scope, interface, node, old, want,
-                                old_endpoint=last_endpoints.get(node), batch=batch))  # fmt: skip
+                                old_endpoint=last_endpoints.get(node)))  # fmt: skip
     # peers on the device (or configured last time) that no node claims: remove them
     device = scope.device()
     device_keys = set(device.peers) if device else set()
@@ -213,7 +218,7 @@ def _wireguard(scope: HostScope) -> list[Resource[Any]]:
             name = f"{name}~old"  # the key it had before
         elif name in mesh.nodes and name != scope.node:
             why = unneeded
-        out.append(PeerResource(scope, interface, name, key, None, batch=batch, removal=why))
+        out.append(PeerResource(scope, interface, name, key, None, removal=why))
     return out
 
 
@@ -232,7 +237,9 @@ def open_host(loaded: Loaded, ctx: Context, node: str, rt: Runtime) -> Scope:
     from meshops.resources import Scope, git_revision, mesh_digest
     from meshops.resources.host.record import record_apply
 
-    scope = open_host_scope(loaded, ctx.repo_dir, node, ctx.root)
+    session = ctx.session
+    scope = open_host_scope(loaded, ctx.repo_dir, node, ctx.root, session)
+    revision = git_revision(ctx.repo_dir)
     resources = compile_host(scope, now=rt.now)
 
     def record(plan: Plan, result: ApplyResult | None, plan_id: str | None, rt: Runtime) -> None:
@@ -240,7 +247,9 @@ def open_host(loaded: Loaded, ctx: Context, node: str, rt: Runtime) -> Scope:
         # set up before meshops kept a record, or a file left unchanged)
         unchanged = {c.address for c in plan.changes if c.is_noop}
         scope.owned.adopt(p for r in resources if r.address in unchanged for p in r.owns)
-        record_apply(scope, plan, result, plan_id, rt, revision=git_revision(ctx.repo_dir))
+        record_apply(scope, plan, result, plan_id, rt, revision=revision)
+        if session is not None:  # read again by the record, right after the apply
+            session.live = (scope.link(), scope.device())
 
     def preflight(plan: Plan, rt: Runtime) -> None:
         from meshops.resources.host.scope import NODE_KEY_NEED, WIREGUARD_NEED
@@ -264,7 +273,7 @@ def open_host(loaded: Loaded, ctx: Context, node: str, rt: Runtime) -> Scope:
         name=f"node:{node}",
         resources=resources,
         lock_path=scope.lib_dir / "lock",
-        revision=git_revision(ctx.repo_dir),
+        revision=revision,
         mesh_sha256=mesh_digest(ctx.mesh_file),
         applied_ids=applied,
         preflight=preflight,
