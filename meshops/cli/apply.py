@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from meshops.engine.run import ApplyResult
     from meshops.engine.runtime import Runtime
     from meshops.gitops.sync import PullRefused
+    from meshops.resources import Scope
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -56,6 +57,8 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     # the remote is unreachable or untrusted), then the refusal is the error.
     with lock.hold(lock_path(ctx), "apply --pull"):
         refused = _pull(ctx, rt, allow_rewind=bool(getattr(args, "allow_rewind", False)))
+        if refused is not None:  # recorded with the apply: status and metrics show it
+            rt.shared["pull_refused"] = refused.message
         try:
             code = _apply(args, ctx, rt, None, quiet=True, locked=True)  # cron: silent no-op
         except MeshError as exc:
@@ -89,7 +92,7 @@ def _apply(
     held = contextlib.nullcontext() if locked else lock.hold(lock_path(ctx), "apply")
     with held:
         # plan under the lock: what we apply is what is true now
-        scope = open_scope(ctx, rt)
+        scope = open_scope(ctx, rt, commit=True)
         assert scope.lock_path == lock_path(ctx), (scope.lock_path, lock_path(ctx))
         plan = make_plan(scope.name, scope.resources, rt, revision=scope.revision)
         if saved is not None:
@@ -104,7 +107,7 @@ def _apply(
             if not quiet:
                 ctx.out("No changes. Nothing to apply.")
             scope.record(plan, None, None, rt)
-            return 0
+            return _refused(scope)
         if saved is None:
             from meshops.report.plan_text import render_text
 
@@ -141,6 +144,14 @@ def _apply(
         )
     if unrecorded is not None:
         raise unrecorded
+    return _refused(scope)
+
+
+def _refused(scope: Scope) -> int:
+    """0, or the refusal of the checkout's state/ once the last good material has
+    been applied (leaf renewals go on; the refusal is still an error: exit 1)."""
+    if scope.refused is not None:
+        raise scope.refused
     return 0
 
 

@@ -277,7 +277,7 @@ def test_a_root_rotation_keeps_mesh_calls_flowing_through_every_phase(
         ]
 
     assert calls() == ["200", "403", "200", "403"]
-    staged = mesh.repo.meshops("ca", "rotate", "--hold", "0s")
+    staged = mesh.repo.meshops("ca", "rotate", "--hold", "0s", identity=True)
     assert staged.returncode == 0, str(staged)
     old_leaf = (mesh.tls_dir("n2", "web") / "cert.pem").read_bytes()
     for phase, roots in ((1, 2), (2, 2), (3, 1)):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -18,8 +19,25 @@ if TYPE_CHECKING:
     from meshops.resources.host.scope import HostScope
 
 
-def open_host_scope(loaded: Loaded, repo_dir: Path, node: str, root: Path) -> HostScope:
-    from meshops.resources.host.scope import HostScope, read_last_applied
+def open_host_scope(
+    loaded: Loaded,
+    repo_dir: Path,
+    node: str,
+    root: Path,
+    *,
+    pins: tuple[str, ...] | None = None,
+    revision: str | None = None,
+    now: datetime | None = None,
+    commit: bool = False,
+) -> HostScope:
+    """This host's view of the mesh, from state/ as the pinned roots signed it.
+
+    `commit` (apply): the verified files become the snapshot host scope reads, and
+    trust.json records the pins, the version and a refusal (see `host/trust.py`).
+    """
+    from meshops.engine import clock
+    from meshops.resources.host.scope import LIB_DIR, HostScope, read_last_applied
+    from meshops.resources.host.trust import establish
     from meshops.resources.repo.scope import suffix_for
     from meshops.resources.repo.state import StateLayout, load_state
 
@@ -29,7 +47,14 @@ def open_host_scope(loaded: Loaded, repo_dir: Path, node: str, root: Path) -> Ho
             f"node {node!r} is not in mesh.yaml",
             hint=f"nodes are: {', '.join(sorted(mesh.nodes)) or '(none)'}",
         )
-    layout = StateLayout(repo_dir, suffix_for(mesh.secrets.format))
+    from meshops.providers.files import inside_root
+
+    lib = inside_root(root / LIB_DIR.lstrip("/"), root)
+    suffix = suffix_for(mesh.secrets.format)
+    when = (now or clock.now()).isoformat(timespec="seconds")
+    source, trust = establish(repo_dir=repo_dir, lib_dir=lib, node=node, suffix=suffix,
+                              pins=pins, revision=revision, now=when, commit=commit)  # fmt: skip
+    layout = StateLayout(source, suffix, cache_dir=lib if source != repo_dir else None)
     state = load_state(layout)
     rec = state.nodes.get(node)
     if rec is None or rec.wireguard is None or rec.ca is None or not rec.address:
@@ -37,8 +62,7 @@ def open_host_scope(loaded: Loaded, repo_dir: Path, node: str, root: Path) -> Ho
             f"node {node!r} has no state yet in {layout.relative(layout.state_file)}",
             hint="run `meshops apply` at repo scope (without --node), commit state/, then pull",
         )
-    lib = root / "var/lib/meshops"
-    return HostScope(loaded, node, layout, state, root, read_last_applied(lib))
+    return HostScope(loaded, node, layout, state, root, read_last_applied(lib), trust=trust)
 
 
 def compile_host(scope: HostScope) -> list[Resource[Any]]:
@@ -154,11 +178,19 @@ def _wireguard(scope: HostScope) -> list[Resource[Any]]:
     return out
 
 
-def open_host(loaded: Loaded, ctx: Context, node: str, rt: Runtime) -> Scope:
+def open_host(
+    loaded: Loaded, ctx: Context, node: str, rt: Runtime, *, commit: bool = False
+) -> Scope:
     from meshops.resources import Scope, git_revision, mesh_digest
     from meshops.resources.host.record import record_apply
+    from meshops.resources.host.trust import parse_pins
 
-    scope = open_host_scope(loaded, ctx.repo_dir, node, ctx.root)
+    config = ctx.host_config() or {}
+    scope = open_host_scope(
+        loaded, ctx.repo_dir, node, ctx.root,
+        pins=parse_pins(config.get("trust"), str(ctx.host_path("/etc/meshops/host.yaml"))),
+        revision=git_revision(ctx.repo_dir), now=rt.now, commit=commit,
+    )  # fmt: skip
 
     def record(plan: Plan, result: ApplyResult | None, plan_id: str | None, rt: Runtime) -> None:
         record_apply(scope, plan, result, plan_id, rt, revision=git_revision(ctx.repo_dir))
@@ -182,4 +214,5 @@ def open_host(loaded: Loaded, ctx: Context, node: str, rt: Runtime) -> Scope:
         applied_ids=applied,
         preflight=preflight,
         record=record,
+        refused=scope.trust.error,
     )

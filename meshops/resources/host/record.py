@@ -47,12 +47,16 @@ def record_apply(
     last["peer_endpoints"] = {k: endpoints[k] for k in sorted(endpoints)}
     if plan_id and result is not None and result.ok:
         last["plan_id"] = plan_id
+    held = scope.trust.refused
     last["last_apply"] = {
         "time": rt.now.isoformat(timespec="seconds"),
         "revision": revision,
         "result": outcome,
         "error": error,
         "changes": count,
+        # the checkout's state/ or the pull was refused: this run used the last good
+        # material (docs/security.md)
+        "refused": held["reason"] if held else rt.shared.get("pull_refused"),
     }
     lib = scope.lib_dir
     write_atomic(lib / "last-applied.json", _json(last), mode=0o644)

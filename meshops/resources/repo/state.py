@@ -222,6 +222,8 @@ class StateLayout:
 
     repo_dir: Path
     suffix: str = ".age"  # sealed file suffix: ".age" or the sops one
+    # where parse caches live (default: the checkout's .git/, if any)
+    cache_dir: Path | None = None
 
     @functools.cached_property
     def dir(self) -> Path:
@@ -328,6 +330,8 @@ def parsed_cached(
 
 
 def _cache_path(layout: StateLayout, name: str) -> Path | None:
+    if layout.cache_dir is not None:
+        return layout.cache_dir / name
     git_dir = layout.repo_dir / ".git"
     return git_dir / name if git_dir.is_dir() else None
 
