@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from meshops.cli.context import Context
 
@@ -161,15 +162,39 @@ def _pull(ctx: Context, rt: Runtime, *, allow_rewind: bool) -> PullRefused | Non
     from meshops.gitops.sync import PullRefused, parse_settings, pull
 
     use_host_config(ctx, rt)
-    settings = parse_settings((ctx.host_config() or {}).get("pull"))
+    config = ctx.host_config() or {}
+    settings = parse_settings(config.get("pull"))
+    lib_dir = ctx.host_path("/var/lib/meshops")
+    node = ctx.resolve_node()
+    assert node is not None
+
+    def check_state(revision: str, loaded: Any) -> None:
+        """The revision's state/ verifies for this host, before it is checked out."""
+        from meshops.gitops.pull import TreeAt
+        from meshops.resources.host.trust import check_revision, parse_pins
+        from meshops.resources.repo.scope import suffix_for
+        from meshops.trust.verify import NotRegular
+
+        tree = TreeAt(ctx.repo_dir, revision, "state")
+
+        def read(paths: list[str], sizes: Mapping[str, int]) -> dict[str, Any]:
+            got = tree.read(paths, sizes)
+            return {p: v if isinstance(v, bytes) else NotRegular(v) for p, v in got.items()}
+
+        check_revision(
+            read, tree.irregular(), lib_dir=lib_dir, node=node,
+            suffix=suffix_for(loaded.mesh.secrets.format), pins=parse_pins(config.get("trust")),
+        )  # fmt: skip
+
     try:
         pull(
             ctx.repo_dir,
             settings,
-            lib_dir=ctx.host_path("/var/lib/meshops"),
+            lib_dir=lib_dir,
             host_path=ctx.host_path,
             mesh_file=ctx.mesh_file,
             allow_rewind=allow_rewind,
+            check_state=check_state,
         )
     except PullRefused as exc:
         return exc

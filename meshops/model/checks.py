@@ -19,6 +19,7 @@ def semantic_problems(mesh: Mesh, doc: Document) -> list[Problem]:
         _endpoints,
         _lifetimes,
         _proxies,
+        _node_names,
         _table_size,
     ):
         problems.extend(doc.problem(path, msg) for path, msg in check(mesh))
@@ -196,6 +197,59 @@ def _proxies(mesh: Mesh) -> Found:
                 ("identities", name, "proxy", "listen"),
                 (f"port {ident.proxy.listen} is the WireGuard port"),
             )
+
+
+def _node_names(mesh: Mesh) -> Found:
+    """Refuse names that would let one node's CA vouch for another node.
+
+    A node CA may issue every name under the DNS names it permits (`NodeCASpec`): its
+    node's, its identities' (`<identity>.<domain>`) and their `dns`. None of them may be
+    another node's `<node>.<domain>` or a parent of it, nor the mesh domain or a parent
+    of it (that would cover every node).
+    """
+    domain = mesh.mesh.domain
+    seen: set[tuple[str | int, ...]] = set()  # an identity on two nodes is said once
+    for node in mesh.nodes:
+        for where, name in _names_vouched_by(mesh, node):
+            if where in seen:
+                continue
+            seen.add(where)
+            base = name[2:] if name.startswith("*.") else name
+            if base == domain or domain.endswith("." + base):
+                yield (
+                    where,
+                    (
+                        f"{name!r} covers the mesh domain {domain}: node {node}'s CA would "
+                        "vouch for the names of every node"
+                    ),
+                )
+                continue
+            label = base[: -len(domain) - 1] if base.endswith("." + domain) else ""
+            if label and "." not in label and label in mesh.nodes and label != node:
+                named_like = where[0] == "identities" and where[2] == "nodes"
+                yield (
+                    where,
+                    (
+                        f"{base} is node {label}'s name: node {node}'s CA would vouch for it"
+                        + (
+                            " (an identity named like a node may run only there)"
+                            if named_like
+                            else ""
+                        )
+                    ),
+                )
+
+
+def _names_vouched_by(mesh: Mesh, node: str) -> Iterator[tuple[tuple[str | int, ...], str]]:
+    """(location, name) of every DNS name node `node`'s CA permits, but its own."""
+    domain = mesh.mesh.domain
+    for i, name in enumerate(mesh.nodes[node].dns):
+        yield ("nodes", node, "dns", i), name
+    for identity in mesh.identities_on(node):
+        ident = mesh.identities[identity]
+        yield ("identities", identity, "nodes", ident.nodes.index(node)), f"{identity}.{domain}"
+        for i, name in enumerate(ident.dns):
+            yield ("identities", identity, "dns", i), name
 
 
 def _table_size(mesh: Mesh) -> Found:

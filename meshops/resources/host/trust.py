@@ -223,6 +223,35 @@ def establish(
     return snapshot, held
 
 
+def check_revision(
+    read: Reader,
+    irregular: Mapping[str, str],
+    *,
+    lib_dir: Path,
+    node: str,
+    suffix: str,
+    pins: tuple[str, ...] | None,
+) -> None:
+    """Before a pull checks a revision out: its state/ (read from git objects by
+    `read`) verifies for this host, and nothing under state/ is a symlink or other
+    non-file (`irregular`: path -> what it is). StateRefused otherwise."""
+    record = read_record(lib_dir)
+    trust, _, _ = starting_trust(pins, record)
+    if irregular:
+        path = min(irregular)
+        raise StateRefused(
+            f"state/{path} is {irregular[path]}, not a regular file (state/{path} changed "
+            "outside meshops apply)",
+            file=f"state/{path}",
+        )
+    try:
+        verify_host_view(read, trust, node, suffix)
+    except StateRefused:
+        if not pins and not record.get("trusted") and not read([MANIFEST, SIGNATURE], {}):
+            return  # not signed yet, and nothing pinned: see `_unsigned_legacy`
+        raise
+
+
 def _keep_last_good(
     exc: StateRefused,
     record: Mapping[str, Any],

@@ -51,6 +51,7 @@ def node_ca_spec(
         "dns_names": ("www.example.com",),
         "ips": (ip_address("10.42.0.11"), ip_address("fd42::11")),
         "key_type": key_type,
+        "identities": ("api",),  # the identity leaf_spec issues for
     }
     fields.update(kw)
     return NodeCASpec(**fields)  # type: ignore[arg-type]
