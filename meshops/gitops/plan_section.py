@@ -33,6 +33,7 @@ def repo_plan(loaded: Loaded, state: Mapping[str, bytes]) -> PlanSummary | None:
         rt = Runtime(repo_dir=repo, now=clock.now())
         try:
             scope = open_repo_scope(loaded, repo, rt.now)
+            scope.local_override = set()  # every file here came from a commit
             plan = make_plan("repo", compile_repo(scope), rt)
         except MeshError as exc:
             return PlanSummary((), note=f"the repo-scope plan could not be made: {exc.message}")
