@@ -78,7 +78,8 @@ def review_state(base: Snapshot, head: Snapshot, mesh: Mesh | None, now: datetim
         errors += [_error(p, e) for p, e in _irregular(head) if p != exc.file]
         return StateReview(changed, tuple(errors), (), base_version)
     errors = []
-    if base_manifest is not None and manifest.version <= base_manifest.version:
+    replaced = base.state.get(MANIFEST) != head.state.get(MANIFEST)  # else: files say it
+    if base_manifest is not None and replaced and manifest.version <= base_manifest.version:
         errors.append(
             StateError(
                 f"state/{MANIFEST}",

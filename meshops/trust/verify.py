@@ -181,32 +181,52 @@ def check_files(
     """Step 4 for the files a host reads: each present one is listed and matches.
 
     A file in `paths` that is neither present nor listed is simply absent (an optional
-    file); one listed but missing is refused.
+    file); one listed but missing is refused. Every failing file is named, the first
+    in `StateRefused.file`.
     """
+    problems: list[StateRefused] = []
     for path in paths:
-        entry = entries.get(path)
-        listed = manifest.files.get(path)
-        if isinstance(entry, NotRegular):
-            raise _not_regular(path, entry, prefix)
-        if entry is None:
-            if listed is not None:
-                raise StateRefused(
-                    f"{prefix}{path} is listed in the signed manifest but missing",
-                    file=f"{prefix}{path}",
-                )
-            continue
+        problem = _file_problem(manifest, entries, path, prefix)
+        if problem is not None:
+            problems.append(problem)
+    if len(problems) == 1:
+        raise problems[0]
+    if problems:
+        named = ", ".join(p.file or "" for p in problems[:5])
+        more = f" and {len(problems) - 5} more" if len(problems) > 5 else ""
+        raise StateRefused(
+            f"{named}{more} {_APPLY} (first: {problems[0].message})",
+            file=problems[0].file,
+            hint=problems[0].hint,
+        )
+
+
+def _file_problem(
+    manifest: Manifest, entries: Mapping[str, StateEntry], path: str, prefix: str
+) -> StateRefused | None:
+    entry = entries.get(path)
+    listed = manifest.files.get(path)
+    if isinstance(entry, NotRegular):
+        return _not_regular(path, entry, prefix)
+    if entry is None:
         if listed is None:
-            raise StateRefused(
-                f"{prefix}{path} {_APPLY}: the signed manifest does not list it",
-                file=f"{prefix}{path}",
-                hint=_RESTORE,
-            )
-        if len(entry) != listed.size or sha256_hex(entry) != listed.sha256:
-            raise StateRefused(
-                f"{prefix}{path} {_APPLY}: its sha256 does not match the signed manifest",
-                file=f"{prefix}{path}",
-                hint=_RESTORE,
-            )
+            return None
+        return StateRefused(
+            f"{prefix}{path} is listed in the signed manifest but missing", file=f"{prefix}{path}"
+        )
+    if listed is None:
+        return StateRefused(
+            f"{prefix}{path} {_APPLY}: the signed manifest does not list it",
+            file=f"{prefix}{path}",
+            hint=_RESTORE,
+        )
+    if len(entry) != listed.size or sha256_hex(entry) != listed.sha256:
+        return StateRefused(
+            f"{prefix}{path} {_APPLY}: its sha256 does not match the signed manifest",
+            file=f"{prefix}{path}",
+            hint=_RESTORE,
+        )
+    return None
 
 
 def check_tree(manifest: Manifest, entries: Mapping[str, StateEntry], *, prefix: str) -> None:

@@ -146,50 +146,53 @@ def proxies(tmp_path_factory: pytest.TempPathFactory, keyring: KeyRing) -> Itera
                   policies=POLICIES) as built:  # fmt: skip
         built.apply_repo("initial state")
         built.apply_all()
-        mesh = built
-        n1 = mesh.host("n1")
-        log = directory / "upstream.log"
-        upstream = n1.popen(["python3", "-c", UPSTREAM, str(log), str(UPSTREAM_PORT)])
-        wait_for_port(n1, UPSTREAM_PORT, proc=upstream)
+        yield start_proxies(built, directory)
 
-        caddy_file = mesh.host_path("n1", "/etc/meshops/proxy/api.caddy")
-        caddy_home = directory / "caddy-home"
-        caddy_env = {"HOME": str(caddy_home), "XDG_DATA_HOME": str(caddy_home / "data"),
-                     "XDG_CONFIG_HOME": str(caddy_home / "config")}  # fmt: skip
-        pidfile = directory / "caddy.pid"
-        caddy_run = ["caddy", "run", "--config", str(caddy_file), "--adapter", "caddyfile",
-                     "--pidfile", str(pidfile)]  # fmt: skip
-        with open(directory / "caddy.log", "wb") as caddy_log:
-            caddy = n1.popen(
-                caddy_run, env=caddy_env, stdout=caddy_log, stderr=subprocess.STDOUT
-            )  # fmt: skip
-        wait_for_port(n1, CADDY_PORT, proc=caddy)
 
-        work = directory / "nginx"
-        work.mkdir()
-        server = mesh.host_path("n1", "/etc/meshops/proxy/ledger.conf")
-        wrapper = work / "nginx.conf"
-        wrapper.write_text(nginx_wrapper(server, work))
-        nginx = n1.popen(["nginx", "-p", str(work), "-e", str(work / "error.log"),
-                          "-c", str(wrapper), "-g", "daemon off;"])  # fmt: skip
-        wait_for_port(n1, NGINX_PORT, proc=nginx)
+def start_proxies(mesh: BedMesh, directory: Path) -> Proxies:
+    """Run the upstream, Caddy (`api`) and nginx (`ledger`) on n1 with the configs
+    meshops rendered there (IDENTITIES, POLICIES); the bed's teardown stops them."""
+    n1 = mesh.host("n1")
+    log = directory / "upstream.log"
+    upstream = n1.popen(["python3", "-c", UPSTREAM, str(log), str(UPSTREAM_PORT)])
+    wait_for_port(n1, UPSTREAM_PORT, proc=upstream)
 
-        foreign = make_foreign_web_cert(directory / "foreign", mesh.trust_domain, mesh.domain)
-        # the rendered Caddyfile turns the admin endpoint off: Caddy reloads by restarting
-        # (what `systemctl restart caddy` does), here by a script run as the hook
-        env = " ".join(f"{k}={v}" for k, v in caddy_env.items())
-        restart_caddy = (
-            f"kill $(cat {pidfile}); "
-            f"while (exec 3<>/dev/tcp/127.0.0.1/{CADDY_PORT}) 2>/dev/null; do sleep 0.05; done; "
-            f"{env} setsid {' '.join(caddy_run)} </dev/null >>{directory / 'caddy.log'} 2>&1 & "
-            f"for i in $(seq 200); do (exec 3<>/dev/tcp/127.0.0.1/{CADDY_PORT}) 2>/dev/null "
-            "&& exit 0; sleep 0.05; done; exit 1"
-        )
-        reloads = {
-            "api": ["bash", "-c", restart_caddy],
-            "ledger": ["nginx", "-p", str(work), "-c", str(wrapper), "-s", "reload"],
-        }
-        yield Proxies(mesh, log, foreign, reloads)
+    caddy_file = mesh.host_path("n1", "/etc/meshops/proxy/api.caddy")
+    caddy_home = directory / "caddy-home"
+    caddy_env = {"HOME": str(caddy_home), "XDG_DATA_HOME": str(caddy_home / "data"),
+                 "XDG_CONFIG_HOME": str(caddy_home / "config")}  # fmt: skip
+    pidfile = directory / "caddy.pid"
+    caddy_run = ["caddy", "run", "--config", str(caddy_file), "--adapter", "caddyfile",
+                 "--pidfile", str(pidfile)]  # fmt: skip
+    with open(directory / "caddy.log", "wb") as caddy_log:
+        caddy = n1.popen(caddy_run, env=caddy_env, stdout=caddy_log, stderr=subprocess.STDOUT)
+    wait_for_port(n1, CADDY_PORT, proc=caddy)
+
+    work = directory / "nginx"
+    work.mkdir()
+    server = mesh.host_path("n1", "/etc/meshops/proxy/ledger.conf")
+    wrapper = work / "nginx.conf"
+    wrapper.write_text(nginx_wrapper(server, work))
+    nginx = n1.popen(["nginx", "-p", str(work), "-e", str(work / "error.log"),
+                      "-c", str(wrapper), "-g", "daemon off;"])  # fmt: skip
+    wait_for_port(n1, NGINX_PORT, proc=nginx)
+
+    foreign = make_foreign_web_cert(directory / "foreign", mesh.trust_domain, mesh.domain)
+    # the rendered Caddyfile turns the admin endpoint off: Caddy reloads by restarting
+    # (what `systemctl restart caddy` does), here by a script run as the hook
+    env = " ".join(f"{k}={v}" for k, v in caddy_env.items())
+    restart_caddy = (
+        f"kill $(cat {pidfile}); "
+        f"while (exec 3<>/dev/tcp/127.0.0.1/{CADDY_PORT}) 2>/dev/null; do sleep 0.05; done; "
+        f"{env} setsid {' '.join(caddy_run)} </dev/null >>{directory / 'caddy.log'} 2>&1 & "
+        f"for i in $(seq 200); do (exec 3<>/dev/tcp/127.0.0.1/{CADDY_PORT}) 2>/dev/null "
+        "&& exit 0; sleep 0.05; done; exit 1"
+    )
+    reloads = {
+        "api": ["bash", "-c", restart_caddy],
+        "ledger": ["nginx", "-p", str(work), "-c", str(wrapper), "-s", "reload"],
+    }
+    return Proxies(mesh, log, foreign, reloads)
 
 
 def test_host_apply_renders_both_proxy_configs_under_root(proxies: Proxies) -> None:
