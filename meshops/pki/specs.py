@@ -69,9 +69,7 @@ class NodeCASpec:
         names = [f"{self.node}.{self.domain}", *(f"{i}.{self.domain}" for i in self.identities)]
         names += [name[2:] if name.startswith("*.") else name for name in self.dns_names]
         unique = _unique(names)
-        return tuple(
-            n for n in unique if not any(o != n and _within(n, o) for o in unique)
-        )
+        return tuple(n for n in unique if not any(o != n and _within(n, o) for o in unique))
 
     def constraint_names(self) -> list[str]:
         """The permitted subtrees as `dns:<name>` and `ip:<address>` (plans, reviews)."""

@@ -82,7 +82,8 @@ def state_fact(review: Review) -> str:
     files = plural(len(state.changed), "file")
     if state.errors:
         return f"state/: {files} changed, {plural(len(state.errors), 'error')}"
-    return f"state/: {files} changed, signed (version {state.base_version or 0} -> {state.head_version})"
+    versions = f"{state.base_version or 0} -> {state.head_version}"
+    return f"state/: {files} changed, signed (version {versions})"
 
 
 def headline(review: Review) -> str:

@@ -54,7 +54,10 @@ def open_host_scope(
     when = (now or clock.now()).isoformat(timespec="seconds")
     source, trust = establish(repo_dir=repo_dir, lib_dir=lib, node=node, suffix=suffix,
                               pins=pins, revision=revision, now=when, commit=commit)  # fmt: skip
-    layout = StateLayout(source, suffix, cache_dir=lib if source != repo_dir else None)
+    # parse caches are keyed by the content's sha256: the checkout's .git/ serves the
+    # snapshot too (the same state.yaml was parsed there), else they live in lib/
+    git_dir = repo_dir / ".git"
+    layout = StateLayout(source, suffix, cache_dir=git_dir if git_dir.is_dir() else lib)
     state = load_state(layout)
     rec = state.nodes.get(node)
     if rec is None or rec.wireguard is None or rec.ca is None or not rec.address:

@@ -26,14 +26,20 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from meshops.errors import MeshError
-from meshops.providers.files import read_beneath, replace_dir, write_atomic
+from meshops.providers.files import (
+    list_beneath,
+    prune_empty_dirs,
+    read_beneath,
+    remove,
+    sync_filesystem,
+    write_atomic,
+)
 from meshops.trust.manifest import MANIFEST, SIGNATURE, Manifest
 from meshops.trust.transitions import TRANSITIONS
 from meshops.trust.verify import (
@@ -318,30 +324,45 @@ def _snapshot_matches(
 
 
 def _write_snapshot(lib_dir: Path, files: Mapping[str, bytes]) -> None:
-    """The verified files, swapped in as one directory: a reader sees the old snapshot
-    or the new one, never a mix."""
-    staged = lib_dir / f".{SNAPSHOT_DIR}.meshops-next"
-    shutil.rmtree(staged, ignore_errors=True)
-    for path, data in files.items():
-        private = path.endswith((".age", ".sops")) or ".key" in path.rpartition("/")[2]
-        write_atomic(staged / "state" / path, data, mode=0o600 if private else 0o644, fsync=False)
+    """Bring the snapshot to the verified `files`, writing only what changed.
+
+    Each file is replaced atomically; the data is flushed (one syncfs) before the
+    manifest and its signature are written, last, and files no longer listed are
+    removed after. A run killed half-way leaves the old manifest, so the next run finds
+    the snapshot stale and finishes the job; a snapshot whose files do not match its
+    own manifest is never used as the last good material (`_verified_snapshot`).
+    """
+    snap = lib_dir / SNAPSHOT_DIR / "state"
+    old = _manifest_at(snap)
+    new = Manifest.parse(files[MANIFEST])
+    changed = [
+        path
+        for path in sorted(files)
+        if path not in (MANIFEST, SIGNATURE)
+        and (
+            old is None or old.files.get(path) != new.files.get(path) or not (snap / path).exists()
+        )
+    ]
+    for path in changed:
+        private = path.endswith((".age", ".sops"))
+        write_atomic(snap / path, files[path], mode=0o600 if private else 0o644, fsync=False)
+    if changed:
+        sync_filesystem(snap)
+    write_atomic(snap / SIGNATURE, files[SIGNATURE], mode=0o644)
+    write_atomic(snap / MANIFEST, files[MANIFEST], mode=0o644)
+    for path in sorted(set(list_beneath(snap)) - set(files)):
+        remove(snap / path)
+        prune_empty_dirs((snap / path).parent, stop=snap)
+
+
+def _manifest_at(snap: Path) -> Manifest | None:
+    data = read_beneath(snap, [MANIFEST]).get(MANIFEST)
+    if not isinstance(data, bytes):
+        return None
     try:
-        _fsync_tree(staged)
-        replace_dir(staged, lib_dir / SNAPSHOT_DIR)
-    except OSError as exc:
-        shutil.rmtree(staged, ignore_errors=True)
-        raise MeshError(f"cannot write {lib_dir / SNAPSHOT_DIR}: {exc.strerror}") from None
-
-
-def _fsync_tree(directory: Path) -> None:
-    import os
-
-    for path in sorted(directory.rglob("*"), reverse=True):
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        return Manifest.parse(data)
+    except MeshError:
+        return None
 
 
 def _write_record(lib_dir: Path, record: Mapping[str, Any]) -> None:

@@ -14,16 +14,18 @@ stopped before it signed). A difference that arrived in a git commit was made ou
 
 from __future__ import annotations
 
+import os
+import time
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from meshops.engine.plan import Action, Change
 from meshops.engine.resource import Observed, Resource, fingerprint_of
 from meshops.errors import MeshError
-from meshops.providers.files import TEMP_MARK, list_beneath, read_bytes, write_atomic
+from meshops.providers.files import TEMP_MARK, kind_of, read_bytes, stat_beneath, write_atomic
 from meshops.resources.repo.scope import RepoScope, sha256_hex
-from meshops.resources.repo.state import parsed_cached
+from meshops.resources.repo.state import local_cache, parsed_cached, store_local_cache
 from meshops.trust.manifest import MANIFEST, SIGNATURE, UNLISTED, FileEntry, Manifest
 
 if TYPE_CHECKING:
@@ -46,21 +48,53 @@ class ManifestLive:
 
 def scan_state(scope: RepoScope) -> dict[str, FileEntry]:
     """sha256 and size of every file under state/; MeshError for anything that is not a
-    regular file (a symlink is never followed, never signed)."""
+    regular file (a symlink is never followed, never signed).
+
+    Hashing four thousand files would dominate a no-op plan of a thousand nodes, so a
+    file is read only when its size, mtime, ctime or inode moved since the last scan
+    (remembered under .git/, this checkout's own).
+    """
     layout = scope.layout
-    files = {}
-    for rel, kind in sorted(list_beneath(layout.dir).items()):
+    base = str(layout.dir)
+    known = local_cache(layout, HASH_CACHE, "stat-1") or {}
+    started = time.time_ns()
+    files: dict[str, FileEntry] = {}
+    seen: dict[str, list[Any]] = {}
+    for rel, info in sorted(stat_beneath(layout.dir).items()):
         if TEMP_MARK in rel.rpartition("/")[2] or rel in UNLISTED:
             continue  # temp files are swept before signing (RepoScope.sweep_temp_files)
+        kind = kind_of(info)
         if kind != "file":
             raise MeshError(
                 f"state/{rel} is {kind}, not a regular file: refusing to sign it",
                 hint="meshops writes only regular files under state/: remove it "
                 f"(git rm state/{rel}) or restore it from the last signed revision",
             )
-        data = (layout.dir / rel).read_bytes()
-        files[rel] = FileEntry(sha256_hex(data), len(data))
+        stamp = [info.st_size, info.st_mtime_ns, info.st_ctime_ns, info.st_ino]
+        cached = known.get(rel)
+        if isinstance(cached, list) and cached[:4] == stamp:
+            digest = str(cached[4])
+        else:
+            digest = sha256_hex(_read_regular(f"{base}/{rel}", rel))
+        if started - max(info.st_mtime_ns, info.st_ctime_ns) > RACY_NS:
+            seen[rel] = [*stamp, digest]  # else it may change again within the same tick
+        files[rel] = FileEntry(digest, info.st_size)
+    if seen != known:
+        store_local_cache(layout, HASH_CACHE, "stat-1", seen)
     return files
+
+
+HASH_CACHE = "meshops-hash-cache.json"
+RACY_NS = 2_000_000_000  # a file changed this recently is hashed again next time (git's rule)
+
+
+def _read_regular(path: str, rel: str) -> bytes:
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as exc:
+        raise MeshError(f"cannot read state/{rel}: {exc.strerror}") from None
+    with os.fdopen(fd, "rb") as f:
+        return f.read()
 
 
 class ManifestResource(Resource[ManifestLive]):

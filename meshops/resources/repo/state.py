@@ -329,6 +329,16 @@ def parsed_cached(
     return result
 
 
+def local_cache(layout: StateLayout, name: str, key: str) -> Any:
+    """What `store_local_cache` kept under `name` with this `key`, or None."""
+    return _read_cache(layout, key, name)
+
+
+def store_local_cache(layout: StateLayout, name: str, key: str, data: Any) -> None:
+    """Keep JSON-able `data` under .git/ (this checkout's own, never committed)."""
+    _write_cache(layout, key, data, name)
+
+
 def _cache_path(layout: StateLayout, name: str) -> Path | None:
     if layout.cache_dir is not None:
         return layout.cache_dir / name
