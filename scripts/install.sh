@@ -3,7 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export DEBIAN_FRONTEND=noninteractive
-pkgs=(wireguard-go wireguard-tools iproute2 iputils-ping age nginx caddy curl openssl git openssh-client procps graphviz golang-go)
+pkgs=(wireguard-go wireguard-tools iproute2 iputils-ping age nginx caddy curl openssl git openssh-client procps graphviz nftables golang-go)
 missing=()
 for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if ((${#missing[@]})); then

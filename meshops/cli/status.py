@@ -158,6 +158,24 @@ def _crl_lines(crls: list[dict[str, Any]]) -> list[str]:
     return lines or ["  none"]
 
 
+def _firewall_lines(firewall: dict[str, Any] | None) -> list[str]:
+    if firewall is None:
+        return []
+    if not firewall["enabled"]:
+        return ["", "firewall: off (firewall.enabled: false)"]
+    if not firewall["present"]:
+        return ["", f"firewall {firewall['table']}: MISSING (apply creates it)"]
+    lines = [
+        "",
+        f"firewall {firewall['table']}: default deny, dropped {firewall['dropped_packets']} "
+        f"packets ({firewall['dropped_bytes']} B)",
+    ]
+    for opening in firewall["openings"]:
+        who = ", ".join(opening["nodes"]) or "nobody"
+        lines.append(f"  {opening['name']:<24} {opening['kind']:<9} from {who}")
+    return lines
+
+
 def render(status: dict[str, Any]) -> str:
     lines = [f"node {status['node']} (mesh {status['mesh']})", "", "certificates:"]
     for ident in status["identities"]:
@@ -181,6 +199,7 @@ def render(status: dict[str, Any]) -> str:
             f"{_age(peer['handshake_age_seconds'])}, "
             f"rx {peer['rx_bytes']} B, tx {peer['tx_bytes']} B"
         )
+    lines += _firewall_lines(status.get("firewall"))
     lines += ["", *_trust_lines(status["trust"]), "", "CRLs:", *_crl_lines(status["crls"])]
     last = status.get("last_apply")
     lines.append("")

@@ -31,15 +31,18 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
             "identities": len(mesh.identities),
             "policies": len(mesh.policies),
             "grants": len(loaded.access.grants),
+            "port_grants": len(loaded.access.ports),
             "tests_passed": len(mesh.tests),
             "problems": [],
         }
         ctx.out(json.dumps(summary, indent=2))
         return 0
+    ports = len(loaded.access.ports)
+    port_grants = f", {ports} port grants" if ports else ""
     ctx.out(
         f"{ctx.mesh_display}: valid: {len(mesh.nodes)} nodes, {len(mesh.identities)} "
-        f"identities, {len(mesh.policies)} policies ({len(loaded.access.grants)} grants), "
-        f"{len(mesh.tests)} policy tests passed"
+        f"identities, {len(mesh.policies)} policies ({len(loaded.access.grants)} grants"
+        f"{port_grants}), {len(mesh.tests)} policy tests passed"
     )
     return 0
 

@@ -16,9 +16,9 @@ from meshops.model.mesh import Mesh, Policy, PolicyTest
 
 Action = Literal["added", "removed", "changed"]
 
-SETTINGS = ("mesh", "secrets", "ca", "certs", "wireguard", "mtls")
+SETTINGS = ("mesh", "secrets", "ca", "certs", "wireguard", "mtls", "firewall")
 # list fields where order carries no meaning: show what joined and what left
-_SET_FIELDS = {"nodes", "dns", "ips", "recipients", "from", "to"}
+_SET_FIELDS = {"nodes", "dns", "ips", "recipients", "from", "to", "ports"}
 _KEYS = {"recipient", "recipients"}
 
 
@@ -123,7 +123,12 @@ def _summary(value: Any) -> list[str]:
 
 
 def _rules(rules: Sequence[Mapping[str, Any]]) -> str:
-    return "; ".join(f"{','.join(rule['methods'])} {', '.join(rule['paths'])}" for rule in rules)
+    return "; ".join(
+        f"ports {', '.join(rule['ports'])}"
+        if rule.get("ports")
+        else f"{','.join(rule['methods'])} {', '.join(rule['paths'])}"
+        for rule in rules
+    )
 
 
 def _entry_changes(section: str, before: Any, after: Any) -> list[str]:

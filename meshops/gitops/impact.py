@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 from meshops.model.mesh import Mesh
 from meshops.policy import AccessTable
+from meshops.policy.flows import Flows, Opening
 
 NodeStatus = Literal["added", "removed", "changed"]
 Placements = dict[str, list[str]]  # node -> identities placed on it
@@ -43,6 +44,9 @@ class NodeImpact:
     session_resets: tuple[str, ...] = ()  # why this node's tunnels must handshake again
     reloads: tuple[str, ...] = ()  # commands run: proxy reloads and on_renew hooks
     hosts_changed: bool = False  # the managed /etc/hosts block changes
+    # the packet filter: `+db:5432/tcp from api-1`, `api:8443/tcp: +web-2, -web-3`,
+    # `-db:53/udp`, `icmp off` (firewall.* settings)
+    firewall_changes: tuple[str, ...] = ()
 
 
 def _peer_view(mesh: Mesh, node: str) -> tuple[Any, ...]:
@@ -116,7 +120,8 @@ def node_impacts(
 
     new_on = _placement_index(after)
     if before is None:
-        return [_added(after, new_on, n) for n in sorted(after.nodes)]
+        flows = Flows.of(after, access_table(after) if after_table is None else after_table)
+        return [_added(after, new_on, n, flows) for n in sorted(after.nodes)]
     old_on = _placement_index(before)
     old_table = access_table(before) if before_table is None else before_table
     new_table = access_table(after) if after_table is None else after_table
@@ -130,6 +135,9 @@ def node_impacts(
         or before.wireguard.network6 != after.wireguard.network6
     )
     changed_peers = [n for n in kept if _peer_view(before, n) != _peer_view(after, n)]
+    old_flows, new_flows = Flows.of(before, old_table), Flows.of(after, new_table)
+    by_policy = "policy" in (before.wireguard.peers, after.wireguard.peers)
+    settings = _firewall_settings(before, after)
     hosts_changed = _hosts_view(before) != _hosts_view(after)
     resets: tuple[str, ...] = ()
     if before.wireguard.interface != after.wireguard.interface:
@@ -137,13 +145,21 @@ def node_impacts(
             f"interface {before.wireguard.interface} -> {after.wireguard.interface} is "
             "recreated: every tunnel handshakes again",
         )
-    impacts = [_added(after, new_on, n) for n in added]
+    impacts = [_added(after, new_on, n, new_flows) for n in added]
     impacts += [_removed(old_on, n, len(new_nodes)) for n in removed]
     for node in kept:
         certs, reloads = _certs(before, after, old_on, new_on, node)
         proxies, proxy_reloads = _proxies(
             (before, old_table, old_on), (after, new_table, new_on), node
         )
+        peers = (len(new_nodes) - 1, added, removed)
+        if by_policy:  # only a peers: policy mesh needs each node's own peer set
+            old_peers, new_peers = _peers(before, old_flows, node), _peers(after, new_flows, node)
+            peers = (
+                len(new_peers),
+                tuple(sorted(new_peers - old_peers)),
+                tuple(sorted(old_peers - new_peers)),
+            )
         impact = NodeImpact(
             node,
             "changed",
@@ -151,15 +167,21 @@ def node_impacts(
             certs_added=certs[0],
             certs_removed=certs[1],
             certs_changed=certs[2],
-            peer_count=len(new_nodes) - 1,
-            peers_added=added,
-            peers_removed=removed,
+            peer_count=peers[0],
+            peers_added=peers[1],
+            peers_removed=peers[2],
             peers_changed=() if every_peer else tuple(n for n in changed_peers if n != node),
             all_peers_changed=every_peer,
             proxies_changed=proxies,
             session_resets=resets,
             reloads=tuple(sorted(set(reloads) | set(proxy_reloads))),
             hosts_changed=hosts_changed,
+            firewall_changes=(
+                *settings,
+                *_openings_delta(
+                    _filtered(before, old_flows, node), _filtered(after, new_flows, node)
+                ),
+            ),
         )
         if _eventful(impact):
             impacts.append(impact)
@@ -181,8 +203,54 @@ def _eventful(impact: NodeImpact) -> bool:
             impact.session_resets,
             impact.reloads,
             impact.hosts_changed,
+            impact.firewall_changes,
         )
     )
+
+
+def _peers(mesh: Mesh, flows: Flows, node: str) -> set[str]:
+    if mesh.wireguard.peers == "policy":
+        return flows.peers(node) & set(mesh.nodes)
+    return set(mesh.nodes) - {node}
+
+
+def _filtered(mesh: Mesh, flows: Flows, node: str) -> list[Opening]:
+    """The openings of `node`'s packet filter (none when meshops manages none)."""
+    return flows.openings(node) if mesh.firewall.enabled else []
+
+
+def _firewall_settings(before: Mesh, after: Mesh) -> list[str]:
+    old, new = before.firewall, after.firewall
+    if old.enabled != new.enabled:
+        return ["firewall on: inbound overlay default deny" if new.enabled else "firewall off"]
+    if not new.enabled:
+        return []
+    out = []
+    if old.icmp != new.icmp:
+        out.append("icmp on" if new.icmp else "icmp off")
+    if old.log != new.log:
+        out.append("drop logging on" if new.log else "drop logging off")
+    if before.wireguard.interface != after.wireguard.interface:
+        out.append(f"filters {after.wireguard.interface}")
+    return out
+
+
+def _openings_delta(before: list[Opening], after: list[Opening]) -> list[str]:
+    """What opens, closes, or lets other nodes in, by opening name."""
+    old = {o.name: o for o in before}
+    new = {o.name: o for o in after}
+    out = []
+    for name in sorted(old.keys() | new.keys()):
+        if name not in old:
+            out.append(f"+{name} from {', '.join(new[name].sources) or 'nobody yet'}")
+        elif name not in new:
+            out.append(f"-{name}")
+        elif old[name].sources != new[name].sources:
+            gained = sorted(set(new[name].sources) - set(old[name].sources))
+            lost = sorted(set(old[name].sources) - set(new[name].sources))
+            delta = [f"+{n}" for n in gained] + [f"-{n}" for n in lost]
+            out.append(f"{name}: {', '.join(delta)}")
+    return out
 
 
 def _hooks(mesh: Mesh, identity: str) -> Iterable[str]:
@@ -233,7 +301,7 @@ def _proxies(old: Side, new: Side, node: str) -> tuple[tuple[str, ...], list[str
     return tuple(sorted(addresses)), reloads
 
 
-def _added(after: Mesh, new_on: Placements, node: str) -> NodeImpact:
+def _added(after: Mesh, new_on: Placements, node: str, flows: Flows) -> NodeImpact:
     idents = new_on.get(node, [])
     proxies = tuple(sorted(_proxy_address(after, i) for i in idents if after.identities[i].proxy))
     reloads = {
@@ -247,11 +315,12 @@ def _added(after: Mesh, new_on: Placements, node: str) -> NodeImpact:
         "added",
         own_changes=("new node: node CA issued, WireGuard key created",),
         certs_added=tuple(idents),
-        peer_count=len(after.nodes) - 1,
+        peer_count=len(_peers(after, flows, node)),
         all_peers_added=True,
         proxies_changed=proxies,
         reloads=tuple(sorted(reloads)),
         hosts_changed=True,
+        firewall_changes=tuple(_openings_delta([], _filtered(after, flows, node))),
     )
 
 

@@ -24,9 +24,10 @@ def _wildcards(policy: Policy) -> list[str]:
         found.append("any caller (from: '*')")
     if "*" in policy.to:
         found.append("any callee (to: '*')")
-    if any("*" in rule.methods for rule in policy.allow):
+    http = [rule for rule in policy.allow if not rule.is_l4]
+    if any("*" in rule.methods for rule in http):
         found.append("any method")
-    if any(p in ("*", "/*") for rule in policy.allow for p in rule.paths):
+    if any(p in ("*", "/*") for rule in http for p in rule.paths):
         found.append("any path")
     return found
 

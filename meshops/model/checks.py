@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from ipaddress import IPv4Address, IPv6Address
+from typing import Any
 
 from meshops.errors import Problem
 from meshops.model.loader import Document
@@ -20,6 +21,8 @@ def semantic_problems(mesh: Mesh, doc: Document) -> list[Problem]:
         _lifetimes,
         _proxies,
         _node_names,
+        _ports,
+        _rule_layers,
         _table_size,
     ):
         problems.extend(doc.problem(path, msg) for path, msg in check(mesh))
@@ -252,6 +255,90 @@ def _names_vouched_by(mesh: Mesh, node: str) -> Iterator[tuple[tuple[str | int, 
             yield ("identities", identity, "dns", i), name
 
 
+def _ports(mesh: Mesh) -> Found:
+    """An identity's `ports` are its own on each of its nodes: no other identity's port or
+    proxy, not the WireGuard port, and (strict mTLS) never a port behind a proxy."""
+    from meshops.model.port import Port
+
+    taken: dict[tuple[str, Port], str] = {}  # (node, port) -> what holds it
+    for name in sorted(mesh.identities):
+        ident = mesh.identities[name]
+        proxy = ident.proxy
+        if proxy is None:
+            continue
+        for node in ident.nodes:
+            taken.setdefault((node, Port(proxy.listen, "tcp")), f"{name!r}'s proxy")
+            if mesh.mtls.mode == "permissive":
+                taken.setdefault((node, Port(proxy.listen + 1, "tcp")), f"{name!r}'s plaintext")
+            if mesh.mtls.mode == "strict":
+                taken.setdefault(
+                    (node, Port(proxy.upstream.port, "tcp")),
+                    f"the upstream behind {name!r}'s proxy, which strict mTLS never opens "
+                    "on the overlay",
+                )
+    wireguard = Port(mesh.wireguard.port, "udp")
+    for name in sorted(mesh.identities):
+        ident = mesh.identities[name]
+        for i, port in enumerate(ident.ports):
+            where = ("identities", name, "ports", i)
+            if port in ident.ports[:i]:
+                yield where, f"port {port} is listed twice"
+                continue
+            if port == wireguard:
+                yield where, f"port {port} is the WireGuard port"
+                continue
+            for node in ident.nodes:
+                holder = taken.setdefault((node, port), f"{name!r}")
+                if holder != f"{name!r}":
+                    yield where, f"port {port} on node {node!r} is already {holder}"
+                    break
+
+
+def _rule_layers(mesh: Mesh) -> Found:
+    """Each rule must be able to apply to the callees it names: HTTP methods and paths
+    need a proxy, ports must be exposed by the callee (`identities.X.ports`)."""
+    from meshops.policy.table import expand_principal
+
+    for p, policy in enumerate(mesh.policies):
+        for r, rule in enumerate(policy.allow):
+            where = ("policies", p, "allow", r)
+            if not rule.is_l4:
+                if not {"methods", "paths"} & rule.model_fields_set:
+                    continue  # the implicit "any request" rule
+                for ref in policy.to:
+                    ident = mesh.identities.get(ref)
+                    if ident is not None and ident.proxy is None:
+                        yield (
+                            where,
+                            f"policy {policy.name!r} allows HTTP methods/paths on {ref!r}, "
+                            f"which has no proxy to enforce them; give {ref!r} a proxy, or "
+                            + _ports_hint(ident.ports),
+                        )
+                continue
+            for i, port in enumerate(rule.ports):
+                for ref in policy.to:
+                    callees = expand_principal(ref, mesh.identities, mesh.groups)
+                    known = [c for c in callees if c in mesh.identities]
+                    if not known or any(port in mesh.identities[c].ports for c in known):
+                        continue
+                    whom = (
+                        f"{ref!r} does not expose it"
+                        if ref in mesh.identities
+                        else f"no identity of {ref!r} exposes it"
+                    )
+                    yield (
+                        (*where, "ports", i),
+                        f"policy {policy.name!r} allows port {port}, but {whom}; "
+                        "add it to the callee's ports or remove it here",
+                    )
+
+
+def _ports_hint(ports: list[Any]) -> str:
+    if ports:
+        return f"allow its ports ({', '.join(str(p) for p in ports)}) instead"
+    return "expose ports (identities.<name>.ports) and allow those instead"
+
+
 def _table_size(mesh: Mesh) -> Found:
     """Refuse policies whose access table would be too big to build (see MAX_GRANTS),
     naming the policy that crosses the limit, before anything tries to build it."""
@@ -273,7 +360,33 @@ def _table_size(mesh: Mesh) -> Found:
 
 def access_table(mesh: Mesh) -> AccessTable:
     groups = {name: list(members) for name, members in mesh.groups.items()}
-    return compile_policies(mesh.policies, mesh.identities, groups)
+    exposed = {name: ident.ports for name, ident in mesh.identities.items() if ident.ports}
+    return compile_policies(mesh.policies, mesh.identities, groups, exposed)
+
+
+def _decide_l4(
+    mesh: Mesh, table: AccessTable, caller: str, callee: str, port: Any
+) -> tuple[str, str]:
+    """An L4 test as the packet filters decide it: a source address is a node, so a
+    caller is let through when any identity on one of its nodes is (`tcp/5432` from
+    `web` passes if `api`, placed with `web`, may reach it)."""
+    grant = table.decide_port(caller, callee, port)
+    if grant is not None:
+        return "allow", f" by policy {grant.policy!r}"
+    for node in mesh.identities[caller].nodes:
+        for neighbour in mesh.identities_on(node):
+            if neighbour == caller:
+                continue
+            shared = table.decide_port(neighbour, callee, port)
+            if shared is not None:
+                return "allow", (
+                    f" at the packet filter: {neighbour!r}, also on node {node!r}, is allowed "
+                    f"by policy {shared.policy!r} (ports are node-granular; give {caller!r} "
+                    "a node of its own to tell them apart)"
+                )
+    if port not in mesh.identities[callee].ports:
+        return "deny", f" ({callee!r} does not expose {port})"
+    return "deny", " (no policy allows it)"
 
 
 def test_problems(mesh: Mesh, doc: Document, table: AccessTable) -> list[Problem]:
@@ -282,10 +395,14 @@ def test_problems(mesh: Mesh, doc: Document, table: AccessTable) -> list[Problem
     for t, test in enumerate(mesh.tests):
         if test.from_ not in mesh.identities or test.to not in mesh.identities:
             continue  # already reported as a reference problem
-        grant = table.decide(test.from_, test.to, test.method, test.path)
-        got = "allow" if grant else "deny"
-        if got != test.expect:
+        port = test.port
+        if port is not None:
+            got, why = _decide_l4(mesh, table, test.from_, test.to, port)
+        else:
+            grant = table.decide(test.from_, test.to, test.method, test.path)
+            got = "allow" if grant else "deny"
             why = f" by policy {grant.policy!r}" if grant else " (no policy allows it)"
+        if got != test.expect:
             named = f" {test.name!r}" if test.name else ""
             problems.append(
                 doc.problem(

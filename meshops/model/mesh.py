@@ -19,9 +19,11 @@ from pydantic import (
     Field,
     WithJsonSchema,
     field_validator,
+    model_validator,
 )
 
 from meshops.model.durations import Duration, RenewBefore
+from meshops.model.port import Port
 from meshops.model.types import (
     DnsName,
     Endpoint,
@@ -88,6 +90,11 @@ class WireGuard(Strict):
     network6: IPv6Network | None = None
     keepalive: Duration | None = Duration.parse("25s")
     mtu: int = Field(default=1420, ge=1280, le=9000)
+    peers: Literal["all", "policy"] = Field(
+        default="all",
+        description="all: every node peers with every other; policy: only with the nodes "
+        "its access table flows need (both directions) and nodes marked ops",
+    )
 
     @field_validator("network6")
     @classmethod
@@ -105,6 +112,14 @@ class WireGuard(Strict):
         if value.prefixlen > 30:
             raise ValueError(f"network {value} is too small for a mesh; use /30 or larger")
         return value
+
+
+class Firewall(Strict):
+    """nftables on the WireGuard interface, compiled from the access table (default deny)."""
+
+    enabled: bool = Field(default=True, description="false: meshops manages no packet filter")
+    icmp: bool = Field(default=True, description="accept ICMP echo requests on the overlay")
+    log: bool = Field(default=False, description="log dropped packets (rate-limited)")
 
 
 class MTLS(Strict):
@@ -125,6 +140,7 @@ class Node(Strict):
     labels: dict[str, str] = Field(default_factory=_dict)
     dns: list[DnsName] = Field(default_factory=_list)
     ips: list[IPv4Address | IPv6Address] = Field(default_factory=_list)
+    ops: bool = Field(default=False, description="peered with every node (wireguard.peers)")
 
 
 class Proxy(Strict):
@@ -163,6 +179,9 @@ class Identity(Strict):
     dns: list[DnsName] = Field(default_factory=_list)
     ips: list[IPv4Address | IPv6Address] = Field(default_factory=_list)
     proxy: Proxy | None = None
+    ports: list[Port] = Field(
+        default_factory=_list, description="plain L4 services on the overlay (5432/tcp)"
+    )
     outputs: Outputs | None = None
     on_renew: list[list[str]] = Field(default_factory=_list)
 
@@ -183,6 +202,22 @@ class Rule(Strict):
     # an empty list would silently allow nothing: say "*" for any, or leave it out
     methods: list[Method] = Field(default_factory=_any_method, min_length=1)
     paths: list[PathPattern] = Field(default_factory=lambda: ["*"], min_length=1)
+    ports: list[Port] = Field(
+        default_factory=_list, description="an L4 rule: these ports, instead of HTTP requests"
+    )
+
+    @model_validator(mode="after")
+    def _one_layer(self) -> Rule:
+        if self.ports and {"methods", "paths"} & self.model_fields_set:
+            raise ValueError(
+                "a rule allows HTTP requests (methods, paths) or ports, not both: "
+                "split it into two rules"
+            )
+        return self
+
+    @property
+    def is_l4(self) -> bool:
+        return bool(self.ports)
 
 
 # `to: api` is short for `to: [api]`; the JSON Schema says so too.
@@ -215,15 +250,18 @@ class PolicyTest(Strict):
     name: str | None = Field(default=None, description="optional, shown when the test fails")
     from_: str = Field(alias="from")
     to: str
-    request: str = Field(description="'METHOD /path'")
+    request: str = Field(description="'METHOD /path', or 'tcp/PORT' / 'udp/PORT'")
     expect: Literal["allow", "deny"]
 
     @field_validator("request")
     @classmethod
     def _request(cls, value: str) -> str:
+        port = Port.parse_request(value)
+        if port is not None:
+            return port.request
         parts = value.split()
         if len(parts) != 2 or not parts[1].startswith("/"):
-            raise ValueError(f"request must be 'METHOD /path', got {value!r}")
+            raise ValueError(f"request must be 'METHOD /path' or 'tcp/PORT', got {value!r}")
         method = parts[0].upper()
         if method not in _REQUEST_METHODS:
             raise ValueError(
@@ -231,6 +269,11 @@ class PolicyTest(Strict):
                 f"({', '.join(sorted(_REQUEST_METHODS))})"
             )
         return f"{method} {parts[1]}"
+
+    @property
+    def port(self) -> Port | None:
+        """The L4 request (`tcp/5432`), None for an HTTP request."""
+        return Port.parse_request(self.request)
 
     @property
     def method(self) -> str:
@@ -251,6 +294,7 @@ class Mesh(Strict):
     certs: Certs = Field(default_factory=Certs)
     wireguard: WireGuard = Field(default_factory=WireGuard)
     mtls: MTLS = Field(default_factory=MTLS)
+    firewall: Firewall = Field(default_factory=Firewall)
     nodes: dict[Name, Node] = Field(default_factory=_dict)
     identities: dict[Name, Identity] = Field(default_factory=_dict)
     groups: dict[Name, list[Name]] = Field(default_factory=_dict)

@@ -1,7 +1,9 @@
-"""The access table: every policy compiled into (caller, callee, method, path) grants.
+"""The access table: every policy compiled into (caller, callee, method, path) grants
+for the proxies (L7) and (caller, callee, port) grants for plain ports (L4).
 
 Default deny: a request passes only if some grant matches it. This table is the one
-source for proxy RBAC, `validate`'s policy tests, `review`'s access diff and `graph`.
+source for proxy RBAC (L7 grants only), each host's packet filter, `validate`'s policy
+tests, `review`'s access diff and `graph`.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING, Protocol
+
+from meshops.model.port import Port
 
 ANY = "*"
 
@@ -51,6 +55,20 @@ class Grant:
         )
 
 
+@dataclass(frozen=True, order=True)
+class PortGrant:
+    """One allowed (caller, callee, L4 port), and the policy that allowed it."""
+
+    caller: str
+    callee: str
+    port: Port
+    policy: str = ""
+
+    @property
+    def key(self) -> tuple[str, str, Port]:
+        return (self.caller, self.callee, self.port)
+
+
 @dataclass(frozen=True)
 class CallerRule:
     """What one caller may do on one callee: the shape proxies render."""
@@ -62,7 +80,29 @@ class CallerRule:
 
 @dataclass(frozen=True)
 class AccessTable:
-    grants: tuple[Grant, ...]
+    grants: tuple[Grant, ...]  # L7: what the proxies render
+    ports: tuple[PortGrant, ...] = ()  # L4: what the packet filters open
+
+    @cached_property
+    def _ports_by_pair(self) -> dict[tuple[str, str], list[PortGrant]]:
+        index: dict[tuple[str, str], list[PortGrant]] = defaultdict(list)
+        for grant in self.ports:
+            index[(grant.caller, grant.callee)].append(grant)
+        return index
+
+    def decide_port(self, caller: str, callee: str, port: Port) -> PortGrant | None:
+        """The grant letting `caller` reach `callee` on `port`, or None (deny)."""
+        for grant in self._ports_by_pair.get((caller, callee), ()):
+            if grant.port == port:
+                return grant
+        return None
+
+    def port_edges(self) -> set[tuple[str, str]]:
+        """Pairs (caller, callee) with any L4 access."""
+        return set(self._ports_by_pair)
+
+    def ports_of(self, caller: str, callee: str) -> list[Port]:
+        return sorted({grant.port for grant in self._ports_by_pair.get((caller, callee), ())})
 
     @cached_property
     def _by_pair(self) -> dict[tuple[str, str], list[Grant]]:
@@ -159,6 +199,12 @@ def _parties(
     return callers, callees
 
 
+def _rule_ports(rule: _RuleLike) -> Sequence[Port]:
+    """An L4 rule's ports (mesh.yaml's `Rule.ports`); rules that predate ports have none."""
+    ports: Sequence[Port] = getattr(rule, "ports", ())
+    return ports
+
+
 def _axes(rule: _RuleLike) -> tuple[list[str], list[str]]:
     methods = [ANY] if ANY in rule.methods else sorted(set(rule.methods))
     paths = [ANY] if any(p in (ANY, "/*") for p in rule.paths) else sorted(set(rule.paths))
@@ -171,20 +217,38 @@ def grant_count(
     """How many grants `policy` adds before duplicates fold: what building it costs."""
     callers, callees = _parties(policy, sorted(identities), groups)
     pairs = len(callers) * len(callees)
-    return sum(pairs * len(m) * len(p) for m, p in map(_axes, policy.allow))
+    return sum(
+        pairs * len(_rule_ports(rule)) if _rule_ports(rule) else pairs * len(m) * len(p)
+        for rule, (m, p) in zip(policy.allow, map(_axes, policy.allow), strict=True)
+    )
 
 
 def compile_policies(
     policies: Sequence[_PolicyLike],
     identities: Iterable[str],
     groups: Mapping[str, Sequence[str]],
+    exposed: Mapping[str, Sequence[Port]] | None = None,
 ) -> AccessTable:
-    """Compile policies into the access table (default deny, duplicates folded)."""
+    """Compile policies into the access table (default deny, duplicates folded).
+
+    A rule with `ports` is an L4 rule: it grants each port only on the callees that
+    expose it (`exposed`: identity -> its `ports`), so a group or `*` never opens a
+    port of one member through another member that shares its node.
+    """
     names = sorted(identities)
     seen: dict[tuple[str, str, str, str], Grant] = {}
+    seen_ports: dict[tuple[str, str, Port], PortGrant] = {}
     for policy in policies:
         callers, callees = _parties(policy, names, groups)
         for rule in policy.allow:
+            if _rule_ports(rule):
+                for callee in sorted(callees):
+                    offered = set((exposed or {}).get(callee, ()))
+                    for port in sorted(set(_rule_ports(rule)) & offered):
+                        for caller in sorted(callers):
+                            l4 = PortGrant(caller, callee, port, policy.name)
+                            seen_ports.setdefault(l4.key, l4)
+                continue
             methods, paths = _axes(rule)
             for caller in sorted(callers):
                 for callee in sorted(callees):
@@ -192,23 +256,30 @@ def compile_policies(
                         for path in paths:
                             grant = Grant(caller, callee, method, path, policy.name)
                             seen.setdefault(grant.key, grant)
-    return AccessTable(tuple(sorted(seen.values())))
+    return AccessTable(tuple(sorted(seen.values())), tuple(sorted(seen_ports.values())))
 
 
 @dataclass(frozen=True)
 class AccessDiff:
     gained: tuple[Grant, ...]
     lost: tuple[Grant, ...]
+    ports_gained: tuple[PortGrant, ...] = ()
+    ports_lost: tuple[PortGrant, ...] = ()
 
     @property
     def empty(self) -> bool:
-        return not self.gained and not self.lost
+        return not (self.gained or self.lost or self.ports_gained or self.ports_lost)
 
 
 def access_diff(before: AccessTable, after: AccessTable) -> AccessDiff:
-    """Which exact (caller, callee, method, path) grants appear or disappear."""
+    """Which exact (caller, callee, method, path) and (caller, callee, port) grants
+    appear or disappear."""
     old = {g.key: g for g in before.grants}
     new = {g.key: g for g in after.grants}
     gained = tuple(sorted(new[k] for k in new.keys() - old.keys()))
     lost = tuple(sorted(old[k] for k in old.keys() - new.keys()))
-    return AccessDiff(gained, lost)
+    old_ports = {g.key: g for g in before.ports}
+    new_ports = {g.key: g for g in after.ports}
+    ports_gained = tuple(sorted(new_ports[k] for k in new_ports.keys() - old_ports.keys()))
+    ports_lost = tuple(sorted(old_ports[k] for k in old_ports.keys() - new_ports.keys()))
+    return AccessDiff(gained, lost, ports_gained, ports_lost)

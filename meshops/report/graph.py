@@ -1,6 +1,8 @@
 """The access graph (who may call whom) rendered as Mermaid or Graphviz DOT (pure).
 
-Built from the one access table. Identities are grouped by the set of nodes they run
+Built from the one access table: one edge per (caller, callee) with HTTP access (L7,
+labelled with methods and paths) and one per pair with plain ports (L4, labelled `L4
+5432/tcp`; node-granular at the packet filter). Identities are grouped by the set of nodes they run
 on: an identity on several nodes appears once, in a group labelled with all of them
 (Mermaid and DOT cannot place one vertex in two subgraphs). Output is deterministic:
 everything is sorted.
@@ -16,6 +18,7 @@ from typing import Literal
 from meshops.policy import AccessTable
 
 EdgeStatus = Literal["same", "gained", "lost", "changed"]
+Layer = Literal["l7", "l4"]
 MAX_LABEL = 60
 _GROUP_LABEL_NODES = 4
 
@@ -44,6 +47,7 @@ class Edge:
     callee: str
     label: str
     status: EdgeStatus = "same"
+    layer: Layer = "l7"
 
 
 @dataclass(frozen=True)
@@ -88,6 +92,12 @@ def pair_label(table: AccessTable, caller: str, callee: str) -> str:
     return label
 
 
+def ports_label(table: AccessTable, caller: str, callee: str) -> str:
+    """The ports `caller` may reach on `callee`: `L4 5432/tcp, 53/udp`."""
+    label = "L4 " + ", ".join(str(p) for p in table.ports_of(caller, callee))
+    return label if len(label) <= MAX_LABEL else label[: MAX_LABEL - 1].rstrip() + "…"
+
+
 def _groups(placements: Mapping[str, Sequence[str]]) -> tuple[Group, ...]:
     by_nodes: dict[tuple[str, ...], list[str]] = defaultdict(list)
     for identity, nodes in placements.items():
@@ -97,11 +107,15 @@ def _groups(placements: Mapping[str, Sequence[str]]) -> tuple[Group, ...]:
 
 def access_graph(placements: Mapping[str, Sequence[str]], table: AccessTable) -> Graph:
     """The graph of one mesh: identity -> nodes placements and its access table."""
-    edges = tuple(
+    edges = [
         Edge(caller, callee, pair_label(table, caller, callee))
         for caller, callee in sorted(table.edges())
-    )
-    return Graph(_groups(placements), edges)
+    ]
+    edges += [
+        Edge(caller, callee, ports_label(table, caller, callee), layer="l4")
+        for caller, callee in sorted(table.port_edges())
+    ]
+    return Graph(_groups(placements), tuple(edges))
 
 
 def change_graph(
@@ -125,6 +139,12 @@ def change_graph(
         else:
             status: EdgeStatus = "same" if base_keys[pair] == head_keys[pair] else "changed"
             edges.append(Edge(caller, callee, pair_label(head, caller, callee), status))
+    base_l4, head_l4 = base.port_edges(), head.port_edges()
+    for caller, callee in sorted(base_l4 | head_l4):
+        old, new = base.ports_of(caller, callee), head.ports_of(caller, callee)
+        status = "gained" if not old else "lost" if not new else "same" if old == new else "changed"
+        label = ports_label(base if status == "lost" else head, caller, callee)
+        edges.append(Edge(caller, callee, label, status, "l4"))
     return Graph(_groups(placements), tuple(edges))
 
 
@@ -188,7 +208,7 @@ def render_dot(graph: Graph) -> str:
         label = edge.label if edge.status in ("same", "changed") else f"{edge.status}: {edge.label}"
         lines.append(
             f'  "{edge.caller}" -> "{edge.callee}" [label="{_dot_text(label)}"'
-            f"{_STYLE_DOT[edge.status]}];"
+            f"{_STYLE_DOT[edge.status]}{', arrowhead=empty' if edge.layer == 'l4' else ''}];"
         )
     lines.append("}")
     return "\n".join(lines) + "\n"

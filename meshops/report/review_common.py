@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 from meshops.gitops.impact import NodeImpact
 from meshops.gitops.review import Review
-from meshops.policy import Grant
+from meshops.policy import Grant, PortGrant
 
 NAMES_SHOWN = 5
 
@@ -21,6 +21,21 @@ def grant_line(grant: Grant) -> str:
     method = "any method" if grant.method == "*" else grant.method
     path = "any path" if grant.path == "*" else grant.path
     return f"{grant.caller} -> {grant.callee}  {method} {path}  (policy {grant.policy})"
+
+
+def port_grant_line(grant: PortGrant) -> str:
+    """`api -> db  5432/tcp (L4, node-granular)  (policy api-to-db)`."""
+    return f"{grant.caller} -> {grant.callee}  {grant.port} (L4)  (policy {grant.policy})"
+
+
+def access_lines(review: Review) -> list[str]:
+    """The access diff, one `+`/`-` line per grant: HTTP grants, then L4 ports."""
+    diff = review.access
+    lines = [f"+ {grant_line(g)}" for g in diff.gained]
+    lines += [f"- {grant_line(g)}" for g in diff.lost]
+    lines += [f"+ {port_grant_line(g)}" for g in diff.ports_gained]
+    lines += [f"- {port_grant_line(g)}" for g in diff.ports_lost]
+    return lines
 
 
 def names(items: Sequence[str], shown: int = NAMES_SHOWN) -> str:
@@ -62,6 +77,8 @@ def impact_parts(impact: NodeImpact) -> list[str]:
         parts.append("runs " + "; ".join(impact.reloads))
     if impact.hosts_changed:
         parts.append("/etc/hosts block")
+    if impact.firewall_changes:
+        parts.append("firewall " + names(impact.firewall_changes))
     return parts
 
 
@@ -96,7 +113,10 @@ def headline(review: Review) -> str:
         facts = ["mesh.yaml unchanged"]  # only state/ changed: said below
     else:
         facts = [plural(len(review.changes), "desired-state change")]
-        facts.append(f"access +{len(review.access.gained)} / -{len(review.access.lost)}")
+        access = review.access
+        gained = len(access.gained) + len(access.ports_gained)
+        lost = len(access.lost) + len(access.ports_lost)
+        facts.append(f"access +{gained} / -{lost}")
     if review.state.changed:
         facts.append(state_fact(review))
     tests = review.tests

@@ -8,12 +8,14 @@ Schema (format_version 1); fields are only ever added:
       "base": Revision, "head": Revision,
       "notes": [str],             # facts about the comparison (base not an ancestor, ...)
       "summary": {"changes": int, "access_gained": int, "access_lost": int,
+                  "ports_gained": int, "ports_lost": int,
                   "tests_total": int, "tests_failed": int, "warnings": int,
                   "nodes_impacted": int, "state_issues": int, "state_changed": int,
                   "state_errors": int},
       "changes": [{"address": str, "section": str, "name": str,
                    "action": "added" | "removed" | "changed", "details": [str]}],
-      "access": {"gained": [Grant], "lost": [Grant]},
+      "access": {"gained": [Grant], "lost": [Grant],
+                 "ports_gained": [PortGrant], "ports_lost": [PortGrant]},
       "tests": {"total": int, "passed": int, "failures": [Problem]},
       "warnings": [{"code": str, "message": str}],
       "nodes": [{"node": str, "status": "added" | "removed" | "changed",
@@ -23,7 +25,8 @@ Schema (format_version 1); fields are only ever added:
                  "all_peers_added": bool,    # a new node: all peer_count peers are new
                  "all_peers_changed": bool,  # keepalive/network: every peer, in place
                  "proxies_changed": [str],
-                 "session_resets": [str], "reloads": [str], "hosts_changed": bool}],
+                 "session_resets": [str], "reloads": [str], "hosts_changed": bool,
+                 "firewall_changes": [str]}],  # `+db:5432/tcp from api-1`, `-db:53/udp`
       "state": {"issues": [str],  # state/ vs mesh.yaml at head (out of date: warnings)
                 "changed": [str],  # state/ files that differ between base and head
                 "verified": bool,  # they did, and head's state/ is apply's signed output
@@ -37,6 +40,7 @@ Schema (format_version 1); fields are only ever added:
     Revision = {"ref": str, "commit": str | null, "mesh_path": str, "found": bool,
                 "valid": bool, "problems": [Problem]}
     Grant    = {"caller": str, "callee": str, "method": str, "path": str, "policy": str}
+    PortGrant = {"caller": str, "callee": str, "port": "5432/tcp", "policy": str}  # L4
     Problem  = {"file": str | null, "line": int | null, "column": int | null,
                 "path": str, "message": str}
 
@@ -55,7 +59,7 @@ from typing import Any
 
 from meshops.errors import Problem
 from meshops.gitops.review import Review, RevisionInfo
-from meshops.policy import Grant
+from meshops.policy import Grant, PortGrant
 
 FORMAT_VERSION = 1
 
@@ -92,6 +96,15 @@ def _grant(grant: Grant) -> dict[str, str]:
     }
 
 
+def _port_grant(grant: PortGrant) -> dict[str, str]:
+    return {
+        "caller": grant.caller,
+        "callee": grant.callee,
+        "port": str(grant.port),
+        "policy": grant.policy,
+    }
+
+
 def review_to_dict(review: Review) -> dict[str, Any]:
     plan = None
     if review.plan is not None:
@@ -112,6 +125,8 @@ def review_to_dict(review: Review) -> dict[str, Any]:
             "changes": len(review.changes),
             "access_gained": len(review.access.gained),
             "access_lost": len(review.access.lost),
+            "ports_gained": len(review.access.ports_gained),
+            "ports_lost": len(review.access.ports_lost),
             "tests_total": review.tests.total,
             "tests_failed": len(review.tests.failures),
             "warnings": len(review.warnings),
@@ -133,6 +148,8 @@ def review_to_dict(review: Review) -> dict[str, Any]:
         "access": {
             "gained": [_grant(g) for g in review.access.gained],
             "lost": [_grant(g) for g in review.access.lost],
+            "ports_gained": [_port_grant(g) for g in review.access.ports_gained],
+            "ports_lost": [_port_grant(g) for g in review.access.ports_lost],
         },
         "tests": {
             "total": review.tests.total,

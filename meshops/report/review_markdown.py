@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from meshops.gitops.review import Review
 from meshops.report.graph import render_mermaid
-from meshops.report.review_common import grant_line, grouped_impacts, headline, names, plural
+from meshops.report.review_common import access_lines, grouped_impacts, headline, names, plural
 
 LIMIT = 65_000
 _CAPS: tuple[int | None, ...] = (None, 1000, 300, 100, 30, 10, 3)
@@ -122,12 +122,13 @@ class _Renderer:
         diff = self.review.access
         if diff.empty:
             return []
-        lines = [f"+ {grant_line(g)}" for g in diff.gained]
-        lines += [f"- {grant_line(g)}" for g in diff.lost]
+        lines = access_lines(self.review)
         shown = self.take(lines)
+        gained = len(diff.gained) + len(diff.ports_gained)
+        lost = len(diff.lost) + len(diff.ports_lost)
         summary = (
-            f"Access: <b>+{len(diff.gained)}</b> gained, <b>-{len(diff.lost)}</b> lost "
-            "(caller → callee, method, path)"
+            f"Access: <b>+{gained}</b> gained, <b>-{lost}</b> lost "
+            "(caller → callee, method and path, or L4 port)"
         )
         body = [*_fence(shown, "diff"), *self.more(len(lines), len(shown))]
         return _details(summary, body, open_=len(lines) <= 30)

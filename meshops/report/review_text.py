@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from meshops.gitops.review import Review
-from meshops.report.review_common import grant_line, grouped_impacts, headline, names
+from meshops.report.review_common import access_lines, grouped_impacts, headline, names
 
 _COLORS = {"green": "32", "red": "31", "yellow": "33", "bold": "1", "dim": "2"}
 
@@ -39,8 +39,8 @@ def render_text(review: Review, *, color: bool = False) -> str:
         out += [paint(f"  ! {w.message}", "yellow") for w in review.warnings]
     if not review.access.empty:
         section("Access")
-        out += [paint(f"  + {grant_line(g)}", "green") for g in review.access.gained]
-        out += [paint(f"  - {grant_line(g)}", "red") for g in review.access.lost]
+        lines = access_lines(review)
+        out += [paint(f"  {line}", "green" if line[0] == "+" else "red") for line in lines]
     if review.changes:
         section("Desired-state changes")
         for change in review.changes:

@@ -63,6 +63,7 @@ def test_valid_json_summary_is_stable(tmp_path: Path) -> None:
         "identities": 4,
         "policies": 3,
         "grants": 5,
+        "port_grants": 0,
         "tests_passed": 5,
         "problems": [],
     }
@@ -215,3 +216,28 @@ def test_every_problem_is_reported_in_one_run(tmp_path: Path) -> None:
     assert "3 problems found" in result.stderr
     for fragment in ("'ghost'", "9999h", "'nobody'"):
         assert fragment in result.stderr
+
+
+def test_l4_policies_and_tests_are_validated_with_located_errors(tmp_path: Path) -> None:
+    identities = {
+        "api": identity("node-1"),
+        "db": identity("node-2", ports=["5432/tcp"]),
+    }
+    rule = {"name": "api-db", "from": "api", "to": "db", "allow": [{"ports": ["5432/tcp"]}]}
+    good = make_mesh(identities=identities, policies=[rule],
+                     tests=[test_case("api", "db", "tcp/5432", "allow"),
+                            test_case("db", "api", "tcp/5432", "deny")])  # fmt: skip
+    result = meshops("-C", repo_with(tmp_path, to_yaml(good)), "validate")
+    assert result.returncode == 0, result.stderr
+    assert "1 policies (0 grants, 1 port grants), 2 policy tests passed" in result.stdout
+
+    bad = make_mesh(identities=identities,
+                    policies=[{**rule, "allow": [{"methods": ["GET"]}]}],
+                    tests=[test_case("api", "db", "tcp/5432", "allow")])  # fmt: skip
+    text = to_yaml(bad)
+    result = meshops("-C", repo_with(tmp_path, text), "validate")
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert f"{where(text, 'methods:')}: policies[0].allow[0]: policy 'api-db' allows HTTP " in (
+        result.stderr
+    )
+    assert "which has no proxy" in result.stderr

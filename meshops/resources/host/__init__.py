@@ -33,7 +33,7 @@ def open_host_scope(
     """This host's view of the mesh, from state/ as the pinned roots signed it.
 
     `commit` (apply): the verified files become the snapshot host scope reads, and
-    trust.json records the pins, the version and a refusal (see `host/trust.py`).
+    trust.json records the pins and the version (see `host/trust.py`).
     """
     from meshops.engine import clock
     from meshops.resources.host.scope import LIB_DIR, HostScope, read_last_applied
@@ -105,6 +105,7 @@ def compile_host(scope: HostScope) -> list[Resource[Any]]:
         out += proxy_resources
         if ident.on_renew:
             out.append(HookResource(f'hook.on_renew["{identity}"]', ident.on_renew, [leaf.address]))
+    out += _firewall(scope)  # before the tunnel: default deny from the first packet
     out += _wireguard(scope)
     out.append(HostsResource(scope))
     return out
@@ -131,6 +132,12 @@ def _proxy(scope: HostScope, identity: str, follows: list[str]) -> list[Resource
     return proxy_resources(scope, identity, follows)
 
 
+def _firewall(scope: HostScope) -> list[Resource[Any]]:
+    from meshops.resources.host.firewall import firewall_resources
+
+    return firewall_resources(scope)
+
+
 def _wireguard(scope: HostScope) -> list[Resource[Any]]:
     from meshops.providers.wireguard import PeerConfig
     from meshops.resources.host.wireguard import (
@@ -152,9 +159,10 @@ def _wireguard(scope: HostScope) -> list[Resource[Any]]:
     last_endpoints: dict[str, str] = scope.last.get("peer_endpoints", {})
     batch = PeerBatch(interface.name)
     claimed: set[str] = set()
-    for node in sorted(mesh.nodes):
+    wanted = wanted_peers(scope)
+    for node in wanted:
         rec = scope.state.nodes.get(node)
-        if node == scope.node or rec is None or rec.wireguard is None or not rec.address:
+        if rec is None or rec.wireguard is None or not rec.address:
             continue
         endpoint = mesh.nodes[node].endpoint
         want = PeerConfig(
@@ -173,12 +181,25 @@ def _wireguard(scope: HostScope) -> list[Resource[Any]]:
     device = scope.device()
     device_keys = set(device.peers) if device else set()
     by_key = {key: name for name, key in last_peers.items() if key}
+    unneeded = "not needed by the access table (wireguard.peers: policy)"
     for key in sorted((device_keys | set(by_key)) - claimed):
         name = by_key.get(key) or f"?{key[:8]}"
-        if name in mesh.nodes and name != scope.node:
-            name = f"{name}~old"
-        out.append(PeerResource(scope, interface, name, key, None, batch=batch))
+        why = None
+        if name in wanted:
+            name = f"{name}~old"  # the key it had before
+        elif name in mesh.nodes and name != scope.node:
+            why = unneeded
+        out.append(PeerResource(scope, interface, name, key, None, batch=batch, removal=why))
     return out
+
+
+def wanted_peers(scope: HostScope) -> list[str]:
+    """The nodes this node peers with: every other node, or with `wireguard.peers:
+    policy` only those its flows need (and the ops nodes)."""
+    mesh = scope.mesh
+    if mesh.wireguard.peers == "policy":
+        return sorted(scope.flows.peers(scope.node) & set(mesh.nodes))
+    return [node for node in sorted(mesh.nodes) if node != scope.node]
 
 
 def open_host(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from functools import cached_property
 from ipaddress import IPv4Address, IPv6Address, ip_address
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -16,6 +17,7 @@ from meshops.resources.repo.state import NodeRecord, StateDoc, StateLayout
 if TYPE_CHECKING:
     from meshops.engine.runtime import Runtime
     from meshops.model.mesh import Mesh
+    from meshops.policy.flows import Flows
     from meshops.providers.wireguard import DeviceState, LinkState
 
 NODE_KEY_NEED = "this host's identity (to unseal its node CA and WireGuard keys)"
@@ -40,6 +42,13 @@ class HostScope:
     @property
     def mesh(self) -> Mesh:
         return self.loaded.mesh
+
+    @cached_property
+    def flows(self) -> Flows:
+        """The access table as nodes: this node's openings and the peers it needs."""
+        from meshops.policy.flows import Flows
+
+        return Flows.of(self.mesh, self.loaded.access)
 
     @property
     def record(self) -> NodeRecord:

@@ -12,6 +12,11 @@
                               "latest_handshake", "handshake_age_seconds",
                               "rx_bytes", "tx_bytes",
                               "state": "ok"|"stale"|"never"|"missing"}]},
+     "firewall": {"enabled": bool, "table": "inet meshops", "present": bool,
+                  "dropped_packets": int, "dropped_bytes": int,
+                  "openings": [{"name": "db:5432/tcp", "identity", "port", "kind":
+                                "proxy"|"plaintext"|"port", "nodes": [str],
+                                "addresses": [str]}]},
      "trust": {"source": "host.yaml"|"first apply"|"unsigned", "pinned": [str],
                "trusted": [str], "manifest_version": int | null, "signed_by": str | null,
                "revision": str | null, "refused": str | null},
@@ -27,6 +32,10 @@ was refused, if it was (its state/ did not verify, or the pull was refused: the 
 then runs on the last good material). `crls` are the CRLs in the trust material: a
 CRL is `warning` once less than a quarter of its validity is left (repo apply re-signs
 it at half), `expired` after its nextUpdate (verifiers that check CRLs then refuse).
+
+`firewall.openings` lists the ports this node opens on the overlay and the nodes whose
+addresses the live sets hold (`addresses` as the kernel has them, `nodes` their owners);
+`dropped_*` is the counter of the drop rule, carried over when the table is replaced.
 """
 
 from __future__ import annotations
@@ -58,6 +67,7 @@ def collect(scope: HostScope, now: datetime) -> dict[str, Any]:
         ],
         "node_ca": _node_ca(scope, now),
         "wireguard": _wireguard(scope, now),
+        "firewall": _firewall(scope),
         "trust": _trust(scope),
         "crls": _crls(scope, now),
         "last_apply": scope.last.get("last_apply"),
@@ -195,9 +205,11 @@ def _wireguard(scope: HostScope, now: datetime) -> dict[str, Any]:
             "tx_bytes": peer.tx_bytes,
             "state": state,
         })  # fmt: skip
-    for node in sorted(scope.mesh.nodes):
+    from meshops.resources.host import wanted_peers
+
+    for node in wanted_peers(scope):
         rec = scope.state.nodes.get(node)
-        if node != scope.node and rec and rec.wireguard and rec.wireguard.public_key not in seen:
+        if rec and rec.wireguard and rec.wireguard.public_key not in seen:
             peers.append({**_MISSING_PEER, "node": node, "public_key": rec.wireguard.public_key})
     peers.sort(key=lambda p: (p["node"] or "~", p["public_key"]))
     return {
@@ -207,6 +219,40 @@ def _wireguard(scope: HostScope, now: datetime) -> dict[str, Any]:
         "listen_port": device.listen_port if device else None,
         "addresses": list(link.addresses) if link else [],
         "peers": peers,
+    }
+
+
+def _firewall(scope: HostScope) -> dict[str, Any]:
+    from meshops.errors import MeshError
+    from meshops.render import nftables as nft
+    from meshops.resources.host.firewall import read_live
+
+    enabled = scope.mesh.firewall.enabled
+    try:
+        live = read_live() if enabled else None
+    except MeshError:
+        live = None  # no nft here, or no right to read it: shown as absent
+    owners = {
+        ip: n for n, rec in scope.state.nodes.items() for ip in (rec.address, rec.address6) if ip
+    }
+    chain = live.chain(nft.OVERLAY_CHAIN) if live else None
+    drop = next((r.counter for r in (chain.rules if chain else ()) if r.name == "drop"), None)
+    openings = []
+    for opening in scope.flows.openings(scope.node) if enabled else ():
+        found = [live.set(nft.set_name(opening, v)) if live else None for v in (4, 6)]
+        addresses = [a for named in found if named for a in named.elements]
+        openings.append({
+            "name": opening.name, "identity": opening.identity, "port": str(opening.port),
+            "kind": opening.kind, "addresses": addresses,
+            "nodes": sorted({owners.get(a, "?") for a in addresses}),
+        })  # fmt: skip
+    return {
+        "enabled": enabled,
+        "table": f"{nft.FAMILY} {nft.TABLE}",
+        "present": live is not None,
+        "dropped_packets": drop.packets if drop else 0,
+        "dropped_bytes": drop.bytes if drop else 0,
+        "openings": openings,
     }
 
 
@@ -242,6 +288,17 @@ def metrics_text(status: dict[str, Any]) -> str:
                 "meshops_wireguard_peer_last_handshake_timestamp_seconds"
                 f'{{node="{node}",peer="{peer["node"] or peer["public_key"]}"}} {ts:.0f}'
             )
+    firewall = status.get("firewall")
+    if firewall and firewall["present"]:
+        dropped = firewall["dropped_packets"]
+        lines += [
+            "# HELP meshops_firewall_dropped_packets_total Packets dropped on the overlay.",
+            "# TYPE meshops_firewall_dropped_packets_total counter",
+            f'meshops_firewall_dropped_packets_total{{node="{node}"}} {dropped}',
+            "# HELP meshops_firewall_dropped_bytes_total Bytes dropped on the overlay.",
+            "# TYPE meshops_firewall_dropped_bytes_total counter",
+            f'meshops_firewall_dropped_bytes_total{{node="{node}"}} {firewall["dropped_bytes"]}',
+        ]
     lines += [
         "# HELP meshops_crl_next_update_timestamp_seconds CRL nextUpdate: verifiers that "
         "check CRLs refuse every client after it.",

@@ -255,7 +255,8 @@ class PeerResource(Resource[Any]):
 
     def __init__(self, scope: HostScope, interface: InterfaceResource, node: str,
                  old_key: str | None, want: PeerConfig | None, *,
-                 old_endpoint: str | None = None, batch: PeerBatch | None = None):  # fmt: skip
+                 old_endpoint: str | None = None, batch: PeerBatch | None = None,
+                 removal: str | None = None):  # fmt: skip
         self.scope = scope
         self.name = interface.name
         self.node = node
@@ -264,6 +265,7 @@ class PeerResource(Resource[Any]):
         self.old_key = old_key  # the key we configured last time, if any
         self.old_endpoint = old_endpoint  # the endpoint we configured last time, if known
         self.want = want  # None: the peer must go
+        self.removal = removal or "node removed from the mesh"  # why it must go
         self.batch = batch if batch is not None else PeerBatch(self.name)
         self.batch.peers.append(self)
 
@@ -287,7 +289,7 @@ class PeerResource(Resource[Any]):
         if want is None:
             if current is None:
                 return Change(self.address, Action.NOOP)
-            return Change(self.address, Action.DELETE, "node removed from the mesh", before,
+            return Change(self.address, Action.DELETE, self.removal, before,
                           None, needs=(ROOT_NEED,))  # fmt: skip
         after = _peer_view(want)
         live_new = found.get(want.public_key)

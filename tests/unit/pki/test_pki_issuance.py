@@ -287,8 +287,14 @@ def _forbidden_leaf(pki: Pki, sans: list[x509.GeneralName], cn: str = "api") -> 
         x509.DNSName(f"api-1.{DOMAIN}"),
         x509.DNSName(f"db.{DOMAIN}"),
     ],
-    ids=["dns-elsewhere", "dns-suffix-trick", "ip-other-node", "ipv6-other",
-         "another-nodes-name", "identity-not-on-this-node"],
+    ids=[
+        "dns-elsewhere",
+        "dns-suffix-trick",
+        "ip-other-node",
+        "ipv6-other",
+        "another-nodes-name",
+        "identity-not-on-this-node",
+    ],
 )
 def test_leaf_with_a_name_outside_the_node_ca_constraints_is_rejected(
     p256: Pki, outside: x509.GeneralName, tmp_path: Path

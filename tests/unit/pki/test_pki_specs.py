@@ -50,7 +50,12 @@ def test_names_inside_a_permitted_name_need_no_extra_subtree() -> None:
         trust_domain="t.example",
         domain="mesh.example",
         identities=("api",),
-        dns_names=("x.n.mesh.example", "*.apps.example.org", "apps.example.org", "api.mesh.example"),
+        dns_names=(
+            "x.n.mesh.example",
+            "*.apps.example.org",
+            "apps.example.org",
+            "api.mesh.example",
+        ),
     )
     assert spec.permitted_dns == ("n.mesh.example", "api.mesh.example", "apps.example.org")
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from factories import identity, make_mesh, policy, to_yaml, web_api_mesh
+from factories import identity, make_mesh, policy, proxy, to_yaml, web_api_mesh
 
 from meshops.model import load_text
 from meshops.policy import (
@@ -14,6 +14,9 @@ from meshops.policy import (
     method_matches,
     path_matches,
 )
+
+# methods and paths need a proxy on the callee to mean anything
+PROXIED_PAIR = {"id-1": identity("node-1"), "id-2": identity("node-2", proxy=proxy())}
 
 
 def table_of(data: dict[str, object]) -> AccessTable:
@@ -59,14 +62,15 @@ def test_omitted_allow_means_any_method_and_path() -> None:
 
 def test_star_and_slash_star_paths_collapse_to_any() -> None:
     data = make_mesh(
-        identities=2, policies=[policy("p", "id-1", "id-2", methods=["GET"], paths=["/*", "/x"])]
+        identities=PROXIED_PAIR,
+        policies=[policy("p", "id-1", "id-2", methods=["GET"], paths=["/*", "/x"])],
     )
     assert table_of(data).grants == (Grant("id-1", "id-2", "GET", "*", "p"),)
 
 
 def test_duplicate_grants_are_folded_and_keep_the_first_policy() -> None:
     data = make_mesh(
-        identities=2,
+        identities=PROXIED_PAIR,
         policies=[
             policy("first", "id-1", "id-2", methods=["GET"], paths=["/a"]),
             policy("second", "id-1", "id-2", methods=["GET", "GET"], paths=["/a"]),
@@ -89,7 +93,11 @@ def test_grants_are_sorted_and_deterministic() -> None:
 
 def test_rules_for_a_callee_group_methods_and_paths_per_caller() -> None:
     data = make_mesh(
-        identities={"a": identity("node-1"), "b": identity("node-1"), "svc": identity("node-2")},
+        identities={
+            "a": identity("node-1"),
+            "b": identity("node-1"),
+            "svc": identity("node-2", proxy=proxy()),
+        },
         policies=[
             policy("p1", "a", "svc", methods=["GET", "HEAD"], paths=["/v1/*", "/health"]),
             policy("p2", "a", "svc", methods=["POST"], paths=["/v1/*"]),
