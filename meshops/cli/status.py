@@ -83,6 +83,13 @@ def render_repo(status: dict[str, Any]) -> str:
     ]
     if status["removed_nodes"]:
         lines.append(f"removed, not yet applied: {', '.join(status['removed_nodes'])}")
+    signed = status.get("manifest")
+    lines.append(
+        f"state/ signed: version {signed['version']} by {signed['signer'][:19]} at "
+        f"{signed['signed_at']} ({signed['files']} files)"
+        if signed
+        else "state/ NOT signed yet (`meshops apply` with the root identity signs it)"
+    )
     return "\n".join(lines) + "\n"
 
 

@@ -347,8 +347,11 @@ def test_status_without_a_node_shows_the_roots_node_cas_and_crl(applied: MeshRep
         state["nodes"][n]["ca"]["serial"] for n in NODES
     }
     assert status["crl"]["number"] == state["crl"]["number"]
+    signed = status["manifest"]
+    assert signed["version"] == 1 and signed["signer"] == state["ca"]["roots"][-1]["fingerprint"]
     # a node added to mesh.yaml and not applied yet has no node CA
     applied.set_node("node-4", applied.keys.ssh_hosts[3], 4)
     applied.write_mesh()
     text = applied.meshops("status").stdout
     assert "node-4           MISSING" in text and "root CA:" in text
+    assert "state/ signed: version 1 by sha256:" in text

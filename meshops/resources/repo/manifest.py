@@ -238,11 +238,12 @@ def sign_state(scope: RepoScope, rt: Runtime, *, now: datetime | None = None) ->
     return manifest
 
 
-def manifest_version(scope: RepoScope) -> int | None:
+def current_manifest(scope: RepoScope) -> Manifest | None:
+    """state/manifest.yaml as it is (not checked: `status` shows what is there)."""
     body = read_bytes(scope.layout.dir / MANIFEST)
     if body is None:
         return None
     try:
-        return Manifest.parse(body).version
+        return Manifest.parse(body)
     except MeshError:
         return None

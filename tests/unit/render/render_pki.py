@@ -67,6 +67,9 @@ class Mesh:
 def make_mesh(directory: Path) -> Mesh:
     """The mesh PKI and a foreign one, both P-256 and issued now."""
     now = datetime.now(UTC)
-    own = make_pki("ecdsa-p256", nodes=(NODE,), now=now)
-    foreign = make_pki("ecdsa-p256", nodes=(NODE,), now=now, mesh_name="someone else's")
+    placed = ("api", "web", "batch")  # every identity these tests issue runs on web-1
+    own = make_pki("ecdsa-p256", nodes=(NODE,), now=now, identities=placed)
+    foreign = make_pki(
+        "ecdsa-p256", nodes=(NODE,), now=now, mesh_name="someone else's", identities=placed
+    )
     return Mesh(own, foreign, directory)
