@@ -92,13 +92,25 @@ def render(entries: Sequence[Transition]) -> bytes:
             for e in entries
         ]
     }
-    body = yaml.safe_dump(data, sort_keys=False, default_flow_style=False, width=200)
+    class Plain(yaml.SafeDumper):  # never anchors: `parse` refuses them
+        def ignore_aliases(self, data: Any) -> bool:
+            return True
+
+    body = yaml.dump(data, Dumper=Plain, sort_keys=False, default_flow_style=False, width=200)
     return (_HEADER + body).encode()
 
 
+MAX_BYTES = 1 << 20  # an entry is about 2 KB: room for hundreds of rotations
+
+
 def parse(data: bytes, where: str = f"state/{TRANSITIONS}") -> list[Transition]:
+    """The entries of a transitions file. It is read before any signature is checked
+    (it says whom to check with), so it is refused early when it could not be
+    meshops' own: too large, or using YAML anchors and aliases (`&`, `*`)."""
     import yaml
 
+    if len(data) > MAX_BYTES or b"&" in data or b"*" in data:
+        raise MeshError(f"{where}: not a transitions file meshops wrote (too large or aliased)")
     try:
         doc = yaml.load(data, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     except yaml.YAMLError:

@@ -50,3 +50,14 @@ def test_an_entry_whose_certificates_do_not_match_its_fingerprints_is_ignored(
 def test_the_file_round_trips(root: Root, next_root: Root) -> None:
     entry = make_transition(root.cert, root.key, next_root.cert, AT)
     assert transitions.parse(transitions.render([entry])) == [entry]
+
+
+def test_a_hostile_file_is_refused_before_any_yaml_is_expanded() -> None:
+    import pytest
+
+    from meshops.errors import MeshError
+
+    bomb = b"a: &a [x, x]\nb: &b [*a, *a]\ntransitions: [*b, *b]\n"
+    for data in (bomb, b"transitions: []\n" + b"#" * (2 << 20)):
+        with pytest.raises(MeshError, match="not a transitions file meshops wrote"):
+            transitions.parse(data)
