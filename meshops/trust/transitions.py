@@ -92,6 +92,7 @@ def render(entries: Sequence[Transition]) -> bytes:
             for e in entries
         ]
     }
+
     class Plain(yaml.SafeDumper):  # never anchors: `parse` refuses them
         def ignore_aliases(self, data: Any) -> bool:
             return True
