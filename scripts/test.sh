@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The whole test suite: install, lint, type-check, then every test (unit and end-to-end).
+# The whole test suite: install, lint, type-check, every test (unit and end-to-end,
+# the quick start among them), then the package as users install it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install.sh
@@ -8,3 +9,4 @@ ruff check .
 ruff format --check .
 mypy
 python -m pytest -n 2 --dist loadfile -q "$@"
+bash scripts/check-package.sh

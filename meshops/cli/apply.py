@@ -110,9 +110,11 @@ def _apply(
             scope.record(plan, None, None, rt)
             return _refused(scope)
         if saved is None:
+            from meshops.cli.common import met_needs
             from meshops.report.plan_text import render_text
 
-            ctx.out(render_text(plan, color=ctx.color and ctx.is_tty).rstrip("\n"))
+            text = render_text(plan, color=ctx.color and ctx.is_tty, met=met_needs())
+            ctx.out(text.rstrip("\n"))
             if not args.auto_approve:
                 _confirm(ctx)
         scope.preflight(plan, rt)

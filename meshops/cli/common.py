@@ -67,3 +67,23 @@ def use_host_config(ctx: Context, rt: Runtime) -> None:
             default = ctx.host_path("/etc/ssh/ssh_host_ed25519_key")
             if default.exists():
                 rt.identity_files = [default]
+
+
+CAP_NET_ADMIN = 12
+
+
+def met_needs() -> frozenset[str]:
+    """Needs this process already meets, so a plan need not ask for them: root
+    privileges (network configuration) when it holds CAP_NET_ADMIN."""
+    from pathlib import Path
+
+    from meshops.resources.host.scope import ROOT_NEED
+
+    try:
+        status = Path("/proc/self/status").read_text()
+    except OSError:
+        return frozenset()
+    for line in status.splitlines():
+        if line.startswith("CapEff:") and int(line.split()[1], 16) >> CAP_NET_ADMIN & 1:
+            return frozenset({ROOT_NEED})
+    return frozenset()

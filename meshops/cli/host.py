@@ -13,7 +13,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from meshops.cli.main import _add_globals
 
     sub = parser.add_subparsers(dest="host_command", metavar="SUBCOMMAND", required=True)
-    init = sub.add_parser("init", help="create this host's age identity (0600)")
+    about = (
+        "create this host's age identity (0600) and /etc/meshops/host.yaml for one node; "
+        "--node NAME is required (the host's key under `nodes:` in mesh.yaml)"
+    )
+    init = sub.add_parser(
+        "init",
+        help="create this host's identity: `host init --node NAME [--repo DIR]`",
+        description=about,
+        usage="meshops host init --node NAME [--repo DIR] [--force] [--root DIR]",
+    )
     # like every command, `host init` takes --root/--node after its name too
     _add_globals(init, top=False)
     init.add_argument("--repo", help="path of the mesh repository checkout, saved in host.yaml")

@@ -61,7 +61,11 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
             capture_output=True,
         )
         if inside.returncode != 0:
+            # `main` whatever git's own default: hosts pull the branch a checkout was
+            # cloned on, and the docs and CI examples say main
             subprocess.run(["git", "init", "-q", str(target)], check=False)
+            subprocess.run(["git", "-C", str(target), "symbolic-ref", "HEAD", "refs/heads/main"],
+                           check=False)  # fmt: skip
     ctx.out(f"created {mesh_file}")
     ctx.out("next: add nodes (`meshops host init` on each prints its recipient), then")
     ctx.out("      `meshops validate` and `meshops plan`")

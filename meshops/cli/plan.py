@@ -57,6 +57,8 @@ def emit_plan(ctx: Context, plan: object, fmt: str) -> None:
 
         ctx.out(render_markdown(plan).rstrip("\n"))
     else:
+        from meshops.cli.common import met_needs
         from meshops.report.plan_text import render_text
 
-        ctx.out(render_text(plan, color=ctx.color and ctx.is_tty).rstrip("\n"))
+        text = render_text(plan, color=ctx.color and ctx.is_tty, met=met_needs())
+        ctx.out(text.rstrip("\n"))

@@ -193,7 +193,10 @@ def render(status: dict[str, Any]) -> str:
     if ca:
         lines.append(f"  {'node CA':<16} {'':<8} expires {_left(ca['expires_in_seconds'])}")
     wg = status["wireguard"]
-    lines += ["", f"wireguard {wg['interface']}: " + ("up" if wg["present"] else "MISSING")]
+    if not wg.get("enabled", True):
+        lines += ["", "wireguard: off (certificates only)"]
+    else:
+        lines += ["", f"wireguard {wg['interface']}: " + ("up" if wg["present"] else "MISSING")]
     if wg["present"]:
         lines.append(f"  listen port {wg['listen_port']}, addresses {', '.join(wg['addresses'])}")
     for peer in wg["peers"]:

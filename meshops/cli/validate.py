@@ -37,13 +37,19 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
         }
         ctx.out(json.dumps(summary, indent=2))
         return 0
+    from meshops.report.words import plural
+
     ports = len(loaded.access.ports)
-    port_grants = f", {ports} port grants" if ports else ""
-    ctx.out(
-        f"{ctx.mesh_display}: valid: {len(mesh.nodes)} nodes, {len(mesh.identities)} "
-        f"identities, {len(mesh.policies)} policies ({len(loaded.access.grants)} grants"
-        f"{port_grants}), {len(mesh.tests)} policy tests passed"
-    )
+    grants = plural(len(loaded.access.grants), "grant")
+    if ports:
+        grants += f", {plural(ports, 'port grant')}"
+    counts = [
+        plural(len(mesh.nodes), "node"),
+        plural(len(mesh.identities), "identity", "identities"),
+        f"{plural(len(mesh.policies), 'policy', 'policies')} ({grants})",
+        f"{plural(len(mesh.tests), 'policy test')} passed",
+    ]
+    ctx.out(f"{ctx.mesh_display}: valid: {', '.join(counts)}")
     return 0
 
 

@@ -51,7 +51,7 @@ class NodeImpact:
 
 def _peer_view(mesh: Mesh, node: str) -> tuple[Any, ...]:
     entry = mesh.nodes[node]
-    return (str(entry.endpoint), entry.address, entry.address6)
+    return (str(entry.endpoint), entry.address, entry.address6, mesh.wireguard_on(node))
 
 
 def _cert_inputs(mesh: Mesh, node: str, identity: str) -> tuple[Any, ...]:
@@ -66,6 +66,8 @@ def _cert_inputs(mesh: Mesh, node: str, identity: str) -> tuple[Any, ...]:
         host.address,
         host.address6,
         mesh.wireguard.network,
+        mesh.wireguard_on(node),
+        tuple(mesh.underlay_ips(node)),
     )
 
 
@@ -89,6 +91,12 @@ def _own_changes(before: Mesh, after: Mesh, node: str) -> list[str]:
         out.append(f"endpoint {old.endpoint} -> {new.endpoint}")
     if old.address != new.address or old.address6 != new.address6:
         out.append("overlay address changed")
+    if before.wireguard_on(node) != after.wireguard_on(node):
+        out.append(
+            "WireGuard turned on"
+            if after.wireguard_on(node)
+            else "WireGuard turned off (certificates only): its peers go everywhere"
+        )
     if old.recipient != new.recipient:
         out.append("recipient changed: its node CA and WireGuard keys are resealed")
     if old.dns != new.dns or old.ips != new.ips:
@@ -105,7 +113,12 @@ def _own_changes(before: Mesh, after: Mesh, node: str) -> list[str]:
 
 
 def _hosts_view(mesh: Mesh) -> tuple[Any, ...]:
-    entries = tuple(sorted((n, e.address, e.address6) for n, e in mesh.nodes.items()))
+    entries = tuple(
+        sorted(
+            (n, e.address, e.address6, mesh.wireguard_on(n), tuple(mesh.underlay_ips(n)))
+            for n, e in mesh.nodes.items()
+        )
+    )
     return (mesh.mesh.domain, mesh.wireguard.network, entries)
 
 

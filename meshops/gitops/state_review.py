@@ -194,7 +194,11 @@ def _consistency(
     errors: list[StateError] = []
     suffix = SEALED_SUFFIX[mesh.secrets.format]
     wanted = set(mesh.nodes)
-    complete = {n for n, r in doc.nodes.items() if r.ca and r.wireguard and r.address}
+    complete = {
+        n
+        for n, r in doc.nodes.items()
+        if r.ca and (n not in wanted or not mesh.wireguard_on(n) or (r.wireguard and r.address))
+    }
     for node in sorted(wanted - complete):
         errors.append(
             StateError(
@@ -248,9 +252,10 @@ def _node_consistency(
     from meshops.pki.renewal import constraint_names, issued_by
 
     record = doc.nodes[node]
-    assert record.ca is not None and record.address is not None
+    assert record.ca is not None
     file = f"state/nodes/{node}/ca.crt"
-    for name in (f"ca.key{suffix}", f"wg.key{suffix}", "crl.pem", "ca.crt"):
+    keys = [f"ca.key{suffix}"] + ([f"wg.key{suffix}"] if mesh.wireguard_on(node) else [])
+    for name in (*keys, "crl.pem", "ca.crt"):
         if f"nodes/{node}/{name}" not in head.state:
             return [
                 StateError(
@@ -263,9 +268,11 @@ def _node_consistency(
     cert = certs[0]
     if not any(issued_by(cert, root) for root in roots):
         return [StateError(file, f"{file} is not signed by a root in state/{ROOT_CRT}")]
-    overlay = [ip_address(record.address)] + (
-        [ip_address(record.address6)] if record.address6 else []
-    )
+    if record.address:
+        overlay = [ip_address(record.address)]
+        overlay += [ip_address(record.address6)] if record.address6 else []
+    else:  # a certificates-only node: its published addresses (see RepoScope.overlay)
+        overlay = list(mesh.underlay_ips(node))
     spec = NodeCASpec.for_node(mesh, node, overlay=overlay)
     have, want = set(constraint_names(cert)), set(spec.constraint_names())
     if have != want:

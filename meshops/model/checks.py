@@ -18,6 +18,7 @@ def semantic_problems(mesh: Mesh, doc: Document) -> list[Problem]:
         _references,
         _addresses,
         _endpoints,
+        _wireguard_modes,
         _lifetimes,
         _proxies,
         _node_names,
@@ -109,12 +110,13 @@ def _addresses(mesh: Mesh) -> Found:
                 yield where, f"address6 {node.address6} is already used by {taken[node.address6]!r}"
             else:
                 taken[node.address6] = name
-    if len(mesh.nodes) > net.num_addresses - 2:
+    tunnelled = sum(mesh.wireguard_on(name) for name in mesh.nodes)
+    if tunnelled > net.num_addresses - 2:
         yield (
             ("wireguard", "network"),
             (
                 f"network {net} has room for {net.num_addresses - 2} nodes, the mesh has "
-                f"{len(mesh.nodes)}"
+                f"{tunnelled} WireGuard nodes"
             ),
         )
 
@@ -122,6 +124,8 @@ def _addresses(mesh: Mesh) -> Found:
 def _endpoints(mesh: Mesh) -> Found:
     seen: dict[str, str] = {}
     for name, node in mesh.nodes.items():
+        if node.endpoint is None or not mesh.wireguard_on(name):
+            continue
         key = str(node.endpoint)
         if key in seen:
             yield (
@@ -130,6 +134,34 @@ def _endpoints(mesh: Mesh) -> Found:
             )
         else:
             seen[key] = name
+
+
+def _wireguard_modes(mesh: Mesh) -> Found:
+    """A WireGuard node needs an endpoint; a certificates-only node needs an address to
+    publish (its certificates' IP SANs and /etc/hosts) and has no overlay address."""
+    for name, node in mesh.nodes.items():
+        if mesh.wireguard_on(name):
+            if node.endpoint is None:
+                yield (
+                    ("nodes", name),
+                    f"node {name!r} runs WireGuard and needs an endpoint (host:port where "
+                    "peers reach it); or set `wireguard: false` for certificates only",
+                )
+            continue
+        if not mesh.underlay_ips(name):
+            yield (
+                ("nodes", name),
+                f"node {name!r} has no WireGuard (certificates only) and no address to "
+                "publish: list its IPs in `ips: [...]` or give an endpoint whose host is "
+                "an IP address",
+            )
+        for field in ("address", "address6"):
+            if getattr(node, field) is not None:
+                yield (
+                    ("nodes", name, field),
+                    f"{field} is an overlay address, and node {name!r} has no WireGuard; "
+                    "remove it, or set `wireguard: true`",
+                )
 
 
 def _lifetimes(mesh: Mesh) -> Found:
@@ -195,64 +227,71 @@ def _proxies(mesh: Mesh) -> Found:
                         ),
                     )
                 configs.setdefault(ckey, name)
-        if mesh.wireguard.port == ident.proxy.listen:
+        if ident.proxy.kind == "envoy" and ident.proxy.run == "import":
+            yield (
+                ("identities", name, "proxy", "run"),
+                "an Envoy bootstrap is a whole config and cannot be imported into another: "
+                "use run: standalone (the default for envoy)",
+            )
+        tunnelled = any(mesh.wireguard_on(n) for n in ident.nodes if n in mesh.nodes)
+        if tunnelled and mesh.wireguard.port == ident.proxy.listen:
             yield (
                 ("identities", name, "proxy", "listen"),
                 (f"port {ident.proxy.listen} is the WireGuard port"),
             )
 
 
+def _covers(name: str, target: str) -> bool:
+    """Whether a DNS name constraint for `name` (`*.` dropped) permits `target`."""
+    base = name[2:] if name.startswith("*.") else name
+    return target == base or target.endswith("." + base)
+
+
 def _node_names(mesh: Mesh) -> Found:
-    """Refuse names that would let one node's CA vouch for another node.
-
-    A node CA may issue every name under the DNS names it permits (`NodeCASpec`): its
-    node's, its identities' (`<identity>.<domain>`) and their `dns`. None of them may be
-    another node's `<node>.<domain>` or a parent of it, nor the mesh domain or a parent
-    of it (that would cover every node).
-    """
+    """`<node>.<domain>` is what binds an identity to a node in Envoy's RBAC: only that
+    node's CA may issue it. Refuse names that would let another node's CA issue it (its
+    name constraints permit its identities' `<identity>.<domain>` and every `dns:` of the
+    node and of its identities), and any `dns:` equal to or above the mesh domain (it
+    would cover every node, present and future)."""
     domain = mesh.mesh.domain
-    seen: set[tuple[str | int, ...]] = set()  # an identity on two nodes is said once
-    for node in mesh.nodes:
-        for where, name in _names_vouched_by(mesh, node):
-            if where in seen:
-                continue
-            seen.add(where)
-            base = name[2:] if name.startswith("*.") else name
-            if base == domain or domain.endswith("." + base):
-                yield (
-                    where,
-                    (
-                        f"{name!r} covers the mesh domain {domain}: node {node}'s CA would "
-                        "vouch for the names of every node"
-                    ),
-                )
-                continue
-            label = base[: -len(domain) - 1] if base.endswith("." + domain) else ""
-            if label and "." not in label and label in mesh.nodes and label != node:
-                named_like = where[0] == "identities" and where[2] == "nodes"
-                yield (
-                    where,
-                    (
-                        f"{base} is node {label}'s name: node {node}'s CA would vouch for it"
-                        + (
-                            " (an identity named like a node may run only there)"
-                            if named_like
-                            else ""
-                        )
-                    ),
-                )
+    node_names = {f"{node}.{domain}": node for node in mesh.nodes}
 
+    def reach(name: str, allowed: set[str]) -> Iterator[str]:
+        if _covers(name, domain):
+            yield f"the mesh domain {domain}, so every node's name"
+            return
+        for full, node in node_names.items():
+            if node not in allowed and _covers(name, full):
+                yield f"{full} (node {node!r})"
 
-def _names_vouched_by(mesh: Mesh, node: str) -> Iterator[tuple[tuple[str | int, ...], str]]:
-    """(location, name) of every DNS name node `node`'s CA permits, but its own."""
-    domain = mesh.mesh.domain
-    for i, name in enumerate(mesh.nodes[node].dns):
-        yield ("nodes", node, "dns", i), name
-    for identity in mesh.identities_on(node):
-        ident = mesh.identities[identity]
-        yield ("identities", identity, "nodes", ident.nodes.index(node)), f"{identity}.{domain}"
-        for i, name in enumerate(ident.dns):
-            yield ("identities", identity, "dns", i), name
+    for name, ident in mesh.identities.items():
+        allowed = set(ident.nodes) if len(set(ident.nodes)) == 1 else set()
+        for hit in reach(f"{name}.{domain}", allowed):
+            yield (
+                ("identities", name),
+                f"identity {name!r} has the name of node {name!r} but runs on "
+                f"{', '.join(ident.nodes)}: its certificate name {name}.{domain} would "
+                f"be {hit}'s own, which proxies trust to mean 'issued by that node'; "
+                "rename the identity, or run it on that node only",
+            )
+        for i, dns in enumerate(ident.dns):
+            for hit in reach(dns, allowed):
+                yield (
+                    ("identities", name, "dns", i),
+                    f"dns name {dns!r} covers {hit}: the node CAs of "
+                    f"{', '.join(ident.nodes)} could then issue that node's name, which "
+                    "proxies trust to mean 'issued by that node'; use a name outside "
+                    f"the mesh domain {domain}",
+                )
+    for name, node in mesh.nodes.items():
+        for i, dns in enumerate(node.dns):
+            for hit in reach(dns, {name}):
+                yield (
+                    ("nodes", name, "dns", i),
+                    f"dns name {dns!r} covers {hit}: the CA of node {name!r} could then "
+                    "issue another node's name, which proxies trust to mean 'issued by "
+                    f"that node'; use a name outside the mesh domain {domain}",
+                )
 
 
 def _ports(mesh: Mesh) -> Found:

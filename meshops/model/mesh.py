@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import typing
 from functools import cached_property
-from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -17,6 +17,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    ValidationInfo,
     WithJsonSchema,
     field_validator,
     model_validator,
@@ -84,6 +85,11 @@ class Certs(Strict):
 
 
 class WireGuard(Strict):
+    enabled: bool = Field(
+        default=True,
+        description="false: no tunnel anywhere; certificates, proxies and /etc/hosts only "
+        "(a node's own `wireguard:` overrides it)",
+    )
     interface: str = Field(default="wg-mesh", pattern=r"^[A-Za-z0-9_=+.-]{1,15}$")
     port: int = Field(default=51820, ge=1, le=65535)
     network: IPv4Network = IPv4Network("10.42.0.0/16")
@@ -133,8 +139,15 @@ class MTLS(Strict):
 
 
 class Node(Strict):
-    endpoint: Endpoint
+    endpoint: Endpoint | None = Field(
+        default=None, description="host:port where peers reach this node (WireGuard nodes)"
+    )
     recipient: Recipient
+    wireguard: bool | None = Field(
+        default=None,
+        description="false: certificates, proxies and hosts only, no tunnel "
+        "(default: wireguard.enabled)",
+    )
     address: IPv4Address | None = None
     address6: IPv6Address | None = None
     labels: dict[str, str] = Field(default_factory=_dict)
@@ -149,6 +162,12 @@ class Proxy(Strict):
     upstream: Endpoint
     config: str | None = Field(default=None, description="absolute path of the rendered config")
     reload: list[str] = Field(default_factory=_list, description="argv run after a change")
+    run: Literal["standalone", "import"] | None = Field(
+        default=None,
+        description="standalone: the file is the proxy's whole config, one process per "
+        "sidecar; import: a fragment for your own config (Caddyfile import, nginx include "
+        "inside http {}). Default: standalone for caddy and envoy, import for nginx",
+    )
 
     @field_validator("config")
     @classmethod
@@ -158,17 +177,50 @@ class Proxy(Strict):
         return value
 
 
+# Java's own default keystore password: what a Java user tries first. A password that
+# is written in mesh.yaml protects nothing (the bundle is 0600 like key.pem); Java
+# needs one only because it ignores an unencrypted key (docs/outputs.md).
+DEFAULT_P12_PASSWORD = "changeit"
+
+
 class Outputs(Strict):
     dir: str | None = None
     p12: bool = False
+    p12_password: str | None = Field(
+        default=None,
+        min_length=1,
+        description=f"password of bundle.p12 and truststore.p12 (default {DEFAULT_P12_PASSWORD})",
+    )
+    p12_password_file: str | None = Field(
+        default=None, description="absolute host path of a file holding the PKCS#12 password"
+    )
     combined_pem: bool = False
 
-    @field_validator("dir")
+    @field_validator("dir", "p12_password_file")
     @classmethod
-    def _absolute(cls, value: str | None) -> str | None:
+    def _absolute(cls, value: str | None, info: ValidationInfo) -> str | None:
         if value is not None and not value.startswith("/"):
-            raise ValueError(f"dir must be an absolute path, got {value!r}")
+            raise ValueError(f"{info.field_name} must be an absolute path, got {value!r}")
         return value
+
+    @model_validator(mode="after")
+    def _one_password(self) -> Outputs:
+        if self.p12_password is not None and self.p12_password_file is not None:
+            raise ValueError("give p12_password or p12_password_file, not both")
+        return self
+
+
+# a POSIX group name, as useradd/groupadd accept it
+GROUP_PATTERN = r"^[a-z_][a-z0-9_-]{0,31}$"
+
+
+class TLS(Strict):
+    group: str | None = Field(
+        default=None,
+        pattern=GROUP_PATTERN,
+        description="group that may read the TLS files (key.pem 0640 root:<group>); keys "
+        "are never world-readable",
+    )
 
 
 class Identity(Strict):
@@ -184,6 +236,7 @@ class Identity(Strict):
     )
     outputs: Outputs | None = None
     on_renew: list[list[str]] = Field(default_factory=_list)
+    tls: TLS | None = Field(default=None, description="overrides the mesh-wide tls:")
 
     @field_validator("on_renew")
     @classmethod
@@ -294,6 +347,7 @@ class Mesh(Strict):
     certs: Certs = Field(default_factory=Certs)
     wireguard: WireGuard = Field(default_factory=WireGuard)
     mtls: MTLS = Field(default_factory=MTLS)
+    tls: TLS = Field(default_factory=TLS)
     firewall: Firewall = Field(default_factory=Firewall)
     nodes: dict[Name, Node] = Field(default_factory=_dict)
     identities: dict[Name, Identity] = Field(default_factory=_dict)
@@ -321,6 +375,34 @@ class Mesh(Strict):
 
     def leaf_key_type(self, identity: str) -> KeyType:
         return self.identities[identity].key_type or self.certs.key_type
+
+    def tls_group(self, identity: str) -> str | None:
+        """The group that may read `identity`'s TLS files (its own `tls:` first)."""
+        own = self.identities[identity].tls
+        return own.group if own is not None and own.group else self.tls.group
+
+    def proxy_run(self, identity: str) -> Literal["standalone", "import"]:
+        """How `identity`'s proxy config is used; see `Proxy.run` for the defaults."""
+        proxy = self.identities[identity].proxy
+        assert proxy is not None
+        if proxy.run is not None:
+            return proxy.run
+        return "import" if proxy.kind == "nginx" else "standalone"
+
+    def wireguard_on(self, node: str) -> bool:
+        """Whether `node` runs WireGuard: its own `wireguard:`, else `wireguard.enabled`."""
+        own = self.nodes[node].wireguard
+        return self.wireguard.enabled if own is None else own
+
+    def underlay_ips(self, node: str) -> list[IPv4Address | IPv6Address]:
+        """Where `node` is reached without the overlay (certificates-only nodes publish
+        these): its `ips`, else its endpoint's host when that is an IP address."""
+        spec = self.nodes[node]
+        if spec.ips:
+            return list(spec.ips)
+        if spec.endpoint is not None and spec.endpoint.is_ip:
+            return [ip_address(spec.endpoint.host)]
+        return []
 
     def identities_on(self, node: str) -> list[str]:
         """The identities that run on `node`, sorted (one index for every node: a plan

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
         certs_pem,
         chain_pem,
         combined_pem,
+        java_truststore,
         pkcs12,
     )
     from meshops.pki.keys import (
@@ -52,6 +53,7 @@ _LAZY = {
         "certs_pem",
         "chain_pem",
         "combined_pem",
+        "java_truststore",
         "pkcs12",
     ),
     "meshops.pki.keys": (
@@ -100,6 +102,7 @@ __all__ = [
     "issue_node_ca",
     "issue_root",
     "issued_by",
+    "java_truststore",
     "jitter_seconds",
     "key_type_of",
     "keys_match",

@@ -40,36 +40,46 @@ def combined_pem(chain: Sequence[x509.Certificate], key: PrivateKey) -> bytes:
     return certs_pem(chain) + private_pem(key)
 
 
+def _p12_encryption(password: bytes) -> serialization.KeySerializationEncryption:
+    if not password:
+        # PKCS#12 cannot encrypt with an empty passphrase: the key would sit in a plain
+        # key bag, which Java's KeyStore does not even list
+        raise ValueError("a PKCS#12 bundle needs a non-empty password")
+    return (
+        serialization.PrivateFormat.PKCS12.encryption_builder()
+        .kdf_rounds(_P12_KDF_ROUNDS)
+        .key_cert_algorithm(_pkcs12.PBES.PBESv2SHA256AndAES256CBC)
+        .hmac_hash(hashes.SHA256())
+        .build(password)
+    )
+
+
 def pkcs12(
     *,
     key: PrivateKey,
     cert: x509.Certificate,
     chain: Sequence[x509.Certificate] = (),
     name: str | None = None,
-    password: bytes = b"",
+    password: bytes,
 ) -> bytes:
-    """A PKCS#12 bundle (browsers, Java) of the key, its certificate and the chain.
+    """A PKCS#12 keystore (Java, browsers) of the key, its certificate and the chain.
 
-    The default password is empty, and an empty password means the bundle is NOT
-    encrypted at all (PKCS#12 has no encryption with an empty passphrase): it then
-    protects nothing and must be stored 0600 like `key.pem`. With a password it is
-    encrypted with PBES2 (AES-256-CBC, SHA-256) and MAC'd with HMAC-SHA256.
+    Encrypted with PBES2 (AES-256-CBC, SHA-256) and MAC'd with HMAC-SHA256, which
+    Java 11.0.12+/17, OpenSSL 3 and browsers read. The password must not be empty.
     """
-    encryption: serialization.KeySerializationEncryption
-    if password:
-        encryption = (
-            serialization.PrivateFormat.PKCS12.encryption_builder()
-            .kdf_rounds(_P12_KDF_ROUNDS)
-            .key_cert_algorithm(_pkcs12.PBES.PBESv2SHA256AndAES256CBC)
-            .hmac_hash(hashes.SHA256())
-            .build(password)
-        )
-    else:
-        encryption = serialization.NoEncryption()
     return _pkcs12.serialize_key_and_certificates(
         name.encode() if name is not None else None,
         key,
         cert,
         list(chain) or None,
-        encryption,
+        _p12_encryption(password),
     )
+
+
+def java_truststore(roots: Sequence[x509.Certificate], *, password: bytes) -> bytes:
+    """A PKCS#12 truststore: each root as a trusted certificate entry, as Java's
+    `keytool -importcert` writes them (aliases `root-1`, `root-2`...)."""
+    entries = [
+        _pkcs12.PKCS12Certificate(root, f"root-{i}".encode()) for i, root in enumerate(roots, 1)
+    ]
+    return _pkcs12.serialize_java_truststore(entries, _p12_encryption(password))

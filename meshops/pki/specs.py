@@ -37,6 +37,18 @@ def _unique_ips(items: Iterable[IPAddress | str]) -> tuple[IPAddress, ...]:
     return tuple(dict.fromkeys(ip_address(i) for i in items))
 
 
+def node_ca_common_name(node: str) -> str:
+    """The CN of `node`'s intermediate CA: unique per node within a mesh."""
+    return f"{node} node CA"
+
+
+def node_ca_subject(node: str) -> str:
+    """The node CA's subject as RFC 2253 text: how OpenSSL (nginx's `$ssl_client_i_dn`)
+    and Go (Caddy's `{http.request.tls.client.issuer}`) print the issuer of a leaf it
+    signed. Proxies bind an identity to its nodes by this name (`meshops.render`)."""
+    return f"CN={node_ca_common_name(node)}"
+
+
 @dataclass(frozen=True)
 class NodeCASpec:
     """A node's intermediate CA: which names its leaves may carry (name constraints).
@@ -59,7 +71,7 @@ class NodeCASpec:
 
     @property
     def common_name(self) -> str:
-        return f"{self.node} node CA"
+        return node_ca_common_name(self.node)
 
     @property
     def permitted_dns(self) -> tuple[str, ...]:

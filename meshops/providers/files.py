@@ -13,12 +13,14 @@ from pathlib import Path
 from meshops.errors import MeshError
 
 
-def write_atomic(path: Path, data: bytes, *, mode: int = 0o644, fsync: bool = True) -> None:
+def write_atomic(
+    path: Path, data: bytes, *, mode: int = 0o644, fsync: bool = True, group: int | None = None
+) -> None:
     """Replace `path` with `data`: temp file in the same directory, fsync, rename.
 
-    The temp file is created 0600 and chmod-ed to `mode` before the rename, so a
-    reader sees either the old file or the complete new one, never a partial or a
-    briefly world-readable secret.
+    The temp file is created 0600, given to `group` (a gid, when set) and chmod-ed to
+    `mode` before the rename, so a reader sees either the old file or the complete new
+    one, never a partial or a briefly world-readable secret.
     """
     path = Path(path)
     directory = path.parent
@@ -37,6 +39,7 @@ def write_atomic(path: Path, data: bytes, *, mode: int = 0o644, fsync: bool = Tr
             while view:
                 written = os.write(fd, view)
                 view = view[written:]
+            _give(fd, group)
             os.fchmod(fd, mode)
             if fsync:
                 os.fsync(fd)
@@ -74,6 +77,8 @@ _HINTS = {
     "were, and the next run continues from here",
     errno.EDQUOT: "raise the quota or free some space; the next run continues from here",
     errno.EROFS: "the file system is read-only; remount it read-write",
+    errno.EPERM: "the file may be immutable (chattr -i), or it is to be given to a group "
+    "(tls.group in mesh.yaml), which needs root or membership in that group",
 }
 
 
@@ -95,10 +100,22 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def write_together(directory: Path, files: dict[str, tuple[bytes, int]]) -> None:
+def _give(fd: int, group: int | None) -> None:
+    """Hand an open file to `group` (None or the group it already has: nothing to do)."""
+    if group is not None and os.fstat(fd).st_gid != group:
+        os.fchown(fd, -1, group)
+
+
+def write_together(
+    directory: Path,
+    files: dict[str, tuple[bytes, int]],
+    *,
+    groups: dict[str, int | None] | None = None,
+) -> None:
     """Replace several files of `directory` in one step: a reader (or a run killed
     half-way) sees all of them old or all of them new, never a new key beside an old
-    certificate.
+    certificate. `groups` gives some of them to a group (a gid); files carried over
+    keep theirs.
 
     The new directory is built beside the old one (`.<name>.meshops-next`, 0700 while
     it fills), with every other file of the old directory carried over, then swapped
@@ -109,9 +126,10 @@ def write_together(directory: Path, files: dict[str, tuple[bytes, int]]) -> None
     import shutil
 
     directory = Path(directory)
+    groups = groups or {}
     if not directory.is_dir() or directory.is_symlink():
         for name, (data, mode) in files.items():
-            write_atomic(directory / name, data, mode=mode)
+            write_atomic(directory / name, data, mode=mode, group=groups.get(name))
         return
     staged = next_dir(directory)
     shutil.rmtree(staged, ignore_errors=True)
@@ -124,9 +142,10 @@ def write_together(directory: Path, files: dict[str, tuple[bytes, int]]) -> None
                 continue
             name = entry.name
             data = Path(entry.path).read_bytes()
-            _write_new(staged / name, data, stat.S_IMODE(entry.stat().st_mode))
+            old = entry.stat()
+            _write_new(staged / name, data, stat.S_IMODE(old.st_mode), old.st_gid)
         for name, (data, mode) in files.items():
-            _write_new(staged / name, data, mode)
+            _write_new(staged / name, data, mode, groups.get(name))
         name = ""
         os.chmod(staged, final_mode)
         _fsync_tree(staged)
@@ -137,7 +156,7 @@ def write_together(directory: Path, files: dict[str, tuple[bytes, int]]) -> None
     if not _exchange(staged, directory):
         shutil.rmtree(staged, ignore_errors=True)
         for name, (data, mode) in files.items():
-            write_atomic(directory / name, data, mode=mode)
+            write_atomic(directory / name, data, mode=mode, group=groups.get(name))
         return
     _fsync_dir(directory.parent)
     shutil.rmtree(staged, ignore_errors=True)  # the old contents
@@ -212,13 +231,14 @@ def _exchange(a: Path, b: Path) -> bool:
     raise MeshError(f"cannot swap {a} into {b}: {os.strerror(err)}", hint=_HINTS.get(err))
 
 
-def _write_new(path: Path, data: bytes, mode: int) -> None:
+def _write_new(path: Path, data: bytes, mode: int, group: int | None = None) -> None:
     """A new file in a private staging directory (fsynced later, with the directory)."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     try:
         view = memoryview(data)
         while view:
             view = view[os.write(fd, view) :]
+        _give(fd, group)
         os.fchmod(fd, mode)
     finally:
         os.close(fd)
@@ -274,6 +294,27 @@ def inside_root(path: Path, root: Path) -> Path:
 
 def _within(real: str, real_root: str) -> bool:
     return real == real_root or real.startswith(real_root.rstrip("/") + "/")
+
+
+def ensure_dir(path: Path, *, mode: int, group: int | None = None) -> bool:
+    """Create `path` (and its parents) with `mode`, given to `group`; an existing one is
+    left as it is (a service manager may own it). True when it was created."""
+    path = Path(path)
+    if path.is_dir():
+        return False
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        os.mkdir(path, 0o700)
+        if group is not None:
+            os.chown(path, -1, group)
+        os.chmod(path, mode)
+    except FileExistsError:
+        return False
+    except OSError as exc:
+        raise MeshError(
+            f"cannot create directory {path}: {_reason(exc)}", hint=_HINTS.get(exc.errno or 0)
+        ) from None
+    return True
 
 
 def read_bytes(path: Path) -> bytes | None:

@@ -8,11 +8,14 @@
   class, unknown fields and unknown enum values refused.
 
 Both binaries load the certificate and key files named in the config, so the host
-scope writes `cert.pem`, `key.pem`, `ca.pem` and `crl.pem` before it checks.
+scope writes `cert.pem`, `key.pem`, `ca.pem`, `crl.pem` and `node-cas.pem` before it
+checks. `caddy_version()` tells the renderer which Caddy release it writes for (asked
+once per binary and process).
 """
 
 from __future__ import annotations
 
+import functools
 import importlib
 import logging
 import shutil
@@ -23,7 +26,7 @@ from typing import Any
 from meshops.errors import CommandFailed
 from meshops.providers.files import write_atomic
 from meshops.providers.run import run
-from meshops.render.spec import ProxyKind
+from meshops.render.spec import CaddyVersion, ProxyKind
 
 log = logging.getLogger("meshops.proxies")
 
@@ -35,21 +38,56 @@ def _binary(name: str) -> str | None:
     return shutil.which(name) or shutil.which(name, path="/usr/sbin:/usr/local/sbin")
 
 
+def caddy_version() -> CaddyVersion | None:
+    """The release of the `caddy` that checks (and should run) the rendered Caddyfile,
+    asked once per binary and process; None when no Caddy is installed or it does not
+    say (the newest syntax is rendered then)."""
+    import os
+
+    binary = _binary("caddy")
+    if binary is None:
+        return None
+    try:
+        stamp = os.stat(binary).st_mtime_ns
+    except OSError:
+        return None
+    return _caddy_version(binary, stamp)
+
+
+@functools.cache
+def _caddy_version(binary: str, stamp: int) -> CaddyVersion | None:
+    from meshops.render.caddy import caddy_version_of
+
+    try:
+        proc = run([binary, "version"], what="caddy version", timeout=30)
+    except CommandFailed as exc:
+        log.warning("%s; rendering for the newest Caddy", exc.message.splitlines()[0])
+        return None
+    version = caddy_version_of(proc.stdout.decode(errors="replace"))
+    log.debug("caddy %s is %s", binary, version)
+    return version
+
+
 def check_config(
-    kind: ProxyKind, text: str, *, workdir: Path, target: Path | None = None
+    kind: ProxyKind,
+    text: str,
+    *,
+    workdir: Path,
+    target: Path | None = None,
+    binary: str | None = None,
 ) -> str | None:
     """Have the proxy check `text`; raise CommandFailed with its own message if refused.
 
     `target` is where the config will be installed: the error names it (and its line)
-    instead of the scratch copy in `workdir`. Returns None when the config was
-    checked, or the reason the check was skipped (only when the proxy binary is not
-    installed); the reason is also logged.
+    instead of the scratch copy in `workdir`. `binary` is the proxy to ask (default: the
+    one on PATH). Returns None when the config was checked, or the reason the check was
+    skipped (only when the proxy binary is not installed); the reason is also logged.
     """
     workdir = Path(workdir)
     if kind == "envoy":
         validate_envoy(text)
         return None
-    binary = _binary(kind)
+    binary = binary or _binary(kind)
     if binary is None:
         reason = f"{kind} is not installed here: its config was not checked"
         log.warning(reason)

@@ -23,11 +23,13 @@ def run(
     check: bool = True,
     what: str | None = None,
     secret_input: bool = False,
+    new_session: bool = False,
 ) -> subprocess.CompletedProcess[bytes]:
     """Run `argv`, capture output, raise CommandFailed with stderr on failure.
 
     `input` is never logged; set `secret_input` to make that explicit at call sites.
-    `what` names the step for the error message ("caddy validate").
+    `what` names the step for the error message ("caddy validate"). `new_session`
+    starts it in a session of its own (a daemon that must outlive our process group).
     """
     shown = shlex.join(argv)
     log.debug("run: %s%s", shown, " (with secret input)" if secret_input else "")
@@ -43,11 +45,17 @@ def run(
             cwd=cwd,
             timeout=timeout,
             check=False,
+            start_new_session=new_session,
         )
     except FileNotFoundError:
         raise CommandFailed(
             f"{what or argv[0]}: command not found: {argv[0]}",
             hint=f"install {argv[0]} or fix the command in mesh.yaml",
+        ) from None
+    except PermissionError:
+        raise CommandFailed(
+            f"{what or argv[0]}: {argv[0]} is not executable (permission denied)",
+            hint=f"check the file and its mode (chmod +x {argv[0]}), or fix the command",
         ) from None
     except subprocess.TimeoutExpired:
         raise CommandFailed(f"{what or shown}: timed out after {timeout}s") from None

@@ -1,8 +1,9 @@
 """Caddy, Envoy and nginx configs from the one access table (pure: values in, text out).
 
-`render(spec)` picks the renderer for `spec.kind`. The interpreters in
-`meshops.render.interpret` read rendered text back for property tests; the proxies'
-own checks (`caddy validate`, `nginx -t`, Envoy API types) live in
+`render(spec)` picks the renderer for `spec.kind` and `spec.run` (a whole config, or a
+fragment to import). The interpreters in `meshops.render.interpret` read rendered text
+back for property tests (who may call, through which node CA, with which raw path); the
+proxies' own checks (`caddy validate`, `nginx -t`, Envoy API types) live in
 `meshops.providers.proxies`.
 """
 
@@ -15,7 +16,7 @@ from meshops.render.spec import ProxyKind, ProxySpec, proxy_spec, spiffe_id
 
 
 def render(spec: ProxySpec) -> str:
-    """The config text for `spec.kind` (Caddy: the standalone Caddyfile)."""
+    """The config text for `spec.kind`, whole (standalone) or importable (import)."""
     if spec.kind == "caddy":
         return render_caddy(spec)
     if spec.kind == "envoy":

@@ -2,11 +2,20 @@
 
 One listener with a `DownstreamTlsContext` (client certificate required, trust
 bundle, CRL, minimum TLS version), an HTTP connection manager that normalizes
-paths (dot segments, merged slashes, encoded slashes refused) before the RBAC
-filter sees them, an RBAC filter with one policy per access-table rule keyed on
-the client certificate's URI SAN, then the router to one upstream cluster. No
-admin listener is rendered. `meshops.providers.proxies.validate_envoy` checks the
-text against Envoy's own API types.
+paths (dot segments, merged slashes, encoded slashes refused) before any filter sees
+them and forwards the normalized path, so the path judged is the path forwarded; a
+DENY RBAC filter refusing what normalization keeps (`;` path parameters, also encoded,
+and backslashes); an ALLOW RBAC filter with one policy per access-table rule; then the
+router to one upstream cluster. No admin listener is rendered.
+`meshops.providers.proxies.validate_envoy` checks the text against Envoy's own API types.
+
+A caller is the `mtls_authenticated` principal (a validated client certificate) with
+two SANs at once: the URI SAN `spiffe://<trust_domain>/<caller>` and the DNS SAN
+`<node>.<domain>` of a node where the caller runs. Typed SAN matchers look at one SAN
+type only (`authenticated.principal_name` would take any URI SAN, any DNS SAN or the
+subject for either). Only that node's CA can issue a leaf carrying `<node>.<domain>`:
+each node CA's DNS name constraints are narrowed to its own node's names, and
+`meshops validate` refuses extra `dns:` names that reach into another node's name.
 """
 
 from __future__ import annotations
@@ -23,6 +32,8 @@ HCM = (
     "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
 )
 RBAC = "type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBAC"
+MTLS_PRINCIPAL = "envoy.rbac.principals.mtls_authenticated"
+MTLS_CONFIG = "type.googleapis.com/envoy.extensions.rbac.principals.mtls_authenticated.v3.Config"
 ROUTER = "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"
 CLUSTER = "upstream"
 
@@ -55,21 +66,69 @@ def rule_permission(rule: CallerRule) -> Json:
     return parts[0] if len(parts) == 1 else {"and_rules": {"rules": parts}}
 
 
+def _mtls(config: Json) -> Json:
+    return {"custom": {"name": MTLS_PRINCIPAL, "typed_config": {"@type": MTLS_CONFIG, **config}}}
+
+
+def _san(san_type: str, exact: str) -> Json:
+    return _mtls({"san_matcher": {"san_type": san_type, "matcher": {"exact": exact}}})
+
+
+def caller_principal(spec: ProxySpec, caller: str) -> Json:
+    """`caller`'s URI SAN AND the DNS SAN of one of its nodes (see the module doc)."""
+    nodes = [_san("DNS", name) for name in spec.caller_node_names(caller)]
+    ids = [_san("URI", spec.caller_id(caller))]
+    if nodes:
+        ids.append(nodes[0] if len(nodes) == 1 else {"or_ids": {"ids": nodes}})
+    else:
+        ids.append({"not_id": {"any": True}})  # a caller on no node: nobody
+    return {"and_ids": {"ids": ids}}
+
+
 def rbac_policies(spec: ProxySpec) -> Json:
     policies: Json = {}
     if spec.mode == "permissive":
         # No client certificate: during a migration the request passes as before.
         policies["meshops-anonymous"] = {
             "permissions": [{"any": True}],
-            "principals": [{"not_id": {"authenticated": {}}}],
+            "principals": [{"not_id": _mtls({"any_validated_client_certificate": True})}],
         }
     for index, rule in enumerate(spec.rules):
-        principal = {"authenticated": {"principal_name": {"exact": spec.caller_id(rule.caller)}}}
         policies[f"{rule.caller}-{index}"] = {
             "permissions": [rule_permission(rule)],
-            "principals": [principal],
+            "principals": [caller_principal(spec, rule.caller)],
         }
     return policies
+
+
+# path normalization keeps these; an upstream may read them as path parameters
+# (`/v1/..;/admin` is `/admin` to Tomcat) or as separators
+NOT_CANONICAL = [
+    {"contains": ";"},
+    {"contains": "%3b", "ignore_case": True},
+    {"contains": "\\"},
+    {"contains": "%5c", "ignore_case": True},
+]
+
+
+def refusal_filter() -> Json:
+    """A DENY RBAC filter for paths the ALLOW rules must never judge."""
+    matchers = [{"url_path": {"path": matcher}} for matcher in NOT_CANONICAL]
+    return {
+        "name": "meshops.refuse_non_canonical_paths",
+        "typed_config": {
+            "@type": RBAC,
+            "rules": {
+                "action": "DENY",
+                "policies": {
+                    "meshops-non-canonical-path": {
+                        "permissions": [{"or_rules": {"rules": matchers}}],
+                        "principals": [{"any": True}],
+                    }
+                },
+            },
+        },
+    }
 
 
 def _address(host: str, port: int) -> Json:
@@ -79,6 +138,7 @@ def _address(host: str, port: int) -> Json:
 def _http_manager(spec: ProxySpec, *, name: str, rbac: bool) -> Json:
     filters: list[Json] = []
     if rbac:
+        filters.append(refusal_filter())
         filters.append(
             {
                 "name": "envoy.filters.http.rbac",

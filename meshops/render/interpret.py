@@ -1,56 +1,102 @@
-"""Interpreters of rendered proxy configs: would this request reach the upstream?
+"""Interpreters of rendered proxy configs: would this request reach the upstream, and
+with which path?
 
 Each reads the config *text* a renderer produced (not the spec it came from) and
-evaluates its matchers the way the proxy does, for the subset of each language the
-renderers emit. Property tests compare their answers with the access table, so a
-renderer that drifts from the table is caught without starting a proxy. Requests
-carry an already canonical path (the proxies' own path normalization or refusal of
-non-canonical paths is covered by the loopback tests).
+evaluates it the way the proxy does, for the subset of each language the renderers
+emit: Caddy's named matchers and route, nginx's maps and `if`s, Envoy's HTTP
+connection manager path handling and RBAC filters. Property tests compare their
+answers with the access table, so a renderer that drifts from the table is caught
+without starting a proxy; for Envoy (no binary here) they are the evaluation of the
+rendered matchers. What they do not model: certificate chain verification (a
+`ClientCert` is one the proxy's trust settings accepted) and each proxy's own HTTP
+parsing beyond the path handling written below.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import unquote
 
 import yaml
 
 
 @dataclass(frozen=True)
 class ClientCert:
-    """What a proxy sees of a verified mesh client certificate."""
+    """What a proxy sees of a verified client certificate."""
 
-    uri: str  # the URI SAN, spiffe://<trust_domain>/<identity>
+    uri: str  # the first URI SAN, spiffe://<trust_domain>/<identity>
     cn: str  # the subject CN, the identity name
+    issuer: str = ""  # the issuer DN as RFC 2253 text: the node CA that signed it
+    dns: tuple[str, ...] = ()  # DNS SANs
+    more_uris: tuple[str, ...] = ()  # URI SANs after the first
+
+    @property
+    def uris(self) -> tuple[str, ...]:
+        return (self.uri, *self.more_uris) if self.uri else self.more_uris
+
+
+def mesh_leaf(trust_domain: str, domain: str, identity: str, node: str) -> ClientCert:
+    """The certificate a node's CA issues to `identity` (CONTRACT section 5)."""
+    from meshops.pki.specs import node_ca_subject
+
+    return ClientCert(
+        uri=f"spiffe://{trust_domain}/{identity}",
+        cn=identity,
+        issuer=node_ca_subject(node),
+        dns=(f"{identity}.{domain}", f"{node}.{domain}"),
+    )
 
 
 @dataclass(frozen=True)
 class Request:
     cert: ClientCert | None  # None: no client certificate presented
     method: str
-    path: str
+    path: str  # the path as the client sent it (percent-escapes, dot segments and all)
+    query: str = ""
 
 
-Decide = Callable[[Request], bool]
+@dataclass(frozen=True)
+class Outcome:
+    """`status` is what the proxy answers (0: the TLS handshake failed, 200: forwarded);
+    `forwarded` the path the upstream receives, when it receives anything."""
+
+    status: int
+    forwarded: str | None = None
+
+    @property
+    def reached(self) -> bool:
+        return self.forwarded is not None
+
+
+Decide = Callable[[Request], Outcome]
 
 
 class InterpretError(ValueError):
     """The config holds something these interpreters do not understand."""
 
 
+def _target(request: Request) -> str:
+    return request.path + (f"?{request.query}" if request.query else "")
+
+
 # --- Caddy -------------------------------------------------------------------------
 
 _CEL_TOKEN = re.compile(
-    r"\s*(?:(?P<ph>\{[a-z0-9_.]+\})|'(?P<str>[^']*)'|(?P<op>==|&&|\|\||[()\[\],.])"
+    r"\s*(?:(?P<ph>\{[a-z0-9_.]+\})|'(?P<str>(?:[^'\\]|\\.)*)'|(?P<op>==|&&|\|\||[()\[\],.])"
     r"|(?P<word>[A-Za-z_]+))"
 )
 
 
+def _cel_unescape(text: str) -> str:
+    return re.sub(r"\\(.)", r"\1", text)
+
+
 class _Cel:
     """The CEL subset the Caddy renderer writes: ==, in [..], .startsWith/.endsWith/
-    .contains, &&, ||, parentheses, string literals and placeholders."""
+    .contains/.matches, &&, ||, parentheses, string literals and placeholders."""
 
     def __init__(self, text: str):
         self.tokens: list[tuple[str, str]] = []
@@ -60,7 +106,8 @@ class _Cel:
             if match is None or match.end() == pos:
                 raise InterpretError(f"CEL: cannot read {text[pos:]!r}")
             kind = match.lastgroup or ""
-            self.tokens.append((kind, match.group(kind)))
+            value = match.group(kind)
+            self.tokens.append((kind, _cel_unescape(value) if kind == "str" else value))
             pos = match.end()
         self.values: dict[str, str] = {}
         self.pos = 0
@@ -135,6 +182,8 @@ class _Cel:
                 "startsWith": left.startswith,
                 "endsWith": left.endswith,
                 "contains": left.__contains__,
+                # CEL's matches() is RE2's unanchored search
+                "matches": lambda pattern: re.search(pattern, left) is not None,
             }
             if function not in methods:
                 raise InterpretError(f"CEL: unknown function {function}")
@@ -145,20 +194,19 @@ class _Cel:
 def _caddy_tokens(line: str) -> list[str]:
     return [
         m.group(1) if m.group(1) is not None else m.group(2)
-        for m in re.finditer(r'"([^"]*)"|(\S+)', line)
+        for m in re.finditer(r'"((?:[^"\\]|\\.)*)"|(\S+)', line)
     ]
 
 
 @dataclass
 class _CaddySite:
     client_auth: str = ""
-    matchers: dict[str, list[list[str]]] | None = None
-    route: list[list[str]] | None = None
+    matchers: dict[str, list[list[str]]] = field(default_factory=dict)
+    route: list[list[str]] = field(default_factory=list)
 
 
 def _parse_caddy_tls_site(text: str) -> _CaddySite:
-    site = _CaddySite(matchers={}, route=[])
-    assert site.matchers is not None and site.route is not None
+    site = _CaddySite()
     in_site = False
     block: str | None = None  # the named matcher or "route" being read
     for raw in text.splitlines():
@@ -199,60 +247,129 @@ def _vars_check(key: str, wanted: str) -> Matcher:
     return lambda values: values.get(key, "") == wanted
 
 
+def _go_regexp(pattern: str) -> re.Pattern[str]:
+    # RE2 without flags: `$` is the end of the text (Python's would also match before
+    # a final newline)
+    return re.compile(re.sub(r"\$$", r"\\Z", pattern))
+
+
+def _vars_regexp_check(key: str, pattern: str) -> Matcher:
+    compiled = _go_regexp(pattern)
+    return lambda values: compiled.search(values.get(key, "")) is not None
+
+
 def _caddy_matcher(lines: list[list[str]]) -> Matcher:
-    """A named matcher: all its lines must match (one `vars` key each, see caddy.py)."""
+    """A named matcher: all its lines must match (one line per matcher type, see caddy.py)."""
     checks: list[Matcher] = []
+    kinds = [tokens[0] for tokens in lines]
+    if len(set(kinds)) != len(kinds):
+        raise InterpretError(f"caddy: a matcher type twice in one set ORs its keys: {kinds}")
     for tokens in lines:
         if tokens[0] == "vars" and len(tokens) == 3:
             checks.append(_vars_check(tokens[1], tokens[2]))
+        elif tokens[0] == "vars_regexp" and len(tokens) == 3:
+            checks.append(_vars_regexp_check(tokens[1], _caddyfile_unquote(tokens[2])))
         elif tokens[0] == "expression" and len(tokens) == 2:
-            checks.append(_Cel(tokens[1]).evaluate)
+            checks.append(_Cel(_caddyfile_unquote(tokens[1])).evaluate)
         else:
             raise InterpretError(f"caddy: unknown matcher {tokens}")
     return lambda values: all(check(values) for check in checks)
 
 
+def _caddyfile_unquote(token: str) -> str:
+    """Inside a quoted Caddyfile token only `\\"` is an escape; other backslashes stay."""
+    return token.replace('\\"', '"')
+
+
 def caddy_interpreter(text: str) -> Decide:
     """Parse a rendered Caddyfile once; the returned function answers per request."""
     site = _parse_caddy_tls_site(text)
-    assert site.matchers is not None and site.route is not None
     matchers = {name: _caddy_matcher(lines) for name, lines in site.matchers.items()}
-    route: list[tuple[str, Matcher | None]] = []
+    route: list[tuple[list[str], Matcher | None]] = []
     for tokens in site.route:
         if tokens[0] not in ("reverse_proxy", "respond"):
             raise InterpretError(f"caddy: unknown route directive {tokens[0]}")
         named = tokens[1] if len(tokens) > 1 and tokens[1].startswith("@") else None
-        route.append((tokens[0], matchers[named] if named else None))
+        route.append((tokens, matchers[named] if named else None))
     optional = site.client_auth == "verify_if_given"
     return lambda request: _caddy_decide(route, optional, request)
 
 
 def _caddy_decide(
-    route: list[tuple[str, Matcher | None]], optional_cert: bool, request: Request
-) -> bool:
-    if request.cert is None and not optional_cert:
-        return False  # require_and_verify: the handshake fails
+    route: list[tuple[list[str], Matcher | None]], optional_cert: bool, request: Request
+) -> Outcome:
+    cert = request.cert
+    if cert is None and not optional_cert:
+        return Outcome(0)  # require_and_verify: the handshake fails
     values = {
-        "{http.request.tls.client.san.uris.0}": request.cert.uri if request.cert else "",
-        "{http.request.tls.client.subject}": f"CN={request.cert.cn}" if request.cert else "",
+        "{http.request.tls.client.san.uris.0}": cert.uris[0] if cert and cert.uris else "",
+        "{http.request.tls.client.subject}": f"CN={cert.cn}" if cert else "",
+        "{http.request.tls.client.issuer}": cert.issuer if cert else "",
         "{http.request.method}": request.method,
-        "{http.request.uri.path}": request.path,
-        "{http.request.uri}": request.path,
+        "{http.request.uri.path}": unquote(request.path),
+        "{http.request.uri}": _target(request),
     }
-    for directive, matcher in route:
+    for tokens, matcher in route:
         if matcher is None or matcher(values):
-            return directive == "reverse_proxy"
-    return False
+            if tokens[0] == "reverse_proxy":
+                return Outcome(200, request.path)  # Caddy forwards the path as it came
+            return Outcome(int(tokens[-1]))
+    return Outcome(404)
 
 
 # --- Envoy -------------------------------------------------------------------------
 
+_UNRESERVED = re.compile(r"%([0-9A-Fa-f]{2})")
+
+
+def _decode_unreserved(path: str) -> str:
+    """RFC 3986 normalization: percent-escapes of unreserved characters decoded."""
+
+    def one(match: re.Match[str]) -> str:
+        char = chr(int(match.group(1), 16))
+        return char if char.isascii() and (char.isalnum() or char in "-._~") else match.group(0)
+
+    return _UNRESERVED.sub(one, path)
+
+
+def remove_dot_segments(path: str) -> str:
+    """RFC 3986 section 5.2.4."""
+    out: list[str] = []
+    for segment in path.split("/")[1:]:
+        if segment == "..":
+            if out:
+                out.pop()
+        elif segment != ".":
+            out.append(segment)
+    trailing = path.endswith(("/.", "/.."))
+    return "/" + "/".join(out) + ("/" if trailing and out else "")
+
+
+def _envoy_path(path: str, manager: dict[str, Any]) -> str | None:
+    """The path Envoy's HTTP connection manager hands to filters and forwards
+    (None: it answers 400 itself)."""
+    if "#" in path:
+        return None  # a fragment in the request line is refused by default
+    escaped = re.search(r"%(2f|5c)", path, re.IGNORECASE)
+    if escaped and manager.get("path_with_escaped_slashes_action") == "REJECT_REQUEST":
+        return None
+    if manager.get("normalize_path"):
+        path = remove_dot_segments(_decode_unreserved(path))
+    if manager.get("merge_slashes"):
+        path = re.sub("/{2,}", "/", path)
+    return path
+
 
 def _string_match(matcher: dict[str, Any], value: str) -> bool:
+    if matcher.get("ignore_case"):
+        value = value.lower()
+        matcher = {k: v.lower() if isinstance(v, str) else v for k, v in matcher.items()}
     if "exact" in matcher:
         return bool(value == matcher["exact"])
     if "prefix" in matcher:
         return value.startswith(matcher["prefix"])
+    if "contains" in matcher:
+        return matcher["contains"] in value
     raise InterpretError(f"envoy: unknown string matcher {matcher}")
 
 
@@ -272,18 +389,44 @@ def _permission(rule: dict[str, Any], request: Request) -> bool:
     raise InterpretError(f"envoy: unknown permission {rule}")
 
 
+def _mtls_principal(config: dict[str, Any], cert: ClientCert | None) -> bool:
+    """envoy.rbac.principals.mtls_authenticated: a validated certificate, and when a
+    SAN matcher is set, a SAN *of that type* matching it."""
+    if cert is None:
+        return False
+    san = config.get("san_matcher")
+    if san is None:
+        if config.get("any_validated_client_certificate") is not True:
+            raise InterpretError("envoy: mtls_authenticated without a check")
+        return True
+    sans = {"URI": cert.uris, "DNS": cert.dns}.get(san["san_type"])
+    if sans is None:
+        raise InterpretError(f"envoy: unknown SAN type {san['san_type']}")
+    return any(_string_match(san["matcher"], value) for value in sans)
+
+
 def _principal(rule: dict[str, Any], request: Request) -> bool:
     if rule.get("any"):
         return True
+    if "custom" in rule:
+        custom = rule["custom"]
+        if custom["name"] != "envoy.rbac.principals.mtls_authenticated":
+            raise InterpretError(f"envoy: unknown custom principal {custom['name']}")
+        return _mtls_principal(custom["typed_config"], request.cert)
     if "authenticated" in rule:
         if request.cert is None:
             return False
         name = rule["authenticated"].get("principal_name")
-        return name is None or _string_match(name, request.cert.uri)
+        if name is None:
+            return True
+        names = [*request.cert.uris, *request.cert.dns, f"CN={request.cert.cn}"]
+        return any(_string_match(name, value) for value in names)
     if "not_id" in rule:
         return not _principal(rule["not_id"], request)
     if "or_ids" in rule:
         return any(_principal(r, request) for r in rule["or_ids"]["ids"])
+    if "and_ids" in rule:
+        return all(_principal(r, request) for r in rule["and_ids"]["ids"])
     raise InterpretError(f"envoy: unknown principal {rule}")
 
 
@@ -296,29 +439,34 @@ def envoy_interpreter(text: str) -> Decide:
             if socket is None:
                 continue
             required = bool(socket["typed_config"].get("require_client_certificate", False))
-            filters = chain["filters"][0]["typed_config"]["http_filters"]
-            return lambda request: (
-                (request.cert is not None or not required)
-                and (_envoy_http_filters(filters, request))
-            )
+            manager = chain["filters"][0]["typed_config"]
+            return lambda request: _envoy_decide(manager, required, request)
     raise InterpretError("envoy: no TLS listener")
 
 
-def _envoy_http_filters(filters: list[dict[str, Any]], request: Request) -> bool:
-    for http_filter in filters:
+def _envoy_decide(manager: dict[str, Any], required: bool, request: Request) -> Outcome:
+    if request.cert is None and required:
+        return Outcome(0)
+    path = _envoy_path(request.path, manager)
+    if path is None:
+        return Outcome(400)
+    judged = Request(request.cert, request.method, path, request.query)
+    for http_filter in manager["http_filters"]:
         config = http_filter["typed_config"]
         if config["@type"].endswith(".rbac.v3.RBAC"):
             rules = config["rules"]
             matched = any(
-                any(_principal(p, request) for p in policy["principals"])
-                and any(_permission(p, request) for p in policy["permissions"])
+                any(_principal(p, judged) for p in policy["principals"])
+                and any(_permission(p, judged) for p in policy["permissions"])
                 for policy in rules.get("policies", {}).values()
             )
             if matched != (rules.get("action", "ALLOW") == "ALLOW"):
-                return False
+                return Outcome(403)
         elif config["@type"].endswith(".router.v3.Router"):
-            return True
-    return False
+            return Outcome(200, path)
+        else:
+            raise InterpretError(f"envoy: unknown filter {config['@type']}")
+    return Outcome(404)
 
 
 # --- nginx -------------------------------------------------------------------------
@@ -327,28 +475,20 @@ _NGINX_MAP = re.compile(r"^map\s+(\"[^\"]*\"|\S+)\s+\$(\w+)\s*\{\s*$")
 _NGINX_ENTRY = re.compile(r'^("(?:[^"\\]|\\.)*"|\S+)\s+(\S+);$')
 
 
-def _unquote(token: str) -> str:
-    return token[1:-1] if token.startswith('"') else token
+def _nginx_unquote(token: str) -> str:
+    """A quoted nginx parameter: `\\"`, `\\'` and `\\\\` are escapes; other backslashes
+    stay for PCRE."""
+    if not token.startswith('"'):
+        return token
+    return re.sub(r"\\([\"'\\])", r"\1", token[1:-1])
 
 
 def _interpolate(template: str, variables: dict[str, str]) -> str:
     return re.sub(r"\$(\w+)", lambda m: variables.get(m.group(1), ""), template)
 
 
-def _nginx_map(entries: list[tuple[str, str]], source: str) -> str:
-    """nginx order: exact keys first, then regexes in order written, then default."""
-    default = ""
-    for key, value in entries:
-        if key == "default":
-            default = value
-        elif not key.startswith("~") and key == source:
-            return value
-    for key, value in entries:
-        if key.startswith("~"):
-            match = re.search(key[1:].replace("\\z", "\\Z"), source)
-            if match:
-                return _captures(value, match)
-    return default
+def _pcre(pattern: str, flags: int) -> re.Pattern[str]:
+    return re.compile(pattern.replace("\\z", "\\Z"), flags)
 
 
 def _captures(value: str, match: re.Match[str]) -> str:
@@ -359,14 +499,40 @@ def _captures(value: str, match: re.Match[str]) -> str:
 class _NginxMap:
     source: str
     target: str
-    entries: list[tuple[str, str]]
+    default: str
+    regexes: list[tuple[re.Pattern[str], str]]
+    exact: dict[str, str]
+
+    def lookup(self, value: str) -> str:
+        """nginx order: exact keys first, then regexes in order written, then default."""
+        if value.lower() in self.exact:  # map hashes compare case-insensitively
+            return self.exact[value.lower()]
+        for pattern, result in self.regexes:
+            match = pattern.search(value)
+            if match:
+                return _captures(result, match)
+        return self.default
+
+
+def _nginx_map(source: str, target: str, entries: list[tuple[str, str]]) -> _NginxMap:
+    default, regexes, exact = "", [], {}
+    for key, value in entries:
+        if key == "default":
+            default = value
+        elif key.startswith("~*"):
+            regexes.append((_pcre(key[2:], re.IGNORECASE), value))
+        elif key.startswith("~"):
+            regexes.append((_pcre(key[1:], 0), value))
+        else:
+            exact[key.lower()] = value
+    return _NginxMap(source, target, default, regexes, exact)
 
 
 def nginx_interpreter(text: str) -> Decide:
-    """Parse a rendered nginx file (maps + server) once; answers per request."""
+    """Parse rendered nginx text (maps + server, or a whole nginx.conf) once."""
     maps: list[_NginxMap] = []
     verify = ""
-    forbid_unless: str | None = None
+    checks: list[tuple[str, int]] = []  # `if ($var = 0) { return N; }`, in order
     lines = [line.strip() for line in text.splitlines()]
     index = 0
     while index < len(lines):
@@ -378,36 +544,62 @@ def nginx_interpreter(text: str) -> Decide:
             while lines[index] != "}":
                 entry = _NGINX_ENTRY.match(lines[index])
                 if entry:
-                    entries.append((_unquote(entry.group(1)), _unquote(entry.group(2))))
+                    entries.append((_nginx_unquote(entry.group(1)), entry.group(2)))
                 elif lines[index] and not lines[index].startswith("#"):
                     raise InterpretError(f"nginx: cannot read map entry {lines[index]!r}")
                 index += 1
-            maps.append(_NginxMap(_unquote(header.group(1)), header.group(2), entries))
+            maps.append(_nginx_map(_nginx_unquote(header.group(1)), header.group(2), entries))
         elif line.startswith("ssl_verify_client "):
             verify = line.split()[1].rstrip(";")
         elif line.startswith("if ("):
             condition = re.fullmatch(r"if \(\$(\w+) = 0\) \{", line)
-            if condition is None or lines[index] != "return 403;":
+            answer = re.fullmatch(r"return (\d+);", lines[index])
+            if condition is None or answer is None:
                 raise InterpretError(f"nginx: unknown if {line!r}")
-            forbid_unless = condition.group(1)
-    if forbid_unless is None:
+            checks.append((condition.group(1), int(answer.group(1))))
+    if not checks:
         raise InterpretError("nginx: no access check found")
-    return lambda request: _nginx_decide(maps, verify, forbid_unless, request)
+    return lambda request: _nginx_decide(maps, verify, checks, request)
 
 
-def _nginx_decide(maps: list[_NginxMap], verify: str, check: str, request: Request) -> bool:
-    if request.cert is None and verify != "optional":
-        return False  # ssl_verify_client on: nginx answers 400
+def nginx_uri(path: str) -> str | None:
+    """nginx's `$uri`: percent-decoded, slashes merged, dot segments resolved (None:
+    nginx answers 400, for a NUL or a `..` above the root)."""
+    decoded = unquote(path, errors="surrogateescape")
+    if "\0" in decoded:
+        return None
+    merged = re.sub("/{2,}", "/", decoded)
+    depth = 0
+    for segment in merged.split("/")[1:]:
+        depth += -1 if segment == ".." else 0 if segment in (".", "") else 1
+        if depth < 0:
+            return None
+    return remove_dot_segments(merged)
+
+
+def _nginx_decide(
+    maps: list[_NginxMap], verify: str, checks: list[tuple[str, int]], request: Request
+) -> Outcome:
+    cert = request.cert
+    if cert is None and verify != "optional":
+        return Outcome(400)  # ssl_verify_client on: nginx answers 400
+    uri = nginx_uri(request.path)
+    if uri is None:
+        return Outcome(400)
     variables = {
-        "ssl_client_verify": "SUCCESS" if request.cert else "NONE",
-        "ssl_client_s_dn": f"CN={request.cert.cn}" if request.cert else "",
+        "ssl_client_verify": "SUCCESS" if cert else "NONE",
+        "ssl_client_s_dn": f"CN={cert.cn}" if cert else "",
+        "ssl_client_i_dn": cert.issuer if cert else "",
         "request_method": request.method,
-        "uri": request.path,
+        "uri": uri,
+        "request_uri": _target(request),
     }
     for table in maps:
-        source = _interpolate(table.source, variables)
-        variables[table.target] = _nginx_map(table.entries, source)
-    return variables.get(check, "") != "0"
+        variables[table.target] = table.lookup(_interpolate(table.source, variables))
+    for variable, status in checks:
+        if variables.get(variable, "") == "0":
+            return Outcome(status)
+    return Outcome(200, request.path)  # proxy_pass without a URI: the path as it came
 
 
 INTERPRETERS: dict[str, Callable[[str], Decide]] = {
@@ -417,6 +609,11 @@ INTERPRETERS: dict[str, Callable[[str], Decide]] = {
 }
 
 
+def outcome(kind: str, text: str, request: Request) -> Outcome:
+    """What the `kind` config `text` does with `request`."""
+    return INTERPRETERS[kind](text)(request)
+
+
 def evaluate(kind: str, text: str, request: Request) -> bool:
     """Would the `kind` config `text` let `request` through to the upstream?"""
-    return INTERPRETERS[kind](text)(request)
+    return outcome(kind, text, request).reached

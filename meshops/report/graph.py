@@ -2,10 +2,11 @@
 
 Built from the one access table: one edge per (caller, callee) with HTTP access (L7,
 labelled with methods and paths) and one per pair with plain ports (L4, labelled `L4
-5432/tcp`; node-granular at the packet filter). Identities are grouped by the set of nodes they run
-on: an identity on several nodes appears once, in a group labelled with all of them
-(Mermaid and DOT cannot place one vertex in two subgraphs). Output is deterministic:
-everything is sorted.
+5432/tcp`; node-granular at the packet filter). Each node is one box holding the
+identities that run on it alone; an identity on several nodes is drawn once, outside the
+boxes, labelled with its nodes (Mermaid and DOT cannot place one vertex in two
+subgraphs, and a box per node set would draw a node once per set). Output is
+deterministic: everything is sorted.
 """
 
 from __future__ import annotations
@@ -52,7 +53,8 @@ class Edge:
 
 @dataclass(frozen=True)
 class Group:
-    """Identities that run on exactly the same nodes."""
+    """Identities that run on exactly these nodes: one node (a box), or several (one
+    identity, drawn outside the boxes)."""
 
     nodes: tuple[str, ...]
     identities: tuple[str, ...]
@@ -66,8 +68,9 @@ class Group:
 
 @dataclass(frozen=True)
 class Graph:
-    groups: tuple[Group, ...]
+    groups: tuple[Group, ...]  # one per node
     edges: tuple[Edge, ...]
+    spread: tuple[Group, ...] = ()  # one per identity that runs on several nodes
 
     def count(self, status: EdgeStatus) -> int:
         return sum(1 for edge in self.edges if edge.status == status)
@@ -98,11 +101,17 @@ def ports_label(table: AccessTable, caller: str, callee: str) -> str:
     return label if len(label) <= MAX_LABEL else label[: MAX_LABEL - 1].rstrip() + "…"
 
 
-def _groups(placements: Mapping[str, Sequence[str]]) -> tuple[Group, ...]:
-    by_nodes: dict[tuple[str, ...], list[str]] = defaultdict(list)
-    for identity, nodes in placements.items():
-        by_nodes[tuple(sorted(nodes))].append(identity)
-    return tuple(Group(nodes, tuple(sorted(ids))) for nodes, ids in sorted(by_nodes.items()))
+def _graph(placements: Mapping[str, Sequence[str]], edges: Sequence[Edge]) -> Graph:
+    by_node: dict[str, list[str]] = defaultdict(list)
+    spread = []
+    for identity, nodes in sorted(placements.items()):
+        placed = tuple(sorted(set(nodes)))
+        if len(placed) == 1:
+            by_node[placed[0]].append(identity)
+        else:
+            spread.append(Group(placed, (identity,)))
+    groups = tuple(Group((node,), tuple(ids)) for node, ids in sorted(by_node.items()))
+    return Graph(groups, tuple(edges), tuple(spread))
 
 
 def access_graph(placements: Mapping[str, Sequence[str]], table: AccessTable) -> Graph:
@@ -115,7 +124,7 @@ def access_graph(placements: Mapping[str, Sequence[str]], table: AccessTable) ->
         Edge(caller, callee, ports_label(table, caller, callee), layer="l4")
         for caller, callee in sorted(table.port_edges())
     ]
-    return Graph(_groups(placements), tuple(edges))
+    return _graph(placements, edges)
 
 
 def change_graph(
@@ -145,7 +154,7 @@ def change_graph(
         status = "gained" if not old else "lost" if not new else "same" if old == new else "changed"
         label = ports_label(base if status == "lost" else head, caller, callee)
         edges.append(Edge(caller, callee, label, status, "l4"))
-    return Graph(_groups(placements), tuple(edges))
+    return _graph(placements, edges)
 
 
 def _keys_by_pair(table: AccessTable) -> dict[tuple[str, str], set[tuple[str, str]]]:
@@ -172,6 +181,10 @@ def render_mermaid(graph: Graph, *, direction: str = "LR") -> str:
         for identity in group.identities:
             lines.append(f'    {_mermaid_id(identity)}["{identity}"]')
         lines.append("  end")
+    for group in graph.spread:
+        (identity,) = group.identities
+        label = _mermaid_text(f"{identity}<br/><small>on {group.label}</small>")
+        lines.append(f'  {_mermaid_id(identity)}["{label}"]')
     styles: dict[EdgeStatus, list[str]] = defaultdict(list)
     for index, edge in enumerate(graph.edges):
         label = edge.label
@@ -204,6 +217,11 @@ def render_dot(graph: Graph) -> str:
         for identity in group.identities:
             lines.append(f'    "{identity}";')
         lines.append("  }")
+    for group in graph.spread:
+        (identity,) = group.identities
+        lines.append(
+            f'  "{identity}" [label="{_dot_text(identity)}\\non {_dot_text(group.label)}"];'
+        )
     for edge in graph.edges:
         label = edge.label if edge.status in ("same", "changed") else f"{edge.status}: {edge.label}"
         lines.append(

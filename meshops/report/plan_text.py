@@ -5,6 +5,8 @@ Plain, stable text in pipes; the same text with colour on a terminal.
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 from meshops.engine.plan import Action, Change, Plan
 
 _COLOURS = {
@@ -40,14 +42,16 @@ def summary_line(plan: Plan) -> str:
     )
 
 
-def render_text(plan: Plan, *, color: bool = False) -> str:
+def render_text(plan: Plan, *, color: bool = False, met: Collection[str] = ()) -> str:
+    """The plan for a terminal or a pipe; needs in `met` (root privileges when the
+    reader runs as root) are not repeated on the `Needs:` line."""
     scope = "repository" if plan.scope == "repo" else plan.scope.replace("node:", "node ")
     if not plan.has_changes:
         return f"No changes. The {scope} matches mesh.yaml.\n"
     lines = [f"meshops will perform the following actions on the {scope}:", ""]
     lines += [change_line(c, color=color) for c in plan.actionable]
     lines += ["", summary_line(plan)]
-    needs = plan.needs()
+    needs = [need for need in plan.needs() if need not in met]
     if needs:
         lines.append("Needs: " + "; ".join(needs))
     return "\n".join(lines) + "\n"

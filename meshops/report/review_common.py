@@ -8,12 +8,11 @@ from collections.abc import Sequence
 from meshops.gitops.impact import NodeImpact
 from meshops.gitops.review import Review
 from meshops.policy import Grant, PortGrant
+from meshops.report.words import plural
+
+__all__ = ["plural"]  # re-exported: the review renderers take it from here
 
 NAMES_SHOWN = 5
-
-
-def plural(count: int, noun: str, nouns: str | None = None) -> str:
-    return f"{count} {noun if count == 1 else (nouns or noun + 's')}"
 
 
 def grant_line(grant: Grant) -> str:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from meshops.gitops.review import Review
+from meshops.gitops.review import Review, RevisionInfo
 from meshops.report.graph import render_mermaid
 from meshops.report.review_common import access_lines, grouped_impacts, headline, names, plural
 
@@ -75,8 +75,7 @@ class _Renderer:
         r = self.review
         out: list[str] = []
         verdict = "✅" if r.ok else "❌"
-        base = f"{_code(r.base.label)} ({(r.base.commit or 'working tree')[:12]})"
-        head = f"{_code(r.head.label)} ({(r.head.commit or 'working tree')[:12]})"
+        base, head = _side(r.base), _side(r.head)
         out += [f"## {verdict} meshops review: {base} → {head}", "", f"**{headline(r)}**", ""]
         out += [f"> {note}" for note in r.notes]
         if r.notes:
@@ -232,3 +231,10 @@ def render_markdown(review: Review, *, limit: int = LIMIT) -> str:
             return text
     note = f"\n\n… comment cut here ({_TRIM_NOTE.format(limit=limit)})\n"
     return text[: limit - len(note)] + note
+
+
+def _side(side: RevisionInfo) -> str:
+    """`main` (abc123def456), or the working tree as itself (it has no commit)."""
+    if side.commit is None:
+        return _code(side.label)
+    return f"{_code(side.label)} ({side.commit[:12]})"

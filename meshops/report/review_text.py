@@ -18,8 +18,10 @@ def render_text(review: Review, *, color: bool = False) -> str:
         out.append("")
         out.append(paint(title, "bold"))
 
-    base = f"{review.base.label} ({(review.base.commit or '')[:12] or 'working tree'})"
-    head = f"{review.head.label} ({(review.head.commit or '')[:12] or 'working tree'})"
+    base, head = (
+        side.label if side.commit is None else f"{side.label} ({side.commit[:12]})"
+        for side in (review.base, review.head)
+    )
     mark = paint("OK", "green") if review.ok else paint("FAILED", "red")
     out.append(f"meshops review {base} -> {head}: {mark}")
     out.append(headline(review))

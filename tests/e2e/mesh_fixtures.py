@@ -42,6 +42,7 @@ class BedMesh:
     bed: TestBed
     roots: dict[str, Path]
     keys: dict[str, HostKey] = field(default_factory=dict)
+    env: dict[str, str] = field(default_factory=dict)  # added to every meshops run (PATH)
 
     # -- where things are ----------------------------------------------------------------
 
@@ -110,7 +111,8 @@ class BedMesh:
         if identity and node in self.keys:
             argv += ["--identity", str(self.keys[node].private_file)]
         argv += [*args, "--node", node, "--root", str(self.roots[node])]
-        proc = self.host(node).run(argv, env=CLEAN_ENV, check=False, timeout=timeout)
+        env = {**CLEAN_ENV, **self.env}
+        proc = self.host(node).run(argv, env=env, check=False, timeout=timeout)
         result = Result(argv, proc.returncode, proc.stdout, proc.stderr)
         self.repo.outputs.append(result.output)
         if check:

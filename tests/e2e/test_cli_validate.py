@@ -16,6 +16,7 @@ from factories import (
     make_mesh,
     meshops,
     policy,
+    proxy,
     test_case,
     to_yaml,
     web_api_mesh,
@@ -43,6 +44,20 @@ def test_the_example_mesh_is_valid() -> None:
         result.stdout
     )
     assert result.stderr == ""
+
+
+def test_the_summary_counts_in_the_right_number(tmp_path: Path) -> None:
+    data = make_mesh(
+        nodes=1,
+        identities={"api": identity("node-1", proxy=proxy())},
+        policies=[policy("self", "api", "api", methods=["GET"], paths=["/x"])],
+        tests=[test_case("api", "api", "GET /x", "allow")],
+    )
+    result = meshops("validate", cwd=repo_with(tmp_path, to_yaml(data)))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == (
+        "mesh.yaml: valid: 1 node, 1 identity, 1 policy (1 grant), 1 policy test passed\n"
+    )
 
 
 def test_a_valid_repo_passes_with_C(tmp_path: Path) -> None:
@@ -229,7 +244,7 @@ def test_l4_policies_and_tests_are_validated_with_located_errors(tmp_path: Path)
                             test_case("db", "api", "tcp/5432", "deny")])  # fmt: skip
     result = meshops("-C", repo_with(tmp_path, to_yaml(good)), "validate")
     assert result.returncode == 0, result.stderr
-    assert "1 policies (0 grants, 1 port grants), 2 policy tests passed" in result.stdout
+    assert "1 policy (0 grants, 1 port grant), 2 policy tests passed" in result.stdout
 
     bad = make_mesh(identities=identities,
                     policies=[{**rule, "allow": [{"methods": ["GET"]}]}],

@@ -14,8 +14,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from cryptography import x509
-from mesh_fixtures import BedMesh, bed_mesh
-from test_host_proxies import CADDY_PORT, IDENTITIES, NGINX_PORT, POLICIES, Proxies, start_proxies
+from mesh_fixtures import BedMesh
+from proxy_binaries import CADDY_RELEASES
+from test_host_proxies import CADDY_PORT, NGINX_PORT, Proxies, proxies_bed
 from test_repo_support import KeyRing, keyring
 from testbed import unavailable_reason
 
@@ -30,15 +31,17 @@ def stale(tmp_path_factory: pytest.TempPathFactory, keyring: KeyRing) -> Iterato
     reason = unavailable_reason()
     if reason is not None:
         pytest.skip(reason)
-    directory = tmp_path_factory.mktemp("crl-outage")
-    with bed_mesh(directory, keyring, ["n1", "n2"], identities=IDENTITIES,
-                  policies=POLICIES) as mesh:  # fmt: skip
+
+    def eight_days_ago(built: Proxies) -> None:
         with pytest.MonkeyPatch.context() as patch:
             then = datetime.now(UTC) - timedelta(days=8)
             patch.setenv("MESHOPS_TEST_NOW", then.isoformat(timespec="seconds"))
-            mesh.apply_repo("applied eight days ago; nobody has applied since")
-        mesh.apply_all()  # the hosts, today: their leaves are issued now
-        yield start_proxies(mesh, directory)
+            built.mesh.apply_repo("applied eight days ago; nobody has applied since")
+        for node in ("n1", "n2"):  # the hosts, today: their leaves are issued now
+            built.mesh.apply(node)
+
+    with proxies_bed(keyring, CADDY_RELEASES[-1], first_apply=eight_days_ago) as built:
+        yield built
 
 
 def _crls(mesh: BedMesh, path: str) -> list[x509.CertificateRevocationList]:
@@ -67,11 +70,11 @@ def test_hosts_report_every_crls_next_update(stale: Proxies) -> None:
     status = mesh.status("n2")
     kinds = sorted({c["kind"] for c in status["crls"]})
     assert kinds == ["node CA", "root"]
-    assert len([c for c in status["crls"] if c["kind"] == "node CA"]) == 2
+    assert len([c for c in status["crls"] if c["kind"] == "node CA"]) == 3  # n1, n2, n3
     assert all(c["status"] == "ok" and c["expires_in_seconds"] > 20 * 86400 for c in status["crls"])
     metrics = mesh.host_path("n2", "/var/lib/meshops/metrics.prom").read_text()
     lines = [ln for ln in metrics.splitlines() if ln.startswith("meshops_crl_next_update")]
-    assert len(lines) == 3 and all('kind="' in ln for ln in lines)
+    assert len(lines) == 4 and all('kind="' in ln for ln in lines)
     text = mesh.meshops("n2", "status", identity=False).stdout
     assert "CRLs:" in text and "next update in" in text
 

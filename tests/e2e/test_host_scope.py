@@ -267,7 +267,7 @@ def test_host_initialised_with_host_init_joins_and_applies_from_host_yaml_alone(
             continue
         applied = mesh.apply(node)
         assert f'+ wireguard.peer["{JOINER}"]: new peer' in applied.stdout
-        assert "~ hosts.block: 1 entries added, 0 removed" in applied.stdout
+        assert "~ hosts.block: 1 entry added, 0 entries removed" in applied.stdout
         # and each identity's CRL bundle gains the new node CA's CRL
         crls = re.findall(r'~ tls\.crl\["[^"]+"\]', applied.stdout)
         assert crls, applied.stdout

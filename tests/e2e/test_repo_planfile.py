@@ -46,10 +46,18 @@ def test_saved_plan_applies_what_it_showed(repo: MeshRepo, tmp_path: Path) -> No
     assert shown.returncode == 0
     assert '+ ca.node["node-3"]' in shown.stdout
     assert "expires" in shown.stdout
+    assert "applied" not in shown.stdout
     result = repo.meshops("apply", str(plan), identity=True)
     assert result.returncode == 0, str(result)
     assert 'ca.node["node-3"]: created' in result.stdout
     check_consistent(repo)
+    shown = repo.meshops("show", str(plan))
+    assert shown.returncode == 0, str(shown)
+    assert shown.stdout.splitlines()[-1] == (
+        "This plan was applied to the repository; applying it again is refused."
+    )
+    markdown = repo.meshops("show", str(plan), "--format", "markdown")
+    assert "**This plan was applied to the repository" in markdown.stdout
 
 
 def test_plan_is_refused_when_state_moved(repo: MeshRepo, tmp_path: Path) -> None:

@@ -24,15 +24,19 @@ from typing import Any
 
 import pytest
 import yaml
-from mesh_fixtures import BedMesh, bed_mesh, git, openssl, pull_host, tree_digests
-from test_host_proxies import CADDY_PORT, IDENTITIES, NGINX_PORT, POLICIES, Proxies, start_proxies
+from mesh_fixtures import BedMesh, git, openssl, pull_host, tree_digests
+from proxy_binaries import CADDY_RELEASES
+from test_host_proxies import CADDY_PORT, NGINX_PORT, Proxies, proxies_bed
 from test_repo_support import KeyRing, keyring, make_age_key
 from testbed import unavailable_reason
 
 pytestmark = [pytest.mark.e2e, pytest.mark.netns]
 __all__ = ["keyring"]  # the session fixture, imported for pytest
 
-# rewritten by every apply, refused or not: what the tree comparisons leave out
+HOSTS = ("n1", "n2")  # n3 is in mesh.yaml only (see test_host_proxies.py)
+# what meshops manages on a host; the tree comparisons leave out what every apply
+# rewrites, refused or not (the proxies' own state directories are not meshops')
+MANAGED = ("etc/", "var/lib/meshops/")
 VOLATILE = ("var/lib/meshops/status.json", "var/lib/meshops/metrics.prom",
             "var/lib/meshops/last-applied.json", "var/lib/meshops/lock")  # fmt: skip
 
@@ -56,7 +60,11 @@ class Bed:
 
     def host_tree(self, node: str) -> dict[str, str]:
         digests = tree_digests(self.mesh.roots[node])
-        return {p: d for p, d in digests.items() if p not in VOLATILE and "/srv/" not in f"/{p}"}
+        return {p: d for p, d in digests.items() if p.startswith(MANAGED) and p not in VOLATILE}
+
+    def apply_hosts(self) -> None:
+        for node in HOSTS:
+            self.mesh.apply(node)
 
     def calls(self) -> list[str]:
         """web's GET and batch's GET (not granted) through Caddy and nginx."""
@@ -73,19 +81,13 @@ def bed(tmp_path_factory: pytest.TempPathFactory, keyring: KeyRing) -> Iterator[
     if reason is not None:
         pytest.skip(reason)
     directory = tmp_path_factory.mktemp("signed-state")
-    with bed_mesh(directory, keyring, ["n1", "n2"], identities=IDENTITIES,
-                  policies=POLICIES) as mesh:  # fmt: skip
-        mesh.apply_repo("initial state")
-        mesh.apply_all()
-        proxies = start_proxies(mesh, directory)
+    with proxies_bed(keyring, CADDY_RELEASES[-1]) as proxies:
+        mesh = proxies.mesh
         older = git(mesh.repo.path, "rev-parse", "HEAD")
-        # a second reviewed change that re-signs state/ (n2's CA gets a name), with the
-        # proxies' reload hooks: the rollback case has an older signed version to replay
-        for identity, command in proxies.reloads.items():
-            mesh.repo.data["identities"][identity]["proxy"]["reload"] = command
+        # a second reviewed change that re-signs state/ (n2's CA gets a name): the
+        # rollback case has an older signed version to replay
         mesh.repo.data["nodes"]["n2"]["dns"] = ["n2.example.test"]
-        mesh.apply_repo("reload hooks; a name for n2")
-        mesh.apply_all()
+        proxies.apply("a name for n2")
         good = git(mesh.repo.path, "rev-parse", "HEAD")
         yield Bed(proxies, directory, older, good)
 
@@ -97,7 +99,7 @@ def fresh(bed: Bed) -> Iterator[Bed]:
     yield bed
     git(bed.mesh.repo.path, "reset", "-q", "--hard", bed.good)
     git(bed.mesh.repo.path, "clean", "-qfdx", "--", "state")
-    bed.mesh.apply_all()
+    bed.apply_hosts()
 
 
 # -- the tamperings: each changes the repository's state/ and names the file to blame ----
@@ -222,7 +224,7 @@ def _secret_line(path: Path) -> str:
 @pytest.mark.parametrize("attack", list(ATTACKS))
 def test_tampered_state_fails_review_and_every_host_refuses_it(fresh: Bed, attack: str) -> None:
     bed, mesh = fresh, fresh.mesh
-    before = {node: bed.host_tree(node) for node in mesh.nodes}
+    before = {node: bed.host_tree(node) for node in HOSTS}
     blamed = ATTACKS[attack](bed, mesh.repo.path / "state")
     bed.commit(f"tampered: {attack}")
 
@@ -237,7 +239,7 @@ def test_tampered_state_fails_review_and_every_host_refuses_it(fresh: Bed, attac
         assert "changed outside meshops apply" in shown.stdout
 
     secret = _secret_line(mesh.keys["n2"].private_file)
-    for node in mesh.nodes:
+    for node in HOSTS:
         refused = mesh.meshops(node, "apply", "--auto-approve", check=False)
         assert refused.returncode == 1, str(refused)
         assert "Traceback" not in refused.output
@@ -356,7 +358,7 @@ def _attackers_own_state(bed: Bed) -> None:
 def test_root_rotation_with_pinned_hosts_and_a_root_the_old_one_never_signed(bed: Bed) -> None:
     mesh = bed.mesh
     (old_root,) = _root_fingerprints(mesh)
-    for node in mesh.nodes:
+    for node in HOSTS:
         _pin(mesh, node, [old_root])
         mesh.apply(node)
         trust = mesh.status(node)["trust"]
@@ -367,7 +369,7 @@ def test_root_rotation_with_pinned_hosts_and_a_root_the_old_one_never_signed(bed
     for phase, roots in ((1, 2), (2, 2), (3, 1)):
         applied = mesh.apply_repo(f"root rotation, phase {phase}")
         assert f"rotation {phase}/3" in applied.stdout, applied.stdout
-        mesh.apply_all()
+        bed.apply_hosts()
         assert len(_root_fingerprints(mesh)) == roots
         assert bed.calls() == ["200", "403", "200", "403"], f"after phase {phase}"
         reviewed = subprocess.run(
@@ -376,7 +378,7 @@ def test_root_rotation_with_pinned_hosts_and_a_root_the_old_one_never_signed(bed
         )  # fmt: skip
         assert reviewed.returncode == 0, reviewed.stdout
     (new_root,) = _root_fingerprints(mesh)
-    for node in mesh.nodes:
+    for node in HOSTS:
         trust = mesh.status(node)["trust"]
         assert trust["pinned"] == [old_root] and trust["trusted"] == [new_root], trust
     transitions = yaml.safe_load((mesh.repo.state_dir / "ca/transitions.yaml").read_text())
@@ -384,7 +386,7 @@ def test_root_rotation_with_pinned_hosts_and_a_root_the_old_one_never_signed(bed
 
     # a root the old one never handed over to: the attacker's own, fully signed state/
     good = git(mesh.repo.path, "rev-parse", "HEAD")
-    before = {node: bed.host_tree(node) for node in mesh.nodes}
+    before = {node: bed.host_tree(node) for node in HOSTS}
     _attackers_own_state(bed)
     bed.commit("a new root, without the old one's consent")
     reviewed = subprocess.run(
@@ -394,7 +396,7 @@ def test_root_rotation_with_pinned_hosts_and_a_root_the_old_one_never_signed(bed
     assert reviewed.returncode == 1
     errors = json.loads(reviewed.stdout)["state"]["errors"]
     assert errors[0]["file"] == "state/manifest.sig" and "not trusted" in errors[0]["message"]
-    for node in mesh.nodes:
+    for node in HOSTS:
         refused = mesh.meshops(node, "apply", "--auto-approve", check=False)
         assert refused.returncode == 1 and "not trusted here" in refused.stderr, str(refused)
         assert bed.host_tree(node) == before[node]

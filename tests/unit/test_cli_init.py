@@ -23,9 +23,18 @@ def test_init_creates_a_commented_mesh_that_validates(tmp_path: Path) -> None:
     assert "valid: 0 nodes" in check.stdout
 
 
-def test_init_makes_the_directory_a_git_repository(tmp_path: Path) -> None:
-    meshops("init", tmp_path / "repo")
+def test_init_makes_the_directory_a_git_repository_on_branch_main(tmp_path: Path) -> None:
+    import subprocess
+
+    # whatever the user's git would name the first branch
+    env = {"GIT_CONFIG_COUNT": "1", "GIT_CONFIG_KEY_0": "init.defaultBranch",
+           "GIT_CONFIG_VALUE_0": "trunk"}  # fmt: skip
+    result = meshops("init", tmp_path / "repo", env=env)
+    assert result.returncode == 0, result.stderr
     assert (tmp_path / "repo" / ".git").is_dir()
+    branch = subprocess.run(["git", "-C", str(tmp_path / "repo"), "symbolic-ref", "--short",
+                             "HEAD"], capture_output=True, text=True, check=True)  # fmt: skip
+    assert branch.stdout.strip() == "main"
 
 
 def test_init_refuses_to_overwrite_an_existing_mesh(tmp_path: Path) -> None:

@@ -35,6 +35,19 @@ def test_help_lists_every_command_and_the_exit_codes() -> None:
     assert "Exit codes" in result.stdout
 
 
+def test_host_init_help_says_node_is_required_and_so_does_running_it_without(
+    tmp_path: Path,
+) -> None:
+    helped = meshops("host", "init", "--help", env={"COLUMNS": "200"})
+    assert helped.returncode == 0
+    assert helped.stdout.startswith("usage: meshops host init --node NAME")
+    assert "--node NAME is required" in helped.stdout
+    assert "host init --node NAME" in meshops("--help", env={"COLUMNS": "200"}).stdout
+    missing = meshops("host", "init", "--root", tmp_path)
+    assert missing.returncode == 1
+    assert "pass --node NAME" in missing.stderr
+
+
 def test_no_command_prints_help_and_fails() -> None:
     result = meshops()
     assert result.returncode == 1

@@ -22,8 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from meshops.errors import CommandFailed, MeshError
-from meshops.providers.run import run
+from meshops.errors import MeshError
 from meshops.providers.wireguard import rtnl
 from meshops.providers.wireguard.state import Backend, LinkState
 from meshops.providers.wireguard.uapi import UAPI_DIR, UapiBackend
@@ -59,24 +58,19 @@ def read_link(name: str) -> LinkState | None:
 # --- creating and deleting -----------------------------------------------------------
 
 
-def ensure_interface(name: str, *, mtu: int, userspace: str | None = "wireguard-go") -> bool:
+def ensure_interface(name: str, *, mtu: int, userspace: str | None = None) -> bool:
     """Make sure a WireGuard link `name` exists with `mtu`; True when it was created.
 
     Uses the kernel link kind when the module is available; otherwise starts the
-    userspace implementation (`userspace`, which daemonizes) and waits for its UAPI
-    socket. `userspace=None` means kernel only.
+    userspace implementation (`userspace`, default wireguard-go or
+    $MESHOPS_WIREGUARD_GO) detached from meshops, and waits for its UAPI socket.
     """
     if read_link(name) is not None:
         created = False
     elif _create_kernel_link(name):
         created = True
-    elif userspace is None:
-        raise MeshError(
-            f"WireGuard interface {name}: the kernel has no WireGuard support",
-            hint="load the wireguard module or install wireguard-go",
-        )
     else:
-        _start_userspace(name, userspace)
+        _start_userspace(name, userspace or userspace_program())
         created = True
     set_mtu(name, mtu)
     return created
@@ -99,14 +93,9 @@ def _create_kernel_link(name: str) -> bool:
 
 
 def _start_userspace(name: str, program: str) -> None:
-    try:
-        run([program, name], what=f"start {program} for {name}", timeout=30)
-    except CommandFailed as exc:
-        raise MeshError(
-            f"WireGuard interface {name}: {program} did not start: {exc.message}",
-            hint="it needs root and /dev/net/tun",
-            detail=exc.detail,
-        ) from None
+    from meshops.providers.wireguard import userspace
+
+    userspace.start(name, program)
     deadline = time.monotonic() + SOCKET_WAIT_SECONDS
     backend = UapiBackend()
     while time.monotonic() < deadline:
@@ -118,6 +107,12 @@ def _start_userspace(name: str, program: str) -> None:
         f"WireGuard interface {name}: {program} started but its UAPI socket "
         f"{UAPI_DIR / (name + '.sock')} did not appear within {SOCKET_WAIT_SECONDS:.0f}s"
     )
+
+
+def userspace_program() -> str:
+    from meshops.providers.wireguard.userspace import program
+
+    return program()
 
 
 def delete_interface(name: str) -> bool:

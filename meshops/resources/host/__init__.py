@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -60,7 +61,8 @@ def open_host_scope(
     layout = StateLayout(source, suffix, cache_dir=git_dir if git_dir.is_dir() else lib)
     state = load_state(layout)
     rec = state.nodes.get(node)
-    if rec is None or rec.wireguard is None or rec.ca is None or not rec.address:
+    tunnel_ready = rec is not None and rec.wireguard is not None and bool(rec.address)
+    if rec is None or rec.ca is None or (mesh.wireguard_on(node) and not tunnel_ready):
         raise MeshError(
             f"node {node!r} has no state yet in {layout.relative(layout.state_file)}",
             hint="run `meshops apply` at repo scope (without --node), commit state/, then pull",
@@ -68,10 +70,11 @@ def open_host_scope(
     return HostScope(loaded, node, layout, state, root, read_last_applied(lib), trust=trust)
 
 
-def compile_host(scope: HostScope) -> list[Resource[Any]]:
+def compile_host(scope: HostScope, *, now: datetime) -> list[Resource[Any]]:
     """Desired resources for one host, in a readable order."""
     from meshops.engine.plan import Impact
     from meshops.providers.files import read_bytes
+    from meshops.render.spec import NODE_CA_POOL
     from meshops.resources.host.hooks import HookResource
     from meshops.resources.host.hosts import HostsResource
     from meshops.resources.host.tls import FileResource, LeafResource, OutputsResource
@@ -86,27 +89,35 @@ def compile_host(scope: HostScope) -> list[Resource[Any]]:
         ident = mesh.identities[identity]
         leaf = LeafResource(scope, identity)
         follows = [leaf.address]
+        bundle_file = FileResource(f'tls.bundle["{identity}"]', leaf.dir / "ca.pem", bundle,
+                                   what="trust bundle", impact=Impact.RESTART)  # fmt: skip
         files: list[Resource[Any]] = [
             leaf,
-            FileResource(f'tls.bundle["{identity}"]', leaf.dir / "ca.pem", bundle,
-                         what="trust bundle", impact=Impact.RESTART),
+            bundle_file,
             FileResource(f'tls.crl["{identity}"]', leaf.dir / "crl.pem", crl, what="CRL"),
         ]  # fmt: skip
+        pool: bytes | None = None
+        if ident.proxy is not None and ident.proxy.kind == "caddy":
+            path = leaf.dir / NODE_CA_POOL
+            pool = node_ca_pool_pem(scope, path, crl, now)
+            address = f'tls.trust_pool["{identity}"]'
+            files.append(FileResource(address, path, pool, what="node CA trust pool",
+                                      impact=Impact.RESTART))  # fmt: skip
         follows += [f.address for f in files[1:]]
         if ident.outputs is not None and (
             ident.outputs.p12 or ident.outputs.combined_pem or ident.outputs.dir
         ):
-            outputs = OutputsResource(scope, identity, leaf)
-            outputs.depends_on = (*outputs.depends_on, files[1].address)
+            outputs = OutputsResource(scope, identity, leaf, bundle_file)
             files.append(outputs)
             follows.append(outputs.address)
         out += files
-        proxy_resources = _proxy(scope, identity, follows)
+        proxy_resources = _proxy(scope, identity, follows, pool)
         out += proxy_resources
         if ident.on_renew:
             out.append(HookResource(f'hook.on_renew["{identity}"]', ident.on_renew, [leaf.address]))
-    out += _firewall(scope)  # before the tunnel: default deny from the first packet
-    out += _wireguard(scope)
+    if scope.tunnelled:  # certificates only: no overlay to tunnel or filter
+        out += _firewall(scope)  # before the tunnel: default deny from the first packet
+        out += _wireguard(scope)
     out.append(HostsResource(scope))
     return out
 
@@ -126,10 +137,32 @@ def crl_bundle(scope: HostScope) -> bytes:
     return b"".join(p if p.endswith(b"\n") else p + b"\n" for p in parts if p)
 
 
-def _proxy(scope: HostScope, identity: str, follows: list[str]) -> list[Resource[Any]]:
+def node_ca_pool_pem(scope: HostScope, path: Path, crl: bytes, now: datetime) -> bytes:
+    """`node-cas.pem` for a Caddy sidecar: every current node CA from state/, and the
+    still-good ones the file at `path` held (see `meshops.pki.pool`)."""
+    from meshops.pki import certs_pem
+    from meshops.pki.parse import load_certificates, load_crls
+    from meshops.pki.pool import node_ca_pool
+    from meshops.providers.files import read_bytes
+
+    base = scope.pool_base()
+    previous: list[Any] = []
+    with contextlib.suppress(MeshError, ValueError):  # a damaged file keeps nothing
+        previous = load_certificates(read_bytes(path) or b"", what=str(path))
+    crls: list[Any] = []
+    with contextlib.suppress(MeshError, ValueError):
+        crls = load_crls(crl)
+    pool = node_ca_pool(current=base.current, previous=previous, roots=base.roots,
+                        crls=crls, nodes=scope.mesh.nodes, now=now)  # fmt: skip
+    return certs_pem(pool)
+
+
+def _proxy(
+    scope: HostScope, identity: str, follows: list[str], pool: bytes | None
+) -> list[Resource[Any]]:
     from meshops.resources.host.proxy import proxy_resources
 
-    return proxy_resources(scope, identity, follows)
+    return proxy_resources(scope, identity, follows, pool)
 
 
 def _firewall(scope: HostScope) -> list[Resource[Any]]:
@@ -165,6 +198,8 @@ def _wireguard(scope: HostScope) -> list[Resource[Any]]:
         if rec is None or rec.wireguard is None or not rec.address:
             continue
         endpoint = mesh.nodes[node].endpoint
+        if endpoint is None:
+            continue  # only WireGuard nodes are wanted, and they have one
         want = PeerConfig(
             public_key=rec.wireguard.public_key,
             endpoint=resolve_endpoint(endpoint.host, endpoint.port),
@@ -195,11 +230,13 @@ def _wireguard(scope: HostScope) -> list[Resource[Any]]:
 
 def wanted_peers(scope: HostScope) -> list[str]:
     """The nodes this node peers with: every other node, or with `wireguard.peers:
-    policy` only those its flows need (and the ops nodes)."""
+    policy` only those its flows need (and the ops nodes); nodes without WireGuard never."""
     mesh = scope.mesh
     if mesh.wireguard.peers == "policy":
-        return sorted(scope.flows.peers(scope.node) & set(mesh.nodes))
-    return [node for node in sorted(mesh.nodes) if node != scope.node]
+        nodes = sorted(scope.flows.peers(scope.node) & set(mesh.nodes))
+    else:
+        nodes = [node for node in sorted(mesh.nodes) if node != scope.node]
+    return [node for node in nodes if mesh.wireguard_on(node)]  # never certificates-only ones
 
 
 def open_host(
@@ -220,8 +257,16 @@ def open_host(
         record_apply(scope, plan, result, plan_id, rt, revision=git_revision(ctx.repo_dir))
 
     def preflight(plan: Plan, rt: Runtime) -> None:
-        from meshops.resources.host.scope import NODE_KEY_NEED
+        from meshops.resources.host.scope import NODE_KEY_NEED, WIREGUARD_NEED
 
+        if WIREGUARD_NEED in plan.needs():
+            from meshops.providers.wireguard import userspace
+
+            raise MeshError(
+                f"WireGuard interface {scope.mesh.wireguard.interface}: "
+                f"{userspace.support_problem() or 'no WireGuard implementation'}",
+                hint=userspace.INSTALL_HINT,
+            )
         if NODE_KEY_NEED in plan.needs():
             if any(c.address.startswith("cert.leaf") for c in plan.actionable):
                 scope.node_ca(rt)
@@ -231,7 +276,7 @@ def open_host(
     applied = {str(scope.last.get("plan_id"))} if scope.last.get("plan_id") else set()
     return Scope(
         name=f"node:{node}",
-        resources=compile_host(scope),
+        resources=compile_host(scope, now=rt.now),
         lock_path=scope.lib_dir / "lock",
         revision=git_revision(ctx.repo_dir),
         mesh_sha256=mesh_digest(ctx.mesh_file),

@@ -10,6 +10,7 @@ from meshops.engine.plan import Action, Change
 from meshops.engine.resource import Observed, Resource, fingerprint_of
 from meshops.providers import hosts
 from meshops.providers.files import read_bytes, write_atomic
+from meshops.report.words import plural
 from meshops.resources.host.scope import HostScope
 
 if TYPE_CHECKING:
@@ -22,17 +23,26 @@ def hosts_entries(scope: HostScope) -> list[tuple[str, tuple[str, ...]]]:
     mesh, domain = scope.mesh, scope.mesh.mesh.domain
     names: dict[str, list[str]] = {}
     for node in sorted(mesh.nodes):
-        rec = scope.state.nodes.get(node)
-        if rec is None or not rec.address:
-            continue
-        names.setdefault(rec.address, []).append(f"{node}.{domain}")
+        address = reach(scope, node)
+        if address is not None:
+            names.setdefault(address, []).append(f"{node}.{domain}")
     for identity in sorted(mesh.identities):
         placed = mesh.identities[identity].nodes
         node = scope.node if scope.node in placed else sorted(placed)[0]
-        rec = scope.state.nodes.get(node)
-        if rec is not None and rec.address:
-            names.setdefault(rec.address, []).append(f"{identity}.{domain}")
+        address = reach(scope, node) if node in mesh.nodes else None
+        if address is not None:
+            names.setdefault(address, []).append(f"{identity}.{domain}")
     return [(ip, tuple(n)) for ip, n in names.items()]
+
+
+def reach(scope: HostScope, node: str) -> str | None:
+    """The address this host reaches `node` at: its overlay address when both run
+    WireGuard, else the address it publishes (`ips`, or its endpoint's IP)."""
+    if scope.tunnelled and scope.mesh.wireguard_on(node):
+        rec = scope.state.nodes.get(node)
+        return rec.address if rec is not None and rec.address else None
+    published = scope.mesh.underlay_ips(node)
+    return str(published[0]) if published else None
 
 
 class HostsResource(Resource[bytes]):
@@ -66,7 +76,12 @@ class HostsResource(Resource[bytes]):
         new = set(self.entries)
         added = len(new - old)
         removed = len(old - new)
-        reason = f"{added} entries added, {removed} removed" if (added or removed) else "reordered"
+        reason = (
+            f"{plural(added, 'entry', 'entries')} added, "
+            f"{plural(removed, 'entry', 'entries')} removed"
+            if (added or removed)
+            else "reordered"
+        )
         return Change(self.address, Action.UPDATE, reason, before, after)
 
     def apply(self, change: Change, rt: Runtime) -> None:

@@ -22,8 +22,16 @@ if TYPE_CHECKING:
 
 NODE_KEY_NEED = "this host's identity (to unseal its node CA and WireGuard keys)"
 ROOT_NEED = "root privileges (network configuration)"
+# a need only when it is unmet: apply refuses to start without it
+WIREGUARD_NEED = "WireGuard: the kernel module or wireguard-go (neither is available here)"
 TLS_DIR = "/etc/meshops/tls"
 LIB_DIR = "/var/lib/meshops"
+
+
+@dataclass(frozen=True)
+class PoolBase:
+    current: tuple[Any, ...]  # x509.Certificate: each node's node CA
+    roots: tuple[Any, ...]
 
 
 @dataclass
@@ -38,6 +46,7 @@ class HostScope:
     _device: Any = field(default=None, repr=False)
     _link: Any = field(default=None, repr=False)
     _read_done: bool = False
+    _pool_base: PoolBase | None = field(default=None, repr=False)
 
     @property
     def mesh(self) -> Mesh:
@@ -68,7 +77,52 @@ class HostScope:
     def lib_dir(self) -> Path:
         return self.host_path(LIB_DIR)
 
+    def tls_gid(self, identity: str) -> int | None:
+        """The gid of the group that may read `identity`'s TLS files (mesh.yaml `tls:`),
+        or None; a MeshError naming the field when this host has no such group."""
+        name = self.mesh.tls_group(identity)
+        if name is None:
+            return None
+        import grp
+
+        try:
+            return grp.getgrnam(name).gr_gid
+        except KeyError:
+            own = self.mesh.identities[identity].tls
+            field = f"identities.{identity}.tls.group" if own and own.group else "tls.group"
+            raise MeshError(
+                f"group {name!r} ({field} in mesh.yaml) does not exist on node {self.node}",
+                hint=f"create it (groupadd {name}) or install the proxy that brings it "
+                "(Debian's caddy package creates `caddy`; nginx workers run as `www-data`)",
+            ) from None
+
+    def pool_base(self) -> PoolBase:
+        """The current node CAs and the roots from state/, parsed once per run."""
+        if self._pool_base is None:
+            from meshops.pki.parse import load_certificates
+            from meshops.providers.files import read_bytes
+
+            current = []
+            for node in sorted(self.mesh.nodes):
+                path = self.layout.node_ca_cert(node)
+                data = read_bytes(path)
+                if data is not None:
+                    current.append(load_certificates(data, what=str(path))[0])
+            root = read_bytes(self.layout.root_cert)
+            roots = load_certificates(root, what=str(self.layout.root_cert)) if root else []
+            self._pool_base = PoolBase(tuple(current), tuple(roots))
+        return self._pool_base
+
+    @property
+    def tunnelled(self) -> bool:
+        """Whether this host runs WireGuard (else: certificates, proxies, hosts only)."""
+        return self.mesh.wireguard_on(self.node)
+
     def overlay(self, node: str | None = None) -> list[IPv4Address | IPv6Address]:
+        """The node's overlay address(es); a certificates-only node's published ones
+        (what its certificates carry and the node CA permits)."""
+        if not self.mesh.wireguard_on(node or self.node):
+            return self.mesh.underlay_ips(node or self.node)
         rec = self.state.nodes.get(node or self.node)
         if rec is None or not rec.address:
             return []

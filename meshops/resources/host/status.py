@@ -7,7 +7,8 @@
      "identities": [{"name", "spiffe_id", "status": "ok"|"due"|"expired"|"missing",
                      "serial", "not_after", "expires_in_seconds", "renew_at"}],
      "node_ca": {"serial", "not_after", "expires_in_seconds"} | null,
-     "wireguard": {"interface", "present", "public_key", "listen_port", "addresses",
+     "wireguard": {"enabled": bool (false: certificates only), "interface", "present",
+                   "public_key", "listen_port", "addresses",
                    "peers": [{"node", "public_key", "endpoint", "allowed_ips",
                               "latest_handshake", "handshake_age_seconds",
                               "rx_bytes", "tx_bytes",
@@ -179,6 +180,9 @@ def _node_ca(scope: HostScope, now: datetime) -> dict[str, Any] | None:
 
 def _wireguard(scope: HostScope, now: datetime) -> dict[str, Any]:
     name = scope.mesh.wireguard.interface
+    if not scope.tunnelled:  # certificates only: nothing of WireGuard is read or expected
+        return {"enabled": False, "interface": name, "present": False, "public_key": None,
+                "listen_port": None, "addresses": [], "peers": []}  # fmt: skip
     link, device = scope.link(), scope.device()
     by_key = {
         rec.wireguard.public_key: node
@@ -213,6 +217,7 @@ def _wireguard(scope: HostScope, now: datetime) -> dict[str, Any]:
             peers.append({**_MISSING_PEER, "node": node, "public_key": rec.wireguard.public_key})
     peers.sort(key=lambda p: (p["node"] or "~", p["public_key"]))
     return {
+        "enabled": True,
         "interface": name,
         "present": link is not None,
         "public_key": device.public_key if device else None,
@@ -227,7 +232,7 @@ def _firewall(scope: HostScope) -> dict[str, Any]:
     from meshops.render import nftables as nft
     from meshops.resources.host.firewall import read_live
 
-    enabled = scope.mesh.firewall.enabled
+    enabled = scope.mesh.firewall.enabled and scope.tunnelled  # it filters the overlay
     try:
         live = read_live() if enabled else None
     except MeshError:

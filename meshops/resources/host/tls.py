@@ -30,6 +30,12 @@ class LeafLive:
     cert_pem: bytes | None
     key_pem: bytes | None
     key_mode: int | None
+    key_gid: int | None = None
+
+
+def key_access(gid: int | None) -> int:
+    """The mode of a private key file: 0600, or 0640 when a group may read it."""
+    return 0o600 if gid is None else 0o640
 
 
 # an apply killed while swapping a leaf's files in leaves these; the next one clears
@@ -47,6 +53,8 @@ class LeafResource(Resource[LeafLive]):
         self.dir = scope.tls_dir(identity)
         self.cert_path = self.dir / "cert.pem"
         self.key_path = self.dir / "key.pem"
+        self.gid = scope.tls_gid(identity)
+        self.key_mode = key_access(self.gid)
 
     def spec(self) -> LeafSpec:
         from meshops.pki import LeafSpec
@@ -58,9 +66,12 @@ class LeafResource(Resource[LeafLive]):
     def read(self, rt: Runtime) -> Observed[LeafLive]:
         cert = read_bytes(self.cert_path)
         key = read_bytes(self.key_path)
-        mode = stat.S_IMODE(os.stat(self.key_path).st_mode) if key is not None else None
+        info = os.stat(self.key_path) if key is not None else None
+        mode = stat.S_IMODE(info.st_mode) if info else None
+        gid = info.st_gid if info else None
         node_ca = read_bytes(self.scope.layout.node_ca_cert(self.scope.node)) or b""
-        return Observed(LeafLive(cert, key, mode), fingerprint_of(cert or b"", key or b"", node_ca))
+        live = LeafLive(cert, key, mode, gid)
+        return Observed(live, fingerprint_of(cert or b"", key or b"", node_ca, mode, gid))
 
     def plan(self, observed: Observed[LeafLive], rt: Runtime) -> Change:
         live = observed.value
@@ -74,7 +85,7 @@ class LeafResource(Resource[LeafLive]):
         if reason is None:
             return Change(self.address, Action.NOOP, "", before, before, sensitive=True)
         action = Action.CREATE if live.cert_pem is None else Action.REPLACE
-        if live.cert_pem is not None and reason.startswith(("key file mode", LEFTOVER)):
+        if live.cert_pem is not None and reason.startswith(("key file", LEFTOVER)):
             action = Action.UPDATE  # the pair stays; the hooks run again
         return Change(
             self.address, action, reason, before, after,
@@ -115,8 +126,11 @@ class LeafResource(Resource[LeafLive]):
             now=rt.now,
             ttl_seconds=float(mesh.leaf_ttl(self.identity)),
         )
-        if reason is None and live.key_mode != 0o600:
-            return f"key file mode {oct(live.key_mode or 0)} is not 0600", before
+        if reason is None and live.key_mode != self.key_mode:
+            return f"key file mode {oct(live.key_mode or 0)} is not {oct(self.key_mode)}", before
+        if reason is None and self.gid is not None and live.key_gid != self.gid:
+            group = self.scope.mesh.tls_group(self.identity)
+            return f"key file group {_group_name(live.key_gid)} is not {group}", before
         if reason is None and leftovers(self.dir):
             return f"{LEFTOVER} ({', '.join(p.name for p in leftovers(self.dir))})", before
         return reason, before
@@ -125,7 +139,9 @@ class LeafResource(Resource[LeafLive]):
         from meshops.pki import chain_pem, generate_key, issue_leaf, private_pem
 
         if change.action is Action.UPDATE and self.key_path.exists():
-            os.chmod(self.key_path, 0o600)
+            if self.gid is not None:
+                os.chown(self.key_path, -1, self.gid)
+            os.chmod(self.key_path, self.key_mode)
             clear_leftovers(self.dir)
             return
         node_ca_cert, node_ca_key = self.scope.node_ca(rt)
@@ -143,11 +159,21 @@ class LeafResource(Resource[LeafLive]):
         write_together(
             self.dir,
             {
-                "key.pem": (private_pem(key), 0o600),
+                "key.pem": (private_pem(key), self.key_mode),
                 "cert.pem": (chain_pem(cert, node_ca_cert), 0o644),
             },
+            groups={"key.pem": self.gid},
         )
         rt.shared.setdefault("renewed", set()).add(self.identity)
+
+
+def _group_name(gid: int | None) -> str:
+    import grp
+
+    try:
+        return grp.getgrgid(gid).gr_name if gid is not None else "(none)"
+    except KeyError:
+        return str(gid)
 
 
 class FileResource(Resource[bytes]):
@@ -187,18 +213,21 @@ class FileResource(Resource[bytes]):
 
 
 class OutputsResource(Resource[tuple[bytes | None, bytes | None]]):
-    """`outputs:` of an identity: PKCS#12 and/or combined PEM, derived from the leaf."""
+    """`outputs:` of an identity: PKCS#12 keystore and truststore, combined PEM, and
+    copies in another directory, derived from the leaf and the trust bundle."""
 
-    def __init__(self, scope: HostScope, identity: str, leaf: LeafResource):
+    def __init__(self, scope: HostScope, identity: str, leaf: LeafResource, bundle: FileResource):
         self.scope = scope
         self.identity = identity
         self.leaf = leaf
+        self.bundle = bundle
         self.address = f'tls.outputs["{identity}"]'
-        self.depends_on = (leaf.address,)
+        self.depends_on = (leaf.address, bundle.address)
         outputs = scope.mesh.identities[identity].outputs
         assert outputs is not None
         self.outputs = outputs
         self.dir = scope.host_path(outputs.dir) if outputs.dir else leaf.dir
+        self._password: bytes | None = None
 
     def _targets(self) -> list[tuple[str, Path]]:
         targets = []
@@ -206,24 +235,38 @@ class OutputsResource(Resource[tuple[bytes | None, bytes | None]]):
             targets.append(("combined", self.dir / "combined.pem"))
         if self.outputs.p12:
             targets.append(("p12", self.dir / "bundle.p12"))
+            targets.append(("truststore", self.dir / "truststore.p12"))
         if self.outputs.dir:
             for name in ("cert.pem", "key.pem", "ca.pem"):
                 targets.append((name, self.dir / name))
         return targets
+
+    def password(self) -> bytes:
+        """The PKCS#12 password: from `p12_password_file` on this host, else
+        `p12_password`, else Java's default (never shown in a plan or log)."""
+        if self._password is None:
+            self._password = p12_password(self.scope, self.identity)
+        return self._password
 
     def read(self, rt: Runtime) -> Observed[tuple[bytes | None, bytes | None]]:
         present = [read_bytes(path) for _, path in self._targets()]
         return Observed(None, fingerprint_of(*[p or b"" for p in present]))
 
     def plan(self, observed: Observed[Any], rt: Runtime) -> Change:
-        leaf_change = rt.planned.get(self.leaf.address)
         after = {"files": [str(p) for _, p in self._targets()]}
-        if leaf_change is not None and not leaf_change.is_noop:
-            return Change(self.address, Action.UPDATE, f"follows {self.leaf.address}", None,
-                          after, sensitive=True)  # fmt: skip
         missing = [str(p) for _, p in self._targets() if not p.exists()]
+        if len(missing) == len(self._targets()):
+            return Change(self.address, Action.CREATE, "new output files", None, after,
+                          sensitive=True)  # fmt: skip
+        followed = [
+            r.address for r in (self.leaf, self.bundle)
+            if (c := rt.planned.get(r.address)) is not None and not c.is_noop
+        ]  # fmt: skip
+        if followed:
+            return Change(self.address, Action.UPDATE, f"follows {', '.join(followed)}", None,
+                          after, sensitive=True)  # fmt: skip
         if missing:
-            return Change(self.address, Action.CREATE, f"missing {', '.join(missing)}", None,
+            return Change(self.address, Action.UPDATE, f"missing {', '.join(missing)}", None,
                           after, sensitive=True)  # fmt: skip
         stale = self._stale()
         if stale is None and self.dir != self.leaf.dir and leftovers(self.dir):
@@ -236,54 +279,100 @@ class OutputsResource(Resource[tuple[bytes | None, bytes | None]]):
     def _stale(self) -> str | None:
         cert = read_bytes(self.leaf.cert_path) or b""
         key = read_bytes(self.leaf.key_path) or b""
+        plain = {"combined": cert + key, "cert.pem": cert, "key.pem": key,
+                 "ca.pem": self.bundle.content}  # fmt: skip
         for name, path in self._targets():
             data = read_bytes(path) or b""
-            if name == "combined" and data != cert + key:
+            if name in plain and data != plain[name]:
                 return str(path)
-            if name in ("cert.pem", "key.pem") and data != (cert if name == "cert.pem" else key):
+            if name == "p12" and _p12_certs(data, self.password()) != _pem_certs(cert):
                 return str(path)
-            if name == "p12" and cert.split(b"-----END CERTIFICATE-----")[0] not in _p12_cert(data):
+            if name == "truststore" and (
+                _p12_certs(data, self.password()) != _pem_certs(self.bundle.content)
+            ):
                 return str(path)
         return None
 
     def apply(self, change: Change, rt: Runtime) -> None:
-        from meshops.pki import load_private_pem, pkcs12
+        from meshops.pki import java_truststore, load_private_pem, pkcs12
         from meshops.pki.parse import load_certificates
 
         cert = self.leaf.cert_path.read_bytes()
         key = self.leaf.key_path.read_bytes()
-        bundle = (
-            (self.leaf.dir / "ca.pem").read_bytes() if (self.leaf.dir / "ca.pem").exists() else b""
-        )
+        bundle = self.bundle.content
         files: dict[str, tuple[bytes, int]] = {}
+        secret = self.leaf.key_mode  # 0600, or 0640 with the identity's tls.group
         for name, path in self._targets():
             if name == "combined":
-                files[path.name] = (cert + key, 0o600)
+                files[path.name] = (cert + key, secret)
             elif name == "p12":
                 chain = load_certificates(cert)
                 data = pkcs12(
                     name=self.identity, key=load_private_pem(key), cert=chain[0],
-                    chain=chain[1:],
+                    chain=chain[1:], password=self.password(),
                 )  # fmt: skip
-                files[path.name] = (data, 0o600)
+                files[path.name] = (data, secret)
+            elif name == "truststore":
+                roots = load_certificates(bundle, what="trust bundle")
+                files[path.name] = (java_truststore(roots, password=self.password()), 0o644)
             elif name == "key.pem":
-                files[path.name] = (key, 0o600)
+                files[path.name] = (key, secret)
             elif name == "cert.pem":
                 files[path.name] = (cert, 0o644)
             elif name == "ca.pem":
                 files[path.name] = (bundle, 0o644)
-        write_together(self.dir, files)  # a consumer never sees a key and cert apart
+        groups = {name: self.leaf.gid for name, (_, mode) in files.items() if mode == secret}
+        write_together(self.dir, files, groups=groups)  # never a key and cert apart
         clear_leftovers(self.dir)
 
 
-def _p12_cert(data: bytes) -> bytes:
-    """The leaf certificate inside a PKCS#12 file, as PEM (empty when unreadable)."""
+def p12_password(scope: HostScope, identity: str) -> bytes:
+    """`outputs.p12_password_file` (read on this host, under --root), else
+    `outputs.p12_password`, else DEFAULT_P12_PASSWORD."""
+    from meshops.errors import MeshError
+    from meshops.model.mesh import DEFAULT_P12_PASSWORD
+
+    outputs = scope.mesh.identities[identity].outputs
+    assert outputs is not None
+    if outputs.p12_password_file is None:
+        return (outputs.p12_password or DEFAULT_P12_PASSWORD).encode()
+    path = scope.host_path(outputs.p12_password_file)
+    where = f"identities.{identity}.outputs.p12_password_file"
+    try:
+        text = path.read_bytes()
+    except OSError as exc:
+        raise MeshError(
+            f"{where}: cannot read {path}: {exc.strerror}",
+            hint="create it on this host (mode 0600) holding the PKCS#12 password on one line",
+        ) from None
+    password = text.splitlines()[0] if text.strip() else b""
+    if not password:
+        raise MeshError(f"{where}: {path} is empty", hint="write the password on its first line")
+    return password
+
+
+def _pem_certs(data: bytes) -> list[bytes]:
+    """DER of each certificate in PEM `data`, in order."""
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    from meshops.pki.parse import load_certificates
+
+    try:
+        return [c.public_bytes(Encoding.DER) for c in load_certificates(data)]
+    except Exception:
+        return []
+
+
+def _p12_certs(data: bytes, password: bytes) -> list[bytes]:
+    """DER of the certificates in a PKCS#12 file, the key's own first; empty when it
+    does not open with `password` (so a changed password rewrites it)."""
     if not data:
-        return b""
+        return []
     try:
         from cryptography.hazmat.primitives.serialization import Encoding, pkcs12
 
-        loaded = pkcs12.load_pkcs12(data, b"")
-        return loaded.cert.certificate.public_bytes(Encoding.PEM) if loaded.cert else b""
+        loaded = pkcs12.load_pkcs12(data, password)
     except Exception:
-        return b""
+        return []
+    certs = [loaded.cert] if loaded.cert else []
+    return [c.certificate.public_bytes(Encoding.DER) for c in [*certs, *loaded.additional_certs]]

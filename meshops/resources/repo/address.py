@@ -26,8 +26,8 @@ class AddressResource(Resource[tuple[str | None, str | None]]):
         return Observed(value, fingerprint_of(value))
 
     def _desired(self) -> tuple[str | None, str | None]:
-        if self.node not in self.scope.mesh.nodes:
-            return (None, None)
+        if self.node not in self.scope.addresses:
+            return (None, None)  # removed, or no WireGuard
         v6 = self.scope.addresses6.get(self.node)
         return (str(self.scope.addresses[self.node]), str(v6) if v6 else None)
 
@@ -42,7 +42,8 @@ class AddressResource(Resource[tuple[str | None, str | None]]):
             return Change(
                 self.address,
                 Action.DELETE,
-                f"node removed: {live[0]} released (quarantined until its node CA expires)",
+                f"{_gone(self.scope, self.node)}: {live[0]} released (quarantined until its "
+                "node CA expires)",
                 before,
                 None,
             )
@@ -82,3 +83,12 @@ class AddressResource(Resource[tuple[str | None, str | None]]):
             if want[0] in state.released:
                 del state.released[want[0]]
         self.scope.save()
+
+
+def _gone(scope: RepoScope, node: str) -> str:
+    """Why a node's WireGuard resources go: it left the mesh, or it left WireGuard."""
+    return (
+        "node removed"
+        if node not in scope.mesh.nodes
+        else "WireGuard turned off (wireguard: false)"
+    )

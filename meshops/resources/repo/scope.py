@@ -165,6 +165,9 @@ class RepoScope:
         return not self.state.roots and rotation is not None and rotation.phase == "staged"
 
     def overlay(self, node: str) -> list[IPv4Address | IPv6Address]:
+        """The node's overlay address(es); a certificates-only node's published ones."""
+        if node not in self.addresses:
+            return list(self.mesh.underlay_ips(node))
         ips: list[IPv4Address | IPv6Address] = [self.addresses[node]]
         if node in self.addresses6:
             ips.append(self.addresses6[node])
@@ -252,7 +255,8 @@ def open_repo_scope(loaded: Loaded, repo_dir: Path, now: datetime) -> RepoScope:
     state = load_state(layout)
     nowiso = now.isoformat(timespec="seconds")
     quarantined = [ip for ip, rel in state.released.items() if rel.until > nowiso]
-    pinned = {name: node.address for name, node in mesh.nodes.items()}
+    # certificates-only nodes (`wireguard: false`) get no overlay address
+    pinned = {name: node.address for name, node in mesh.nodes.items() if mesh.wireguard_on(name)}
     recorded = {name: rec.address for name, rec in state.nodes.items()}
     addresses = allocate_all(mesh.wireguard.network, pinned, recorded, quarantined)
     addresses6 = _allocate6(mesh.wireguard.network6, mesh, addresses)
@@ -286,6 +290,8 @@ def _allocate6(
     out = {}
     v4net = mesh.wireguard.network
     for name, node in mesh.nodes.items():
+        if name not in addresses:
+            continue  # no WireGuard, no overlay
         if node.address6 is not None:
             out[name] = node.address6
         else:

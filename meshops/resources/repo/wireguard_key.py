@@ -44,13 +44,16 @@ class WireGuardKeyResource(Resource[SealedFile]):
         rec = self.scope.state.nodes.get(self.node)
         record = rec.wireguard if rec else None
         before = {"public_key": record.public_key} if record else None
-        if self.node not in self.scope.mesh.nodes:
+        mesh = self.scope.mesh
+        if self.node not in mesh.nodes or not mesh.wireguard_on(self.node):
             if live.sha256 is None and record is None:
                 return Change(self.address, Action.NOOP)
             return Change(
                 self.address,
                 Action.DELETE,
-                "node removed from mesh.yaml",
+                "node removed from mesh.yaml"
+                if self.node not in mesh.nodes
+                else "WireGuard turned off (wireguard: false)",
                 before,
                 None,
                 sensitive=True,

@@ -96,6 +96,16 @@ def test_text_and_markdown_show_symbols_reasons_and_sensitivity() -> None:
     assert render_text(empty).startswith("No changes.")
 
 
+def test_needs_already_met_are_left_off_the_text_but_not_the_json() -> None:
+    root = "root privileges (network configuration)"
+    plan = Plan("node:web-1", (Change("hosts.block", Action.UPDATE, "x", needs=(root, "key")),),
+                "f")  # fmt: skip
+    assert f"Needs: key; {root}" in render_text(plan)
+    assert render_text(plan, met={root}).splitlines()[-1] == "Needs: key"
+    assert "Needs:" not in render_text(plan, met={root, "key"})
+    assert plan_to_json(plan)["needs"] == ["key", root]
+
+
 def test_saved_plan_round_trips(tmp_path: Path) -> None:
     path = tmp_path / "p.plan"
     saved = planfile.save(path, sample_plan(), mesh_sha256="m", now=NOW)

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import copy
+import re
 
 from factories import identity, make_mesh, policy, web_api_mesh
 from gitops_helpers import mesh_of
@@ -33,10 +34,33 @@ def test_dot_has_one_cluster_per_node_set_and_labelled_edges() -> None:
     assert '"web" -> "api" [label="GET /v1/*"];' in text
 
 
-def test_identity_on_several_nodes_appears_once_in_a_shared_group() -> None:
+def test_identity_on_several_nodes_appears_once_outside_the_node_boxes() -> None:
     data = make_mesh(nodes=3, identities={"api": identity(["node-2", "node-1"])})
     graph = _graph_of(data)
-    assert [(g.nodes, g.identities) for g in graph.groups] == [(("node-1", "node-2"), ("api",))]
+    assert graph.groups == ()
+    assert [(g.nodes, g.identities) for g in graph.spread] == [(("node-1", "node-2"), ("api",))]
+    assert '  id_api["api<br/><small>on node-1, node-2</small>"]' in render_mermaid(graph)
+    assert '  "api" [label="api\\non node-1, node-2"];' in render_dot(graph)
+
+
+def test_identities_sharing_a_node_draw_that_node_once() -> None:
+    data = make_mesh(
+        nodes=2,
+        identities={
+            "api": identity(["node-1", "node-2"]),
+            "web": identity("node-1"),
+            "db": identity("node-2"),
+            "cache": identity(["node-1", "node-2"]),
+        },
+        policies=[policy("p", "web", ["api", "cache"])],
+    )
+    mermaid = render_mermaid(_graph_of(data))
+    # one box per node, never a box per node set ("node-1, node-2" beside "node-1")
+    assert re.findall(r'subgraph g\d+\["([^"]+)"\]', mermaid) == ["node-1", "node-2"]
+    for name in ("api", "web", "db", "cache"):  # each identity is drawn once
+        assert len(re.findall(rf"^ +id_{name}\[", mermaid, re.MULTILINE)) == 1
+    dot = render_dot(_graph_of(data))
+    assert dot.count('label="node-1";') == 1 and dot.count('label="node-2";') == 1
 
 
 def test_change_graph_marks_gained_lost_and_changed_edges() -> None:

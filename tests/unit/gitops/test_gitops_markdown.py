@@ -58,3 +58,16 @@ def _big_review():  # type: ignore[no-untyped-def]
 @given(st.integers(min_value=600, max_value=70_000))
 def test_markdown_never_exceeds_the_limit(limit: int) -> None:
     assert len(render_markdown(_big_review(), limit=limit)) <= limit
+
+
+def test_the_working_tree_is_named_once_and_a_commit_by_its_hash() -> None:
+    from dataclasses import replace
+
+    from meshops.gitops.revisions import WORKTREE
+
+    data = make_mesh(nodes=2)
+    worktree = replace(snap(data), label=WORKTREE, commit=None)
+    review = build_review(snap(data, "main"), worktree)
+    first = render_markdown(review).splitlines()[0]
+    assert first.endswith("`main` (000000000000) → `working tree`"), first
+    assert "(working tree)" not in render_text(review)

@@ -345,47 +345,66 @@ def test_all_semantic_problems_are_reported_at_once() -> None:
     assert str(caught.value).endswith(f"{len(caught.value.problems)} problems found")
 
 
-# -- names a node CA may vouch for -------------------------------------------------------
-# make_mesh's domain is mesh.test.internal
+# -- names that bind an identity to its nodes -------------------------------------------
+# `<node>.<domain>` in a leaf means "issued by that node's CA" to Envoy's RBAC: no other
+# node's CA may be able to issue it.
 
 
-def test_node_and_identity_names_of_their_own_are_valid() -> None:
+def test_identity_dns_outside_the_mesh_domain_is_valid() -> None:
+    valid(make_mesh(nodes=2, identities={"api": identity("node-1", dns=["api.example.com"])}))
+
+
+def test_identity_named_like_the_one_node_it_runs_on_is_valid() -> None:
+    valid(make_mesh(nodes=2, identities={"node-1": identity("node-1")}))
+
+
+def test_identity_named_like_another_node_is_refused() -> None:
+    text = to_yaml(make_mesh(nodes=2, identities={"node-2": identity("node-1")}))
+    expect_problem(text, "node-2:\n    nodes", "identities.node-2", "has the name of node")
+
+
+def test_identity_dns_naming_another_node_is_refused_at_the_item() -> None:
+    data = make_mesh(
+        nodes=2,
+        identities={"api": identity("node-1", dns=["x.example", "node-2.mesh.test.internal"])},
+    )
+    expect_problem(
+        to_yaml(data), "node-2.mesh", "identities.api.dns[1]", "covers node-2.mesh.test.internal"
+    )
+
+
+def test_a_wildcard_over_the_mesh_domain_is_refused() -> None:
+    data = make_mesh(nodes=2, identities={"api": identity("node-1", dns=["*.mesh.test.internal"])})
+    expect_problem(to_yaml(data), "'*.mesh", "identities.api.dns[0]", "covers the mesh domain")
+
+
+def test_node_dns_naming_another_node_is_refused_but_its_own_is_valid() -> None:
+    own = make_mesh(nodes={"node-1": node(1, dns=["node-1.mesh.test.internal"]), "node-2": node(2)})
+    valid(own)
+    other = make_mesh(nodes={"node-1": node(1, dns=["test.internal"]), "node-2": node(2)})
+    text = to_yaml(other)
+    expect_problem(text, "test.internal\n", "nodes.node-1.dns[0]", "covers", occurrence=3)
+
+
+def test_an_envoy_bootstrap_cannot_be_imported() -> None:
+    data = make_mesh(identities={"api": identity("node-1", proxy=proxy("envoy", run="import"))})
+    expect_problem(to_yaml(data), "run: import", "identities.api.proxy.run", "be imported")
+
+
+@pytest.mark.parametrize("name", ["mesh.test.internal", "test.internal", "*.mesh.test.internal"])
+def test_a_dns_name_covering_the_mesh_domain_is_refused_even_on_a_lone_node(name: str) -> None:
+    """A node CA permitting the mesh domain could issue every node's name, also of nodes
+    added later (make_mesh's domain is mesh.test.internal)."""
+    data = make_mesh(nodes=1)
+    data["nodes"]["node-1"]["dns"] = [name]
+    text = to_yaml(data)
+    needle = f"'{name}" if name.startswith("*") else name  # YAML quotes a leading *
+    expect_problem(text, needle, "nodes.node-1.dns[0]", "covers the mesh domain",
+                   occurrence=text.count(needle))  # fmt: skip
+
+
+def test_names_of_a_nodes_own_are_valid() -> None:
     data = make_mesh(nodes=2, identities={"api": identity(["node-1", "node-2"], dns=[
         "api.example.com", "x.node-1.mesh.test.internal"])})  # fmt: skip
     data["nodes"]["node-1"]["dns"] = ["*.apps.example.org", "node-1.mesh.test.internal"]
     valid(data)
-
-
-@pytest.mark.parametrize(
-    ("name", "says"),
-    [
-        ("node-2.mesh.test.internal", "is node node-2's name: node node-1's CA would vouch"),
-        ("*.node-2.mesh.test.internal", "is node node-2's name"),
-        ("mesh.test.internal", "covers the mesh domain"),
-        ("test.internal", "covers the mesh domain"),
-        ("*.mesh.test.internal", "covers the mesh domain"),
-    ],
-)
-def test_a_node_dns_name_covering_another_node_or_the_domain_is_refused(
-    name: str, says: str
-) -> None:
-    data = make_mesh(nodes=2)
-    data["nodes"]["node-1"]["dns"] = [name]
-    text = to_yaml(data)
-    needle = f"'{name}" if name.startswith("*") else name  # YAML quotes a leading *
-    expect_problem(text, needle, "nodes.node-1.dns[0]", says, occurrence=text.count(needle))
-
-
-def test_an_identity_dns_name_is_checked_on_every_node_it_runs_on() -> None:
-    data = make_mesh(nodes=3, identities={"api": identity(["node-1", "node-3"], dns=[
-        "node-3.mesh.test.internal"])})  # fmt: skip
-    # on node-3 it is node-3's own name; on node-1 it would let node-1's CA vouch for node-3
-    expect_problem(to_yaml(data), "node-3.mesh.test.internal", "identities.api.dns[0]",
-                   "node node-1's CA would vouch for it")  # fmt: skip
-
-
-def test_an_identity_named_like_a_node_runs_only_on_that_node() -> None:
-    valid(make_mesh(nodes=2, identities={"node-2": identity(["node-2"])}))
-    text = to_yaml(make_mesh(nodes=2, identities={"node-2": identity(["node-1"])}))
-    expect_problem(text, "node-1", "identities.node-2.nodes[0]",
-                   "an identity named like a node may run only there", occurrence=2)  # fmt: skip

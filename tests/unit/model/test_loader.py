@@ -73,8 +73,16 @@ def test_unknown_top_level_field_lists_the_allowed_ones() -> None:
 
 
 def test_missing_required_field_points_at_its_parent() -> None:
+    lines = problems_of(handwritten(**{f"    recipient: {ssh_recipient(1)}\n": ""}))
+    assert lines == ["mesh.yaml:7:3: nodes.web-1.recipient: missing required field 'recipient'"]
+
+
+def test_a_wireguard_node_without_endpoint_is_refused_at_the_node() -> None:
     lines = problems_of(handwritten(**{"    endpoint: 192.0.2.11:51820\n": ""}))
-    assert lines == ["mesh.yaml:7:3: nodes.web-1.endpoint: missing required field 'endpoint'"]
+    assert lines == [
+        "mesh.yaml:7:3: nodes.web-1: node 'web-1' runs WireGuard and needs an endpoint "
+        "(host:port where peers reach it); or set `wireguard: false` for certificates only"
+    ]
 
 
 def test_duplicate_key_is_refused_at_the_second_occurrence_naming_the_first() -> None:

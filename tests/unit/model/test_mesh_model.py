@@ -228,7 +228,10 @@ BAD_POLICIES: list[tuple[dict[str, Any], str, str]] = [
     ({"paths": []}, "paths: []", "at least 1"),
     ({"paths": ["v1/*"]}, "v1/*", "must start with '/'"),
     ({"paths": ["/v1/*/x"]}, "/v1/*/x", "only allowed at the end"),
-    ({"paths": ["/a b"]}, "/a b", "not allowed in a path"),
+    ({"paths": ["/a b"]}, "/a b", "a path pattern holds letters"),
+    ({"paths": ["/v1/x;jsessionid=1"]}, "/v1/x;", "no ';' parameters"),
+    ({"paths": ["/v1/%2e%2e/*"]}, "/v1/%2e", "no percent-escapes"),
+    ({"paths": ["/" + "a" * 1024]}, "/aaaa", "the limit is 1024"),
 ]
 
 

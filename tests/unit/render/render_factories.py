@@ -2,10 +2,21 @@
 
 from __future__ import annotations
 
-from render_pki import TlsFiles
+from collections.abc import Mapping
+
+from render_pki import NODE, TlsFiles
 
 from meshops.policy import AccessTable
-from meshops.render.spec import ProxyKind, ProxySpec
+from meshops.render.spec import (
+    CADDY_LATEST,
+    CaddyVersion,
+    ProxyKind,
+    ProxySpec,
+    Run,
+    pem_ders,
+)
+
+DOMAIN = "mesh.demo.internal"
 
 
 def spec_for(
@@ -19,8 +30,17 @@ def spec_for(
     mode: str = "strict",
     plaintext_listen: int | None = None,
     state_dir: str | None = None,
+    run_dir: str | None = None,
+    caller_nodes: Mapping[str, tuple[str, ...]] | None = None,
+    run: Run | None = None,
+    caddy_version: CaddyVersion = CADDY_LATEST,
 ) -> ProxySpec:
+    """A spec for `callee`'s proxy; every caller runs on `web-1` unless `caller_nodes`
+    says where; `run` defaults as mesh.yaml's does (import for nginx)."""
     base = "/etc/meshops/tls/" + callee
+    rules = tuple(table.rules_for(callee))
+    if caller_nodes is None:
+        caller_nodes = {rule.caller: (NODE,) for rule in rules}
     return ProxySpec(
         identity=callee,
         kind=kind,
@@ -32,8 +52,15 @@ def spec_for(
         key_file=str(tls.key) if tls else f"{base}/key.pem",
         ca_file=str(tls.ca) if tls else f"{base}/ca.pem",
         crl_file=str(tls.crl) if tls else f"{base}/crl.pem",
-        rules=tuple(table.rules_for(callee)),
+        rules=rules,
         mode=mode,  # type: ignore[arg-type]
         plaintext_listen=plaintext_listen,
         state_dir=state_dir,
+        run_dir=run_dir,
+        domain=DOMAIN,
+        caller_nodes=caller_nodes,
+        node_ca_file=str(tls.node_cas) if tls else f"{base}/node-cas.pem",
+        node_ca_ders=pem_ders(tls.node_cas.read_bytes()) if tls else (),
+        run=run or ("import" if kind == "nginx" else "standalone"),
+        caddy_version=caddy_version,
     )
