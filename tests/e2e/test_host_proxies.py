@@ -155,9 +155,12 @@ class Proxies:
         for node in ("n1", "n2"):
             self.mesh.apply(node)
 
-    def mint(self, name: str, *, node: str, identity: str, not_after: datetime) -> None:
+    def mint(
+        self, name: str, *, node: str, identity: str, not_after: datetime, dns: str = ""
+    ) -> None:
         """What a thief of `node`'s CA key can do: a leaf for `identity` (its CN, SPIFFE
-        ID and `<identity>.<domain>`), signed with that key, valid until `not_after`."""
+        ID and the DNS name `dns`, default `<identity>.<domain>`), signed with that key,
+        valid until `not_after`."""
         mesh = self.mesh
         key_file = mesh.repo.state_dir / "nodes" / node / "ca.key.age"
         opened = age_decrypt(key_file, mesh.keys[node].private_file)
@@ -170,7 +173,7 @@ class Proxies:
         ext = self.minted / f"{name}.ext"
         ext.write_text(
             f"subjectAltName=URI:spiffe://{mesh.trust_domain}/{identity},"
-            f"DNS:{identity}.{mesh.domain}\n"
+            f"DNS:{dns or f'{identity}.{mesh.domain}'}\n"
             "extendedKeyUsage=serverAuth,clientAuth\nbasicConstraints=critical,CA:FALSE\n"
         )
         days = str(max(1, (not_after - datetime.now(UTC)).days))
@@ -376,10 +379,12 @@ def test_caller_without_a_mesh_certificate_is_refused_before_the_upstream(
 def test_a_stolen_node_ca_cannot_be_an_identity_of_another_node(
     proxies: Proxies, service: str, port: int
 ) -> None:
-    """web runs only on n2. With n1's CA key (a stolen n1) a leaf for web is minted:
-    refused; the real web, issued on n2, passes."""
+    """web runs only on n2. With n1's CA key (a stolen n1) a leaf for web is minted, with
+    a DNS name n1's CA may vouch for (its own; `web.<domain>` its name constraints
+    refuse): the chain verifies, the proxies refuse it; the real web, from n2, passes."""
     far = datetime.now(UTC) + timedelta(days=3650)
-    proxies.mint("web-by-n1", node="n1", identity="web", not_after=far)
+    own_name = f"n1.{proxies.mesh.domain}"
+    proxies.mint("web-by-n1", node="n1", identity="web", not_after=far, dns=own_name)
     before = len(proxies.reached())
     rc, code, body = proxies.curl(service, port, "GET", "/v1/users", caller="minted:web-by-n1")
     assert (rc, code) == (0, "403"), body
@@ -398,11 +403,15 @@ def test_a_removed_nodes_ca_is_refused_even_with_a_far_not_after(proxies: Proxie
     for service, port in SERVICES:
         code = proxies.curl(service, port, "GET", "/v1/x", caller="minted:cron-by-n3")[1]
         assert code == "200", f"{service}: the minted leaf is a good one while n3 is here"
+    n3_ca = (mesh.repo.state_dir / "nodes/n3/ca.crt").read_text()
     del mesh.repo.data["nodes"]["n3"]
     mesh.repo.data["identities"]["cron"]["nodes"] = ["n2"]
     proxies.apply("remove n3; cron moves to n2")
     pool = (mesh.tls_dir("n1", "api") / "node-cas.pem").read_text()
-    assert pool.count("BEGIN CERT") == 2
+    assert n3_ca not in pool
+    # n1's CA, n2's new one (re-issued: cron's name joined it) and its previous one,
+    # still good for n2's leaves until they renew
+    assert pool.count("BEGIN CERT") == 3
     before = len(proxies.reached())
     for service, port in SERVICES:
         refused = proxies.curl(service, port, "GET", "/v1/x", caller="minted:cron-by-n3")
@@ -430,7 +439,7 @@ def test_a_root_rotation_keeps_mesh_calls_flowing_through_every_phase(
         ]
 
     assert calls() == ["200", "403", "200", "403"]
-    staged = mesh.repo.meshops("ca", "rotate", "--hold", "0s")
+    staged = mesh.repo.meshops("ca", "rotate", "--hold", "0s", identity=True)
     assert staged.returncode == 0, str(staged)
     old_leaf = (mesh.tls_dir("n2", "web") / "cert.pem").read_bytes()
     for phase, roots in ((1, 2), (2, 2), (3, 1)):
