@@ -5,7 +5,9 @@ Staging writes the new root's certificate and its key, sealed to `ca.recipients`
 next applies add the root to the trust bundle, re-issue the node CAs under it, then
 retire the old root, each phase held `--hold` so that every host pulls the previous
 one. `import` adopts an existing CA (e.g. step-ca's) instead of making one; on a
-repository without a root yet, the next apply makes it the root directly.
+repository without a root yet, the next apply makes it the root directly. Staging into
+a running mesh changes state/, so the current root signs it (docs/security.md): pass the
+root identity (`--identity`).
 """
 
 from __future__ import annotations
