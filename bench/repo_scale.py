@@ -7,7 +7,9 @@ For each N a fresh mesh repository gets N nodes with real recipients: ~20 SSH ed
 host keys and age identities, generated once and reused across nodes (endpoints stay
 unique). The installed `meshops` CLI runs as a user runs it (a subprocess):
 
-- apply: `apply --auto-approve` of the N new nodes (3N + 2 resources), once;
+- apply: `apply --auto-approve` of the N new nodes (3N + 2 resources) into a new mesh,
+  median of `--apply-runs` (3), each followed by Debian's `nebula-cert`: `ca` and N x
+  `sign` (a key pair and a certificate per node, the same work; up to 1,000 nodes);
 - no-op plan: median of `--runs` runs of `plan --detailed-exitcode`;
 - floor: median of `--runs` runs of one subprocess that starts Python and loads
   mesh.yaml with PyYAML's C loader, the least any tool reading mesh.yaml pays;
@@ -24,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -38,6 +41,7 @@ from startup import compile_package, machine_line, meshops_exe
 
 KEYS = 20
 ISSUE_4_TARGET_SECONDS = 1.0  # a no-op plan of 1,000 nodes "well under 1 s"
+NEBULA_TARGET = 0.5  # issue 18: a new mesh's repo apply <= 0.5x nebula-cert ca + N x sign
 
 
 @dataclass
@@ -54,6 +58,7 @@ class Row:
     floor_s: float
     floor_cpu_s: float
     state_kib: float
+    nebula_s: float = 0.0  # nebula-cert ca + N x sign, median, interleaved with the applies
 
     @property
     def ratio(self) -> float:
@@ -112,6 +117,9 @@ class Run:
 def run(argv: list[str]) -> Run:
     """One child: wall time, CPU time and its own peak RSS (wait4's rusage)."""
     env = {**os.environ, "SOPS_DISABLE_VERSION_CHECK": "1"}
+    # as an installation runs: output buffered (a shell may set PYTHONUNBUFFERED, and a
+    # line written per change is 3,000 system calls on a 1,000-node apply)
+    env.pop("PYTHONUNBUFFERED", None)
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         started = time.perf_counter()
         child = subprocess.Popen(argv, stdout=out, stderr=err, env=env)
@@ -136,17 +144,52 @@ def checked(result: Run, what: str, ok: tuple[int, ...] = (0,)) -> Run:
     return result
 
 
+def nebula_certs(directory: Path, nodes: int) -> float:
+    """Seconds for Debian's `nebula-cert` to make a CA and sign `nodes` host certificates
+    (a key pair each, written to disk): the same work a new mesh's repo apply does."""
+    directory.mkdir()
+    started = time.perf_counter()
+    subprocess.run(
+        ["nebula-cert", "ca", "-name", "bench", "-out-crt", str(directory / "ca.crt"),
+         "-out-key", str(directory / "ca.key")],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    for i in range(1, nodes + 1):
+        subprocess.run(
+            ["nebula-cert", "sign", "-ca-crt", str(directory / "ca.crt"), "-ca-key",
+             str(directory / "ca.key"), "-name", f"node-{i}",
+             "-ip", f"10.42.{i // 250}.{i % 250 + 1}/16",
+             "-out-crt", str(directory / f"node-{i}.crt"),
+             "-out-key", str(directory / f"node-{i}.key")],
+            check=True, capture_output=True,
+        )  # fmt: skip
+    return time.perf_counter() - started
+
+
 def floor_argv(mesh: Path) -> list[str]:
     code = "import sys, yaml; yaml.load(open(sys.argv[1], 'rb').read(), Loader=yaml.CSafeLoader)"
     return [sys.executable, "-c", code, str(mesh)]
 
 
-def bench_one(nodes: int, runs: int, exe: str, keep: Path | None) -> tuple[Row, Path]:
+def bench_one(
+    nodes: int, runs: int, exe: str, keep: Path | None, *, apply_runs: int, nebula: bool
+) -> tuple[Row, Path]:
     tmp = Path(tempfile.mkdtemp(prefix=f"meshops-bench-{nodes}-", dir=keep))
-    repo = make_repo(tmp, nodes)
+    pristine = make_repo(tmp, nodes)
     identity = str(tmp / "keys" / "operator")
+    applies: list[Run] = []
+    nebulas: list[float] = []
+    for i in range(apply_runs):  # a new mesh each time, interleaved with nebula-cert
+        repo = tmp / f"mesh-{i}"
+        shutil.copytree(pristine, repo, symlinks=True)
+        base = [exe, "--no-color", "-C", str(repo), "--identity", identity]
+        applies.append(checked(run([*base, "apply", "--auto-approve"]), "apply"))
+        if nebula:
+            nebulas.append(nebula_certs(tmp / f"nebula-{i}", nodes))
+        if i + 1 < apply_runs:
+            shutil.rmtree(repo)
+    applied = sorted(applies, key=lambda r: r.wall)[len(applies) // 2]  # the median run
     base = [exe, "--no-color", "-C", str(repo)]
-    applied = checked(run([*base, "--identity", identity, "apply", "--auto-approve"]), "apply")
     plan_argv = [*base, "plan", "--detailed-exitcode"]
     checked(run(plan_argv), "warm-up plan")  # first plan after apply fills the state cache
     plans: list[Run] = []
@@ -167,6 +210,7 @@ def bench_one(nodes: int, runs: int, exe: str, keep: Path | None) -> tuple[Row, 
         floor_s=statistics.median(f.wall for f in floors),
         floor_cpu_s=statistics.median(f.cpu for f in floors),
         state_kib=(repo / "state" / "state.yaml").stat().st_size / 1024,
+        nebula_s=statistics.median(nebulas) if nebulas else 0.0,
     )
     return row, repo
 
@@ -185,14 +229,18 @@ def linear_fit(points: list[tuple[int, float]]) -> tuple[float, float, float]:
 
 def print_table(rows: list[Row], runs: int) -> None:
     print(machine_line())
-    print(f"no-op plan and floor: medians of {runs} interleaved runs; apply: one run")
+    print(
+        f"no-op plan and floor: medians of {runs} interleaved runs; apply and nebula-cert: "
+        "medians of --apply-runs interleaved runs"
+    )
     print(f"load average at the end: {os.getloadavg()[0]:.2f} (wall times suffer above ~1)")
     print()
     print(
         "| nodes | apply | apply CPU | apply/node | apply RSS | no-op plan | (min) | plan CPU "
-        "| floor | plan/floor | marginal plan/node | plan RSS | state.yaml |"
+        "| floor | plan/floor | marginal plan/node | plan RSS | state.yaml | nebula-cert "
+        "| apply/nebula |"
     )
-    print("| ---: " * 13 + "|")
+    print("| ---: " * 15 + "|")
     previous: Row | None = None
     for row in rows:
         marginal = ""
@@ -204,7 +252,8 @@ def print_table(rows: list[Row], runs: int) -> None:
             f"| {row.apply_ms_per_node:.1f} ms "
             f"| {row.apply_rss_mib:.0f} MiB | {row.plan_s:.3f} s | {row.plan_min_s:.3f} s "
             f"| {row.plan_cpu_s:.3f} s | {row.floor_s:.3f} s | {row.ratio:.1f}x "
-            f"| {marginal} | {row.plan_rss_mib:.0f} MiB | {row.state_kib:.0f} KiB |"
+            f"| {marginal} | {row.plan_rss_mib:.0f} MiB | {row.state_kib:.0f} KiB "
+            f"| {_nebula(row)} |"
         )
         previous = row
     print()
@@ -212,6 +261,13 @@ def print_table(rows: list[Row], runs: int) -> None:
         if row.nodes == 1000:
             verdict = "met" if row.plan_s < ISSUE_4_TARGET_SECONDS else "MISSED"
             print(f"issue 4: no-op plan of 1,000 nodes {row.plan_s:.3f} s (< 1 s: {verdict})")
+        if row.nodes == 1000 and row.nebula_s:
+            ratio = row.apply_s / row.nebula_s
+            verdict = "met" if ratio <= NEBULA_TARGET else "MISSED"
+            print(
+                f"issue 18: new 1,000-node mesh, repo apply {row.apply_s:.2f} s vs nebula-cert "
+                f"{row.nebula_s:.2f} s = {ratio:.2f}x (<= {NEBULA_TARGET}x: {verdict})"
+            )
     if len(rows) >= 3:
         for what, points in (
             ("no-op plan", [(r.nodes, r.plan_s) for r in rows]),
@@ -221,6 +277,12 @@ def print_table(rows: list[Row], runs: int) -> None:
         ):
             print(growth_line(what, points))
     print()
+
+
+def _nebula(row: Row) -> str:
+    if not row.nebula_s:
+        return "| —"
+    return f"{row.nebula_s:.2f} s | {row.apply_s / row.nebula_s:.2f}x"
 
 
 def growth_line(what: str, points: list[tuple[int, float]]) -> str:
@@ -275,6 +337,12 @@ def main() -> int:
     parser.add_argument("--profile", action="store_true", help="cProfile the largest plan")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
     parser.add_argument("--keep", type=Path, help="leave the repositories under this directory")
+    parser.add_argument(
+        "--apply-runs", type=int, default=3, help="new-mesh applies per size (median; default 3)"
+    )
+    parser.add_argument(
+        "--no-nebula", action="store_true", help="skip the nebula-cert reference (not installed)"
+    )
     args = parser.parse_args()
 
     compile_package()
@@ -285,7 +353,10 @@ def main() -> int:
         keep.mkdir(parents=True, exist_ok=True)
         repo = None
         for nodes in args.nodes:
-            row, repo = bench_one(nodes, args.runs, exe, keep)
+            row, repo = bench_one(
+                nodes, args.runs, exe, keep, apply_runs=args.apply_runs,
+                nebula=not args.no_nebula and nodes <= 1000,
+            )  # fmt: skip
             rows.append(row)
             if not args.json:
                 print(f"  {nodes:,} nodes done", file=sys.stderr)

@@ -25,6 +25,8 @@ class Context:
     identities: list[Path] = field(default_factory=list)
     debug: bool = False
     color: bool = True
+    # `watch`: what it keeps between runs (a HostSession); None for one-shot commands
+    session: Any = None
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> Context:
@@ -83,6 +85,8 @@ class Context:
     def load(self, *, run_tests: bool = True) -> Loaded:
         from meshops.model import load_file
 
+        if self.session is not None and not run_tests:
+            return self.session.load(self.mesh_file, self.mesh_display)  # type: ignore[no-any-return]
         return load_file(self.mesh_file, self.mesh_display, run_tests=run_tests)
 
     @property

@@ -10,6 +10,7 @@ when host.yaml has a `pull:` section or `--pull` is given.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import random
 import signal
@@ -100,6 +101,9 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     if interval <= 0:
         raise MeshError("--interval must be more than 0 seconds")
 
+    from meshops.resources.host.session import HostSession
+
+    ctx.session = HostSession()  # the parsed mesh, state and live view, kept between runs
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
@@ -107,8 +111,17 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     mode = f"pulling every {interval:g}s" if pulling else f"checking every {interval:g}s"
     _log(ctx, f"started for node {ctx.resolve_node()} on {ctx.repo_dir} ({mode})")
     backoff = 0.0
+    watcher = CheckoutWatcher(ctx.repo_dir, ctx.mesh_file, stop)
     while not stop.is_set():
-        error = _reconcile(args, ctx, pulling=pulling)
+        # no cyclic garbage collection during a run (a full collection over a 1,000-node
+        # mesh kept in memory is tens of milliseconds): one after it, while idle
+        gc.disable()
+        try:
+            error = _reconcile(args, ctx, pulling=pulling, watcher=watcher)
+        finally:
+            gc.enable()
+        gc.collect()
+        ctx.session.trust_live = False
         sys.stdout.flush()
         if error is None:
             backoff = 0.0
@@ -122,12 +135,19 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
         if renewal is not None:
             delay = min(delay, renewal)
         failed_at = _remote_now(ctx) if backoff and pulling else None
-        _sleep(ctx, delay, stop, interval=interval if pulling else None, failed_at=failed_at)
+        changed = _sleep(
+            ctx, watcher, delay, stop, interval=interval if pulling else None, failed_at=failed_at
+        )
+        # woken by a change in the checkout, after a run that went well: plan from the
+        # live view read at the end of that run (the clock's runs read it again)
+        ctx.session.trust_live = changed and not backoff
     _log(ctx, "stopped")
     return 0
 
 
-def _reconcile(args: argparse.Namespace, ctx: Context, *, pulling: bool) -> str | None:
+def _reconcile(
+    args: argparse.Namespace, ctx: Context, *, pulling: bool, watcher: CheckoutWatcher
+) -> str | None:
     """One apply (with a pull first); logs its line; the error as one line, if any."""
     from meshops.cli import apply as apply_cmd
     from meshops.errors import MeshError, ValidationFailed
@@ -137,6 +157,9 @@ def _reconcile(args: argparse.Namespace, ctx: Context, *, pulling: bool) -> str 
         allow_rewind=args.allow_rewind,
     )  # fmt: skip
     started = time.monotonic()
+    # what this run reads: the checkout now, or (pulling) as its own pull leaves it
+    if not pulling:
+        watcher.ran()
     try:
         apply_cmd.run(apply_args, ctx)
     except ValidationFailed as exc:
@@ -149,6 +172,9 @@ def _reconcile(args: argparse.Namespace, ctx: Context, *, pulling: bool) -> str 
 
             traceback.print_exc()
         return one_line(f"internal error: {type(exc).__name__}: {exc} (a bug in meshops)")
+    finally:
+        if pulling:
+            watcher.ran()
     last = _last_apply(ctx)
     revision = str(last.get("revision") or "")[:12] or "(no git revision)"
     changes = int(last.get("changes") or 0)
@@ -201,14 +227,16 @@ def _remote_now(ctx: Context) -> str | None:
 
 def _sleep(
     ctx: Context,
+    watcher: CheckoutWatcher,
     seconds: float,
     stop: threading.Event,
     *,
     interval: float | None,
     failed_at: str | None,
-) -> None:
+) -> bool:
     """Wait `seconds`, or less: a change in the checkout, a stop, or (during a back-off
-    while pulling) a new revision on the remote found by a fetch every `interval`."""
+    while pulling) a new revision on the remote found by a fetch every `interval`.
+    True when a change in the checkout ended the wait."""
     from meshops.errors import MeshError
     from meshops.gitops.sync import parse_settings, remote_revision
 
@@ -216,9 +244,9 @@ def _sleep(
     while not stop.is_set():
         left = end - time.monotonic()
         if left <= 0:
-            return
-        if _wait_for_change(ctx.repo_dir, min(left, interval or left), stop):
-            return
+            return False
+        if watcher.wait(min(left, interval or left)):
+            return True
         if interval is not None and failed_at is not None and end - time.monotonic() > 0:
             try:
                 settings = parse_settings((ctx.host_config() or {}).get("pull"))
@@ -226,29 +254,71 @@ def _sleep(
                 continue
             latest = remote_revision(ctx.repo_dir, settings)
             if latest is not None and latest != failed_at:
-                return
-
-
-def _wait_for_change(repo_dir: Path, seconds: float, stop: threading.Event) -> bool:
-    """True on a change in the checkout's files or HEAD; False on timeout or stop.
-
-    Git's own bookkeeping (fetches, reflogs, the index) is not a change.
-    """
-    from watchfiles import watch
-
-    repo_dir = repo_dir.absolute()
-    head = str(repo_dir / ".git" / "HEAD")
-
-    def interesting(change: object, path: str) -> bool:
-        return "/.git/" not in path or path == head
-
-    deadline = time.monotonic() + seconds
-    for changes in watch(
-        repo_dir, watch_filter=interesting, stop_event=stop, debounce=200,
-        rust_timeout=max(1, int(seconds * 1000)), yield_on_timeout=True,
-    ):  # fmt: skip
-        if changes:
-            return True
-        if time.monotonic() >= deadline or stop.is_set():
-            return False
+                return False
     return False
+
+
+class CheckoutWatcher:
+    """Watches the checkout for the life of `watch`, in a thread, so a change made while
+    a run is under way (or while the watcher would otherwise be starting again over a
+    1,000-node state/ tree) is not missed: the next wait returns at once.
+
+    What counts as a change is what a run reads: HEAD's commit, mesh.yaml and
+    state/state.yaml (every repo apply rewrites it). A file event that leaves all three
+    as the last run saw them (the run's own pull, git's bookkeeping) wakes nothing.
+    """
+
+    def __init__(self, repo_dir: Path, mesh_file: Path, stop: threading.Event) -> None:
+        self.repo_dir = repo_dir.absolute()
+        self.files = (mesh_file.absolute(), self.repo_dir / "state" / "state.yaml")
+        self.stop = stop
+        self.event = threading.Event()
+        self.seen = self.fingerprint()
+        threading.Thread(target=self._watch, name="checkout-watcher", daemon=True).start()
+
+    def fingerprint(self) -> tuple[object, ...]:
+        from meshops.resources import head_commit
+
+        stats: list[object] = [head_commit(self.repo_dir)]
+        for path in self.files:
+            try:
+                st = path.stat()
+                stats.append((st.st_ino, st.st_size, st.st_mtime_ns))
+            except OSError:
+                stats.append(None)
+        return tuple(stats)
+
+    def ran(self) -> None:
+        """A run just read the checkout: later events are measured against this."""
+        self.seen = self.fingerprint()
+
+    def wait(self, seconds: float) -> bool:
+        """True when the checkout changed since the last run; False on timeout or stop."""
+        deadline = time.monotonic() + seconds
+        while not self.stop.is_set():
+            if self.fingerprint() != self.seen:
+                return True
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            if self.event.wait(min(left, 1.0)):
+                self.event.clear()
+        return False
+
+    def _watch(self) -> None:
+        from watchfiles import watch
+
+        head = str(self.repo_dir / ".git" / "HEAD")
+
+        def interesting(change: object, path: str) -> bool:
+            return "/.git/" not in path or path == head or "/.git/refs/" in path
+
+        try:
+            for changes in watch(
+                self.repo_dir, watch_filter=interesting, stop_event=self.stop, debounce=200,
+                step=5, rust_timeout=1000, yield_on_timeout=True,
+            ):  # fmt: skip
+                if changes:
+                    self.event.set()
+        except Exception:  # the clock still wakes every run
+            return

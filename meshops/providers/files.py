@@ -14,18 +14,29 @@ from meshops.errors import MeshError
 
 
 def write_atomic(
-    path: Path, data: bytes, *, mode: int = 0o644, fsync: bool = True, group: int | None = None
+    path: Path,
+    data: bytes,
+    *,
+    mode: int = 0o644,
+    fsync: bool = True,
+    group: int | None = None,
+    make_dirs: bool = True,
+    sweep: bool = True,
 ) -> None:
     """Replace `path` with `data`: temp file in the same directory, fsync, rename.
 
     The temp file is created 0600, given to `group` (a gid, when set) and chmod-ed to
     `mode` before the rename, so a reader sees either the old file or the complete new
-    one, never a partial or a briefly world-readable secret.
+    one, never a partial or a briefly world-readable secret. `fsync=False` leaves
+    durability to the caller (a group commit syncs the file system once);
+    `make_dirs=False` when the caller knows the directory exists; `sweep=False` when
+    the caller removes the temp files of killed writers itself.
     """
     path = Path(path)
     directory = path.parent
     try:
-        directory.mkdir(parents=True, exist_ok=True)
+        if make_dirs:
+            directory.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise MeshError(
             f"cannot create directory {directory}: {_reason(exc)}",
@@ -55,7 +66,8 @@ def write_atomic(
         ) from None
     if fsync:
         _fsync_dir(directory)
-    _sweep_temps(directory, path.name)
+    if sweep:
+        _sweep_temps(directory, path.name)
 
 
 def _sweep_temps(directory: Path, name: str) -> None:
@@ -451,11 +463,15 @@ def list_beneath(base: Path) -> dict[str, str]:
 
 
 def sync_filesystem(path: Path) -> None:
-    """Flush the file system holding `path` to disk (Linux syncfs: one call for many
-    new files, where an fsync each would cost a disk flush each)."""
+    """Make everything written to the file system holding `path` durable: syncfs(2) on
+    it (one call for a whole apply's files, instead of two fsyncs per file), or sync(2)
+    where there is no syncfs."""
     import ctypes
 
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError as exc:
+        raise MeshError(f"cannot open {path} to sync it: {_reason(exc)}") from None
     try:
         syncfs = getattr(ctypes.CDLL(None, use_errno=True), "syncfs", None)
         if syncfs is None or syncfs(fd) != 0:

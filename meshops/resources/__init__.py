@@ -41,6 +41,10 @@ class Scope:
 
 
 def git_revision(repo_dir: Path) -> str | None:
+    """The commit HEAD names, or None outside a git checkout (or without a commit)."""
+    found = head_commit(repo_dir)
+    if found is not None:
+        return found
     try:
         proc = subprocess.run(
             ["git", "-C", str(repo_dir), "rev-parse", "--verify", "-q", "HEAD"],
@@ -51,6 +55,39 @@ def git_revision(repo_dir: Path) -> str | None:
     except (OSError, subprocess.TimeoutExpired):
         return None
     return proc.stdout.strip() or None if proc.returncode == 0 else None
+
+
+_HEX = frozenset("0123456789abcdef")
+
+
+def head_commit(repo_dir: Path) -> str | None:
+    """HEAD read from the files of a plain checkout (`.git/HEAD`, a loose ref, or
+    packed-refs), without starting `git` (several milliseconds of every plan); None
+    when anything is unusual (a linked worktree, a symbolic ref chain, no commit yet):
+    then `git rev-parse` answers."""
+    git_dir = repo_dir / ".git"
+    try:
+        head = (git_dir / "HEAD").read_text().strip()
+        if not head.startswith("ref: "):
+            return _commit(head)
+        ref = head[5:]
+        if not ref.startswith("refs/") or ".." in ref:
+            return None
+        try:
+            return _commit((git_dir / ref).read_text().strip())
+        except FileNotFoundError:
+            pass
+        for line in (git_dir / "packed-refs").read_text().splitlines():
+            commit, _, name = line.partition(" ")
+            if name == ref:
+                return _commit(commit)
+    except OSError:
+        return None
+    return None
+
+
+def _commit(text: str) -> str | None:
+    return text if len(text) in (40, 64) and set(text) <= _HEX else None
 
 
 def mesh_digest(path: Path) -> str:

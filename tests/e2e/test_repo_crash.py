@@ -169,3 +169,49 @@ def test_apply_killed_at_random_points_converges_on_the_next_run(
     missing = {s for s in owed if s.upper().lstrip("0") not in listed}
     assert not missing, f"removed nodes' CAs not revoked: {missing}"
     print(f"{trials} trials, {kills} killed, {time.monotonic() - started:.1f}s")
+
+
+def _files(directory: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(directory)): p.read_bytes() for p in directory.rglob("*")
+            if p.is_file()}  # fmt: skip
+
+
+def test_apply_killed_between_the_renames_and_the_sync_converges_with_nothing_lost(
+    tmp_path: Path, keyring: KeyRing
+) -> None:
+    """Group commit: an apply renames every file into place, syncs the file system
+    once, then writes state.yaml. Killed right before that sync (the test-only hook
+    MESHOPS_TEST_KILL_BEFORE_SYNC), and then with a power loss emulated (every file the
+    apply created emptied: its data was never synced), the next apply converges and
+    nothing committed before is lost: the old nodes keep their keys, certificates and
+    addresses; new nodes and a re-sealed node get keys that match their state."""
+    repo = new_repo(tmp_path / "mesh", keyring, nodes=3)
+    converge(repo)
+    repo.commit("three nodes")
+    before = _files(repo.state_dir)
+    kept = {name: rec for name, rec in repo.state()["nodes"].items() if name != "node-2"}
+    for i in (4, 5):
+        repo.set_node(f"node-{i}", keyring.ssh_hosts[i], i)
+    repo.set_node("node-2", keyring.age_hosts[2], 2)  # re-sealed: replaces node-2's files
+    repo.write_mesh()
+    env = {**os.environ, "SOPS_DISABLE_VERSION_CHECK": "1", "MESHOPS_TEST_KILL_BEFORE_SYNC": "1"}
+    argv = [MESHOPS, "--no-color", "-C", str(repo.path), "--identity",
+            str(repo.root_key.private_file), "apply", "--auto-approve"]  # fmt: skip
+    killed = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=300)
+    assert killed.returncode == -9, (killed.returncode, killed.stdout, killed.stderr)
+    assert 'ca.node["node-5"]: created' in killed.stdout  # every node's files were written
+    after = _files(repo.state_dir)
+    assert after["state.yaml"] == before["state.yaml"], "the commit point was reached"
+    created = sorted(set(after) - set(before))
+    assert any(name.startswith("nodes/node-5/") for name in created), created
+    for name in created:  # power loss: renamed, never synced
+        (repo.state_dir / name).write_bytes(b"")
+    converge(repo)
+    check_consistent(repo)
+    state = repo.state()["nodes"]
+    assert {"node-4", "node-5"} <= set(state)
+    for name, rec in kept.items():
+        assert state[name] == rec, f"{name} lost what was committed before the crash"
+        for part in ("ca.crt", "ca.key.age", "wg.key.age"):
+            path = f"nodes/{name}/{part}"
+            assert (repo.state_dir / path).read_bytes() == before[path], path

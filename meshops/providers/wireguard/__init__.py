@@ -1,9 +1,11 @@
 """The WireGuard provider: the only code that touches WireGuard.
 
-Links, addresses and routes go through pyroute2; keys and peers through a Backend:
+Links, addresses and routes go through our own rtnetlink client; keys and peers
+through a Backend:
 the UAPI socket of a userspace implementation (wireguard-go) or the kernel's generic
 netlink family. Changes are per peer and never reset a session that did not change.
-Heavy libraries (pyroute2, cryptography) are imported only when a function needs them.
+Netlink is spoken with the `socket` module (`netlink.py`): no pyroute2. cryptography is
+imported only when a function needs it.
 """
 
 from meshops.providers.wireguard.keys import (
@@ -16,9 +18,11 @@ from meshops.providers.wireguard.keys import (
 )
 from meshops.providers.wireguard.link import (
     add_address,
+    change_addresses,
     delete_interface,
     ensure_interface,
     ensure_route,
+    ensure_routes,
     open_backend,
     read_link,
     remove_address,
@@ -46,9 +50,11 @@ __all__ = [
     "b64_to_bytes",
     "b64_to_hex",
     "bytes_to_b64",
+    "change_addresses",
     "delete_interface",
     "ensure_interface",
     "ensure_route",
+    "ensure_routes",
     "generate_private_key",
     "hex_to_b64",
     "normalise_allowed_ips",

@@ -1,10 +1,9 @@
-"""Read-only rtnetlink for the WireGuard provider, with the `socket` module: one link
-by name with its addresses and main-table routes.
+"""rtnetlink for the WireGuard provider, over our own netlink socket (`netlink.py`):
+read one link by name with its addresses and main-table routes, and build the
+requests that change them (create or delete the link, MTU, up, addresses, routes).
 
-This is the read path of every plan: importing pyroute2 costs about a quarter of a
-second on a busy 2-core machine, more than the whole no-op plan of a host. It only
-reads; every change goes through pyroute2 in `link.py`. Building the three requests
-and parsing the answers are pure functions over bytes.
+`link.py` sends each resource's changes as one batch on one socket. Building requests
+and parsing answers are pure functions over bytes.
 """
 
 from __future__ import annotations
@@ -14,33 +13,44 @@ import ipaddress
 import os
 import socket
 import struct
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from meshops.errors import MeshError
+from meshops.providers.wireguard.netlink import (
+    NETLINK_ROUTE,
+    NLM_F_CREATE,
+    NLM_F_EXCL,
+    NLM_F_REPLACE,
+    NLMSG_ERROR,
+    Request,
+    Socket,
+    attribute,
+    attributes,
+    error_code,
+    messages,
+    nested,
+    request,
+)
 from meshops.providers.wireguard.state import LinkState
 
-NETLINK_ROUTE = 0
-NLM_F_REQUEST = 0x1
-NLM_F_DUMP = 0x300
-NLMSG_ERROR = 2
-NLMSG_DONE = 3
-RTM_NEWLINK, RTM_GETLINK = 16, 18
-RTM_NEWADDR, RTM_GETADDR = 20, 22
-RTM_NEWROUTE, RTM_GETROUTE = 24, 26
+__all__ = ["Request", "attribute", "attributes", "error_code", "messages", "request"]
+
+RTM_NEWLINK, RTM_DELLINK, RTM_GETLINK = 16, 17, 18
+RTM_NEWADDR, RTM_DELADDR, RTM_GETADDR = 20, 21, 22
+RTM_NEWROUTE, RTM_DELROUTE, RTM_GETROUTE = 24, 25, 26
 IFLA_IFNAME, IFLA_MTU, IFLA_LINKINFO, IFLA_INFO_KIND = 3, 4, 18, 1
-IFA_ADDRESS = 1
+IFA_ADDRESS, IFA_LOCAL = 1, 2
 RTA_DST, RTA_OIF, RTA_TABLE = 1, 4, 15
 IFF_UP = 0x1
 MAIN_TABLE = 254
 RTN_UNICAST = 1
+RTPROT_BOOT = 3
+RT_SCOPE_UNIVERSE, RT_SCOPE_LINK, RT_SCOPE_NOWHERE = 0, 253, 255
 
-_HEADER = struct.Struct("=IHHII")  # nlmsghdr: length, type, flags, sequence, port
 _IFINFO = struct.Struct("=BxHiII")  # ifinfomsg: family, type, index, flags, change
 _IFADDR = struct.Struct("=BBBBI")  # ifaddrmsg: family, prefixlen, flags, scope, index
 _RTMSG = struct.Struct("=BBBBBBBBI")  # rtmsg: family, dst_len, src_len, tos, table, ...
-_ATTR = struct.Struct("=HH")  # rtattr: length, type
-_NLA_TYPE_MASK = 0x3FFF  # drops the nested / byte-order flags
 
 
 @dataclass(frozen=True)
@@ -54,30 +64,6 @@ class Link:
 # --- messages (pure) -----------------------------------------------------------------
 
 
-def _align(n: int) -> int:
-    return (n + 3) & ~3
-
-
-def attribute(kind: int, payload: bytes) -> bytes:
-    size = _ATTR.size + len(payload)
-    return _ATTR.pack(size, kind) + payload + bytes(_align(size) - size)
-
-
-def attributes(data: bytes) -> Iterator[tuple[int, bytes]]:
-    """(type, payload) of each rtattr in `data`; a truncated tail ends the walk."""
-    at = 0
-    while at + _ATTR.size <= len(data):
-        size, kind = _ATTR.unpack_from(data, at)
-        if size < _ATTR.size or at + size > len(data):
-            return
-        yield kind & _NLA_TYPE_MASK, data[at + _ATTR.size : at + size]
-        at += _align(size)
-
-
-def request(kind: int, flags: int, sequence: int, body: bytes) -> bytes:
-    return _HEADER.pack(_HEADER.size + len(body), kind, flags, sequence, 0) + body
-
-
 def link_body(name: str) -> bytes:
     """RTM_GETLINK body asking for one link by name."""
     body = _IFINFO.pack(socket.AF_UNSPEC, 0, 0, 0, 0)
@@ -89,23 +75,6 @@ def dump_body(kind: int) -> bytes:
     if kind == RTM_GETADDR:
         return _IFADDR.pack(socket.AF_UNSPEC, 0, 0, 0, 0)
     return _RTMSG.pack(socket.AF_UNSPEC, 0, 0, 0, 0, 0, 0, 0, 0)
-
-
-def messages(data: bytes) -> Iterator[tuple[int, int, bytes]]:
-    """(type, sequence, body) of each netlink message in one datagram."""
-    at = 0
-    while at + _HEADER.size <= len(data):
-        size, kind, _, sequence, _ = _HEADER.unpack_from(data, at)
-        if size < _HEADER.size or at + size > len(data):
-            return
-        yield kind, sequence, data[at + _HEADER.size : at + size]
-        at += _align(size)
-
-
-def error_code(body: bytes) -> int:
-    """The positive errno of an NLMSG_ERROR body (0 is an acknowledgement)."""
-    code: int = struct.unpack_from("=i", body)[0]
-    return -code
 
 
 def parse_link(body: bytes) -> Link:
@@ -183,50 +152,101 @@ def _net_order(net: ipaddress.IPv4Network | ipaddress.IPv6Network) -> tuple[int,
     return (net.version, int(net.network_address), net.prefixlen)
 
 
+# --- changes (pure): each one request, sent in a batch by `change` ----------------------
+
+
+def create_wireguard_link(name: str, mtu: int) -> Request:
+    """`ip link add NAME mtu MTU type wireguard`; EEXIST means it is there already."""
+    info = nested(IFLA_LINKINFO, attribute(IFLA_INFO_KIND, b"wireguard"))
+    body = _IFINFO.pack(socket.AF_UNSPEC, 0, 0, 0, 0) + _name(name)
+    body += attribute(IFLA_MTU, struct.pack("=I", mtu)) + info
+    return Request(RTM_NEWLINK, body, NLM_F_CREATE | NLM_F_EXCL, ok=(errno.EEXIST,))
+
+
+def delete_link(index: int) -> Request:
+    return Request(RTM_DELLINK, _IFINFO.pack(socket.AF_UNSPEC, 0, index, 0, 0), ok=(errno.ENODEV,))
+
+
+def set_link(index: int, *, mtu: int | None = None, up: bool | None = None) -> Request:
+    """`ip link set` of the MTU and/or the up flag (a flag not named stays as it is)."""
+    flags, change = (IFF_UP if up else 0, IFF_UP) if up is not None else (0, 0)
+    body = _IFINFO.pack(socket.AF_UNSPEC, 0, index, flags, change)
+    if mtu is not None:
+        body += attribute(IFLA_MTU, struct.pack("=I", mtu))
+    return Request(RTM_NEWLINK, body)
+
+
+def add_address(index: int, address: str) -> Request:
+    """`ip addr add`; EEXIST means it was there already."""
+    iface = ipaddress.ip_interface(address)
+    return Request(RTM_NEWADDR, _address_body(index, iface), NLM_F_CREATE | NLM_F_EXCL,
+                   ok=(errno.EEXIST,))  # fmt: skip
+
+
+def delete_address(index: int, address: str) -> Request:
+    iface = ipaddress.ip_interface(address)
+    return Request(RTM_DELADDR, _address_body(index, iface),
+                   ok=(errno.EADDRNOTAVAIL, errno.ENOENT, errno.ESRCH))  # fmt: skip
+
+
+def replace_route(index: int, cidr: str) -> Request:
+    """`ip route replace CIDR dev LINK`: protocol boot, link scope for IPv4, so it looks
+    the same whichever tool made it."""
+    net = ipaddress.ip_network(cidr, strict=False)
+    scope = RT_SCOPE_LINK if net.version == 4 else RT_SCOPE_UNIVERSE
+    header = _RTMSG.pack(_family(net.version), net.prefixlen, 0, 0, MAIN_TABLE, RTPROT_BOOT,
+                         scope, RTN_UNICAST, 0)  # fmt: skip
+    return Request(RTM_NEWROUTE, header + _route_attrs(index, net), NLM_F_CREATE | NLM_F_REPLACE)
+
+
+def delete_route(index: int, cidr: str) -> Request:
+    """Delete the main-table route to CIDR out of the link, whatever its scope and
+    protocol (scope "nowhere" and protocol 0 match any)."""
+    net = ipaddress.ip_network(cidr, strict=False)
+    header = _RTMSG.pack(_family(net.version), net.prefixlen, 0, 0, MAIN_TABLE, 0,
+                         RT_SCOPE_NOWHERE, 0, 0)  # fmt: skip
+    return Request(RTM_DELROUTE, header + _route_attrs(index, net), ok=(errno.ESRCH, errno.ENOENT))
+
+
+def _name(name: str) -> bytes:
+    return attribute(IFLA_IFNAME, name.encode() + b"\0")
+
+
+def _family(version: int) -> int:
+    return socket.AF_INET if version == 4 else socket.AF_INET6
+
+
+def _address_body(index: int, iface: ipaddress.IPv4Interface | ipaddress.IPv6Interface) -> bytes:
+    header = _IFADDR.pack(_family(iface.version), iface.network.prefixlen, 0, 0, index)
+    packed = iface.ip.packed
+    return header + attribute(IFA_LOCAL, packed) + attribute(IFA_ADDRESS, packed)
+
+
+def _route_attrs(index: int, net: ipaddress.IPv4Network | ipaddress.IPv6Network) -> bytes:
+    dst = attribute(RTA_DST, net.network_address.packed) if net.prefixlen else b""
+    return dst + attribute(RTA_OIF, struct.pack("=I", index))
+
+
 # --- the socket (I/O) -----------------------------------------------------------------
 
 
-class _Socket:
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self.sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_ROUTE)
-        self.sock.settimeout(5.0)
-        self.sock.bind((0, 0))
-        self.sequence = 0
-
-    def close(self) -> None:
-        self.sock.close()
-
-    def exchange(self, kind: int, body: bytes, *, dump: bool) -> Iterator[tuple[int, bytes]]:
-        """Send one request; yield (type, body) of its answers: every part of a dump up
-        to NLMSG_DONE, or the single answer of a plain request."""
-        self.sequence += 1
-        flags = NLM_F_REQUEST | (NLM_F_DUMP if dump else 0)
-        self.sock.sendto(request(kind, flags, self.sequence, body), (0, 0))
-        while True:
-            try:
-                chunk = self.sock.recv(1 << 16)
-            except OSError as exc:
-                reason = exc.strerror or type(exc).__name__
-                raise MeshError(
-                    f"WireGuard interface {self.name}: reading netlink failed: {reason}"
-                ) from None
-            for answer, sequence, payload in messages(chunk):
-                if sequence != self.sequence:
-                    continue
-                if answer == NLMSG_DONE:
-                    return
-                yield answer, payload
-                if answer == NLMSG_ERROR or not dump:
-                    return
-
-
-def read_link_state(name: str) -> LinkState | None:
-    """The link named `name` with its addresses and main-table routes, or None."""
-    sock = _Socket(name)
+def route_socket(name: str) -> Socket:
+    """A NETLINK_ROUTE socket; a failure to open one names the interface."""
     try:
-        link = None
-        for kind, body in sock.exchange(RTM_GETLINK, link_body(name), dump=False):
+        return Socket(NETLINK_ROUTE)
+    except OSError as exc:
+        raise _failed(name, "open rtnetlink", exc) from None
+
+
+def _failed(name: str, what: str, exc: OSError) -> MeshError:
+    reason = exc.strerror or type(exc).__name__
+    return MeshError(f"WireGuard interface {name}: {what} failed: {reason}")
+
+
+def find_link(sock: Socket, name: str) -> Link | None:
+    """The link named `name` on this socket, or None."""
+    try:
+        for kind, body in sock.ask(RTM_GETLINK, link_body(name), dump=False):
             if kind == NLMSG_ERROR:
                 code = error_code(body)
                 if code in (errno.ENODEV, errno.ENOENT):
@@ -235,13 +255,20 @@ def read_link_state(name: str) -> LinkState | None:
                     f"WireGuard interface {name}: read link failed: {os.strerror(code)}"
                 )
             if kind == RTM_NEWLINK:
-                link = parse_link(body)
+                return parse_link(body)
+    except OSError as exc:
+        raise _failed(name, "reading netlink", exc) from None
+    return None
+
+
+def read_link_state(name: str) -> LinkState | None:
+    """The link named `name` with its addresses and main-table routes, or None."""
+    with route_socket(name) as sock:
+        link = find_link(sock, name)
         if link is None:
             return None
-        addresses = _dump(sock, RTM_GETADDR, RTM_NEWADDR, link.index, parse_address)
-        routes = _dump(sock, RTM_GETROUTE, RTM_NEWROUTE, link.index, parse_route)
-    finally:
-        sock.close()
+        addresses = _dump(sock, name, RTM_GETADDR, RTM_NEWADDR, link.index, parse_address)
+        routes = _dump(sock, name, RTM_GETROUTE, RTM_NEWROUTE, link.index, parse_route)
     return LinkState(
         name=name,
         kind=link.kind,
@@ -253,18 +280,26 @@ def read_link_state(name: str) -> LinkState | None:
 
 
 def _dump(
-    sock: _Socket, ask: int, answer: int, index: int, parse: Callable[[bytes, int], str | None]
+    sock: Socket,
+    name: str,
+    ask: int,
+    answer: int,
+    index: int,
+    parse: Callable[[bytes, int], str | None],
 ) -> list[str]:
     found = []
-    for kind, body in sock.exchange(ask, dump_body(ask), dump=True):
-        if kind == NLMSG_ERROR:
-            code = error_code(body)
-            if code:
-                raise MeshError(
-                    f"WireGuard interface {sock.name}: netlink dump failed: {os.strerror(code)}"
-                )
-        elif kind == answer:
-            text = parse(body, index)
-            if text is not None:
-                found.append(text)
+    try:
+        for kind, body in sock.ask(ask, dump_body(ask), dump=True):
+            if kind == NLMSG_ERROR:
+                code = error_code(body)
+                if code:
+                    raise MeshError(
+                        f"WireGuard interface {name}: netlink dump failed: {os.strerror(code)}"
+                    )
+            elif kind == answer:
+                text = parse(body, index)
+                if text is not None:
+                    found.append(text)
+    except OSError as exc:
+        raise _failed(name, "reading netlink", exc) from None
     return found

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from meshops.model import Loaded
     from meshops.resources import Scope
     from meshops.resources.host.scope import HostScope
+    from meshops.resources.host.session import HostSession
 
 
 def open_host_scope(
@@ -25,6 +26,7 @@ def open_host_scope(
     repo_dir: Path,
     node: str,
     root: Path,
+    session: HostSession | None = None,
     *,
     pins: tuple[str, ...] | None = None,
     revision: str | None = None,
@@ -34,7 +36,8 @@ def open_host_scope(
     """This host's view of the mesh, from state/ as the pinned roots signed it.
 
     `commit` (apply): the verified files become the snapshot host scope reads, and
-    trust.json records the pins and the version (see `host/trust.py`).
+    trust.json records the pins and the version (see `host/trust.py`). `session`
+    (`watch`) keeps the parsed state.yaml and the live view between runs.
     """
     from meshops.engine import clock
     from meshops.resources.host.scope import LIB_DIR, HostScope, read_last_applied
@@ -59,7 +62,7 @@ def open_host_scope(
     # snapshot too (the same state.yaml was parsed there), else they live in lib/
     git_dir = repo_dir / ".git"
     layout = StateLayout(source, suffix, cache_dir=git_dir if git_dir.is_dir() else lib)
-    state = load_state(layout)
+    state = session.state_of(layout) if session is not None else load_state(layout)
     rec = state.nodes.get(node)
     tunnel_ready = rec is not None and rec.wireguard is not None and bool(rec.address)
     if rec is None or rec.ca is None or (mesh.wireguard_on(node) and not tunnel_ready):
@@ -67,7 +70,11 @@ def open_host_scope(
             f"node {node!r} has no state yet in {layout.relative(layout.state_file)}",
             hint="run `meshops apply` at repo scope (without --node), commit state/, then pull",
         )
-    return HostScope(loaded, node, layout, state, root, read_last_applied(lib), trust=trust)
+    scope = HostScope(loaded, node, layout, state, root, read_last_applied(lib), trust=trust)
+    live = session.live_view() if session is not None else None
+    if live is not None:
+        scope.use_live_view(*live)
+    return scope
 
 
 def compile_host(scope: HostScope, *, now: datetime) -> list[Resource[Any]]:
@@ -176,7 +183,6 @@ def _wireguard(scope: HostScope) -> list[Resource[Any]]:
     from meshops.resources.host.wireguard import (
         AddressResource,
         InterfaceResource,
-        PeerBatch,
         PeerResource,
         RouteResource,
         host_routes,
@@ -190,7 +196,6 @@ def _wireguard(scope: HostScope) -> list[Resource[Any]]:
     keepalive = int(mesh.wireguard.keepalive) if mesh.wireguard.keepalive else None
     last_peers: dict[str, str] = scope.last.get("peers", {})
     last_endpoints: dict[str, str] = scope.last.get("peer_endpoints", {})
-    batch = PeerBatch(interface.name)
     claimed: set[str] = set()
     wanted = wanted_peers(scope)
     for node in wanted:
@@ -211,7 +216,7 @@ def _wireguard(scope: HostScope) -> list[Resource[Any]]:
         if old:
             claimed.add(old)
         out.append(PeerResource(scope, interface, node, old, want,
-                                old_endpoint=last_endpoints.get(node), batch=batch))  # fmt: skip
+                                old_endpoint=last_endpoints.get(node)))  # fmt: skip
     # peers on the device (or configured last time) that no node claims: remove them
     device = scope.device()
     device_keys = set(device.peers) if device else set()
@@ -224,7 +229,7 @@ def _wireguard(scope: HostScope) -> list[Resource[Any]]:
             name = f"{name}~old"  # the key it had before
         elif name in mesh.nodes and name != scope.node:
             why = unneeded
-        out.append(PeerResource(scope, interface, name, key, None, batch=batch, removal=why))
+        out.append(PeerResource(scope, interface, name, key, None, removal=why))
     return out
 
 
@@ -247,14 +252,18 @@ def open_host(
     from meshops.resources.host.trust import parse_pins
 
     config = ctx.host_config() or {}
+    session = ctx.session
+    revision = git_revision(ctx.repo_dir)
     scope = open_host_scope(
-        loaded, ctx.repo_dir, node, ctx.root,
+        loaded, ctx.repo_dir, node, ctx.root, session,
         pins=parse_pins(config.get("trust"), str(ctx.host_path("/etc/meshops/host.yaml"))),
-        revision=git_revision(ctx.repo_dir), now=rt.now, commit=commit,
+        revision=revision, now=rt.now, commit=commit,
     )  # fmt: skip
 
     def record(plan: Plan, result: ApplyResult | None, plan_id: str | None, rt: Runtime) -> None:
-        record_apply(scope, plan, result, plan_id, rt, revision=git_revision(ctx.repo_dir))
+        record_apply(scope, plan, result, plan_id, rt, revision=revision)
+        if session is not None:  # read again by the record, right after the apply
+            session.live = (scope.link(), scope.device())
 
     def preflight(plan: Plan, rt: Runtime) -> None:
         from meshops.resources.host.scope import NODE_KEY_NEED, WIREGUARD_NEED
@@ -278,7 +287,7 @@ def open_host(
         name=f"node:{node}",
         resources=compile_host(scope, now=rt.now),
         lock_path=scope.lib_dir / "lock",
-        revision=git_revision(ctx.repo_dir),
+        revision=revision,
         mesh_sha256=mesh_digest(ctx.mesh_file),
         applied_ids=applied,
         preflight=preflight,

@@ -63,8 +63,10 @@ def record_apply(
     scope.last = last
     scope.forget_wireguard()
     status = collect(scope, rt.now)
-    write_atomic(lib / "status.json", _json(status), mode=0o644)
-    write_atomic(lib / "metrics.prom", metrics_text(status).encode(), mode=0o644)
+    # derived from the live system and rewritten by every run: atomic, but not worth
+    # an fsync each (two per file, on every apply and every watch run)
+    write_atomic(lib / "status.json", _json(status), mode=0o644, fsync=False)
+    write_atomic(lib / "metrics.prom", metrics_text(status).encode(), mode=0o644, fsync=False)
 
 
 def _json(data: Any) -> bytes:

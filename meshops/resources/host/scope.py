@@ -213,6 +213,10 @@ class HostScope:
     def forget_wireguard(self) -> None:
         self._read_done = False
 
+    def use_live_view(self, link: LinkState | None, device: DeviceState | None) -> None:
+        """Plan from a live view read earlier (by `watch`, after its last apply)."""
+        self._link, self._device, self._read_done = link, device, True
+
 
 def read_last_applied(lib_dir: Path) -> dict[str, Any]:
     try:

@@ -37,6 +37,7 @@ class InterfaceResource(Resource[InterfaceLive]):
         self.scope = scope
         self.name = scope.mesh.wireguard.interface
         self.address = f'wireguard.interface["{self.name}"]'
+        self.peers = PeerBatch(self.name)  # every peer resource of this interface
 
     def read(self, rt: Runtime) -> Observed[InterfaceLive]:
         link = self.scope.link()
@@ -90,12 +91,17 @@ class InterfaceResource(Resource[InterfaceLive]):
 
         wg = self.scope.mesh.wireguard
         private = self.scope.wg_private_key(rt)
-        wgp.ensure_interface(self.name, mtu=wg.mtu)
-        wgp.set_mtu(self.name, wg.mtu)
+        wgp.ensure_interface(self.name, mtu=wg.mtu)  # the MTU too
         # always both, explicitly: a restarted wireguard-go comes up with neither
         wgp.open_backend(self.name).configure_device(
             self.name, private_key=private, listen_port=wg.port
         )
+        link = wgp.read_link(self.name)
+        if link is not None and not link.up:
+            # Peers first, then up, as wg-quick does: a peer with a keepalive added to
+            # an up device costs a handshake inside the set request (999 peers: most
+            # of a first apply); on the way up the device starts them by itself.
+            self.peers.send(rt)
         wgp.set_up(self.name)
         self.scope.forget_wireguard()
 
@@ -147,12 +153,9 @@ class AddressResource(Resource[tuple[str, ...]]):
 
         link = wgp.read_link(self.name)
         live = tuple(link.addresses) if link else ()
-        for addr in self.want:
-            if addr not in live:
-                wgp.add_address(self.name, addr)
-        for addr in self._ours(live):
-            if addr not in self.want:
-                wgp.remove_address(self.name, addr)
+        add = [addr for addr in self.want if addr not in live]
+        remove = [addr for addr in self._ours(live) if addr not in self.want]
+        wgp.change_addresses(self.name, add=add, remove=remove)
         self.scope.forget_wireguard()
 
 
@@ -183,8 +186,7 @@ class RouteResource(Resource[tuple[str, ...]]):
     def apply(self, change: Change, rt: Runtime) -> None:
         from meshops.providers import wireguard as wgp
 
-        for cidr in self.want:
-            wgp.ensure_route(cidr, self.name)
+        wgp.ensure_routes(self.want, self.name)
         self.scope.forget_wireguard()
 
 
@@ -220,12 +222,13 @@ def host_routes(address: str, address6: str | None = None) -> tuple[str, ...]:
 class PeerBatch:
     """The peer changes of one interface, sent to the device together.
 
-    The engine applies changes one at a time, and one UAPI round trip per peer cost
-    3.6 s for 999 new peers. So the first peer change to apply sends every actionable
-    peer change of the plan in one request (removals first), and the later ones find
-    theirs already sent. Each peer stays its own change: unchanged peers are not in
-    the request, and the request never replaces the peer set. If it fails, the engine
-    stops at that first peer; the next run plans again from what the device holds.
+    The engine applies changes one at a time, and one round trip per peer cost 3.6 s
+    for 999 new peers. So the first peer change to apply (or the interface, before it
+    brings a new link up) sends every actionable peer change of the plan in one
+    request (removals first), and the later ones find theirs already sent. Each peer
+    stays its own change: unchanged peers are not in the request, and the request
+    never replaces the peer set. If it fails, the engine stops at that change; the
+    next run plans again from what the device holds.
     """
 
     def __init__(self, name: str) -> None:
@@ -234,20 +237,25 @@ class PeerBatch:
         self.sent: set[str] = set()
 
     def apply(self, first: PeerResource, change: Change, rt: Runtime) -> None:
+        if first.address not in self.sent:
+            self.send(rt, first=(first, change))
+
+    def send(self, rt: Runtime, *, first: tuple[PeerResource, Change] | None = None) -> None:
+        """Send `first` and every planned, not yet sent peer change in one request."""
         from meshops.providers.wireguard import open_backend
 
-        if first.address in self.sent:
-            return
-        batch = [(first, change)]
+        batch = [first] if first is not None else []
         for peer in self.peers:
             planned = rt.planned.get(peer.address)
             if (
-                peer is not first
+                (first is None or peer is not first[0])
                 and peer.address not in self.sent
                 and isinstance(planned, Change)
                 and planned.action is not Action.NOOP
             ):
                 batch.append((peer, planned))
+        if not batch:
+            return
         removals = [key for peer, change in batch for key in peer.removals(change)]
         settings = [want for peer, change in batch if (want := peer.setting(change))]
         open_backend(self.name).set_peers(self.name, settings, remove=removals)
@@ -259,8 +267,7 @@ class PeerResource(Resource[Any]):
 
     def __init__(self, scope: HostScope, interface: InterfaceResource, node: str,
                  old_key: str | None, want: PeerConfig | None, *,
-                 old_endpoint: str | None = None, batch: PeerBatch | None = None,
-                 removal: str | None = None):  # fmt: skip
+                 old_endpoint: str | None = None, removal: str | None = None):  # fmt: skip
         self.scope = scope
         self.name = interface.name
         self.node = node
@@ -270,18 +277,18 @@ class PeerResource(Resource[Any]):
         self.old_endpoint = old_endpoint  # the endpoint we configured last time, if known
         self.want = want  # None: the peer must go
         self.removal = removal or "node removed from the mesh"  # why it must go
-        self.batch = batch if batch is not None else PeerBatch(self.name)
+        self.batch = interface.peers
         self.batch.peers.append(self)
 
-    def _live(self, key: str | None) -> Any:
-        device = self.scope.device()
-        return device.peers.get(key) if device and key else None
-
     def read(self, rt: Runtime) -> Observed[Any]:
+        device = self.scope.device()
+        peers = device.peers if device else {}
         keys = {k for k in (self.old_key, self.want.public_key if self.want else None) if k}
-        found = {k: self._live(k) for k in sorted(keys)}
-        shown = {k: (p.config if p else None) for k, p in found.items()}
-        return Observed(found, fingerprint_of({k: repr(v) for k, v in shown.items()}))
+        found = {k: peers.get(k) for k in sorted(keys)}
+        # public facts only (never the preshared key); a plain line per key, as a
+        # 1,000-peer plan reads 1,000 of them
+        shown = ";".join(f"{k}={_public_line(p)}" for k, p in found.items())
+        return Observed(found, fingerprint_of(shown))
 
     def plan(self, observed: Observed[Any], rt: Runtime) -> Change:
         from meshops.providers.wireguard import peer_matches
@@ -289,7 +296,7 @@ class PeerResource(Resource[Any]):
         found: dict[str, Any] = observed.value or {}
         want = self.want
         current = next((p for p in found.values() if p is not None), None)
-        before = _peer_view(current.config) if current else None
+        before = _peer_view(current) if current else None
         if want is None:
             if current is None:
                 return Change(self.address, Action.NOOP)
@@ -303,9 +310,9 @@ class PeerResource(Resource[Any]):
                               needs=(ROOT_NEED,), impact=Impact.SESSION_RESET)  # fmt: skip
             return Change(self.address, Action.CREATE, "new peer", None, after,
                           needs=(ROOT_NEED,))  # fmt: skip
-        if peer_matches(live_new.config, want) or self._roamed(live_new, want, rt):
+        if peer_matches(live_new, want) or self._roamed(live_new, want, rt):
             return Change(self.address, Action.NOOP, "", before, before)
-        return Change(self.address, Action.UPDATE, _what_changed(live_new.config, want), before,
+        return Change(self.address, Action.UPDATE, _what_changed(live_new, want), before,
                       after, needs=(ROOT_NEED,), impact=Impact.IN_PLACE)  # fmt: skip
 
     def apply(self, change: Change, rt: Runtime) -> None:
@@ -342,6 +349,12 @@ class PeerResource(Resource[Any]):
             return False
         when = live.last_handshake
         return when is not None and 0 <= rt.now.timestamp() - when < ROAMING_SESSION_SECONDS
+
+
+def _public_line(peer: PeerConfig | None) -> str:
+    if peer is None:
+        return "-"
+    return f"{peer.endpoint}|{','.join(peer.allowed_ips)}|{peer.keepalive_seconds}"
 
 
 def _peer_view(peer: PeerConfig) -> dict[str, Any]:

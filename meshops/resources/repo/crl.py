@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from meshops.engine.plan import Action, Change
 from meshops.engine.resource import Observed, Resource, fingerprint_of
 from meshops.model.durations import format_duration
-from meshops.providers.files import read_bytes, write_atomic
+from meshops.providers.files import read_bytes
 from meshops.resources.repo.node_ca import superseded
 from meshops.resources.repo.scope import RepoScope, sha256_hex
 from meshops.resources.repo.state import Revoked, parsed_cached
@@ -233,7 +233,7 @@ class CRLResource(Resource[CRLLive]):
             )
             for cert, key, fingerprint, first in self._issuers(rt)
         )
-        write_atomic(self.path, pem, mode=0o644)
+        scope.write(self.path, pem, mode=0o644)
         scope.state.crl.number = number
         scope.state.crl.revoked = stamped
         next_update = now.replace(microsecond=0) + timedelta(seconds=validity)

@@ -13,7 +13,7 @@ from meshops.engine.plan import Action, Change, Impact
 from meshops.engine.resource import Observed, Resource, fingerprint_of
 from meshops.errors import MeshError
 from meshops.model.durations import format_duration
-from meshops.providers.files import prune_empty_dirs, read_bytes, remove, write_atomic
+from meshops.providers.files import prune_empty_dirs, read_bytes, remove
 from meshops.resources.repo.scope import (
     RepoScope,
     recipients_fingerprint,
@@ -269,8 +269,8 @@ class NodeCAResource(Resource[NodeCALive]):
         sealed = scope.sealer.seal(private_pem(key), [recipient], self.key_path)
         # key first, then cert, then the record: an interruption anywhere leaves files
         # that do not match state.yaml, which the next plan replaces
-        write_atomic(self.key_path, sealed, mode=0o600)
-        write_atomic(self.cert_path, cert_pem(cert), mode=0o644)
+        scope.write(self.key_path, sealed, mode=0o600)
+        scope.write(self.cert_path, cert_pem(cert), mode=0o644)
         # the node CA revokes nothing (a leaf lives for hours), but verifiers that
         # check the whole chain want a CRL from it: one, valid for the CA's lifetime
         crl = crl_pem(
@@ -283,7 +283,7 @@ class NodeCAResource(Resource[NodeCALive]):
                 next_update_seconds=(cert.not_valid_after_utc - rt.now).total_seconds(),
             )
         )
-        write_atomic(self.crl_path, crl, mode=0o644)
+        scope.write(self.crl_path, crl, mode=0o644)
         self._revoke_superseded(rt)
         scope.state.node(self.node).ca = CertRecord(
             fingerprint=cert_fingerprint(cert),

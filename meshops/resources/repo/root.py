@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from meshops.engine.plan import Action, Change, Impact
 from meshops.engine.resource import Observed, Resource, fingerprint_of
 from meshops.errors import MeshError
-from meshops.providers.files import read_bytes, remove, write_atomic
+from meshops.providers.files import read_bytes, remove
 from meshops.resources.repo.rotation import DEFAULT_HOLD
 from meshops.resources.repo.scope import (
     ROOT_KEY_NEED,
@@ -186,8 +186,9 @@ class RootResource(Resource[RootLive]):
         pem = private_pem(key)
         sealed = scope.sealer.seal(pem, list(ca.recipients), scope.layout.root_key)
         _remember(rt, cert, pem)
-        write_atomic(scope.layout.root_key, sealed, mode=0o600)
-        self._publish([cert], [_record(cert, sealed, ca)])
+        scope.write(scope.layout.root_key, sealed, mode=0o600)
+        # a new mesh commits once, at the end: a run killed before it makes a new root
+        self._publish([cert], [_record(cert, sealed, ca)], commit=False)
 
     def _adopt_staged(self, rt: Runtime) -> None:
         """The first root is one `meshops ca import` staged."""
@@ -196,19 +197,20 @@ class RootResource(Resource[RootLive]):
         assert rotation is not None
         sealed = _find_sealed(scope, rotation.next_key_sha256, "imported CA's key")
         cert = _find_cert(scope, rotation.next_fingerprint, "imported CA")
-        write_atomic(scope.layout.root_key, sealed, mode=0o600)
+        scope.write(scope.layout.root_key, sealed, mode=0o600)
         scope.state.rotation = None
         self._publish([cert], [_record(cert, sealed, scope.mesh.ca)])
         _remove_staged(scope)
 
-    def _publish(self, certs: list[Any], records: list[CertRecord]) -> None:
+    def _publish(self, certs: list[Any], records: list[CertRecord], *, commit: bool = True) -> None:
         from meshops.pki import certs_pem
 
         scope = self.scope
-        write_atomic(scope.layout.root_cert, certs_pem(certs), mode=0o644)
+        scope.write(scope.layout.root_cert, certs_pem(certs), mode=0o644)
         scope.state.roots = records
         scope.save()
-        scope.flush()  # the roots are what everything else is checked against
+        if commit:  # a change of roots everything else is checked against: commit it now
+            scope.flush()
 
     # -- re-sealing ----------------------------------------------------------------
 
@@ -223,7 +225,7 @@ class RootResource(Resource[RootLive]):
         def reseal(cert: Any, path: Path) -> str:
             pem = private_pem(scope.root_key_for(rt, cert, path))
             sealed = scope.sealer.seal(pem, recipients, path)
-            write_atomic(path, sealed, mode=0o600)
+            scope.write(path, sealed, mode=0o600)
             return sha256_hex(sealed)
 
         rotation = state.rotation
@@ -257,8 +259,8 @@ class RootResource(Resource[RootLive]):
         new_sealed = _find_sealed(scope, rotation.next_key_sha256, "staged root key")
         old_cert = _find_cert(scope, old.fingerprint, "current root")
         new_cert = _find_cert(scope, rotation.next_fingerprint, "staged root")
-        write_atomic(layout.root_previous_key, old_sealed, mode=0o600)
-        write_atomic(layout.root_key, new_sealed, mode=0o600)
+        scope.write(layout.root_previous_key, old_sealed, mode=0o600)
+        scope.write(layout.root_key, new_sealed, mode=0o600)
         # the old root hands over to the new one, so hosts that pinned it follow
         old_key = scope.root_key_for(rt, old_cert, layout.root_previous_key)
         hand_over(scope, old_cert, old_key, new_cert, rt.now)
@@ -290,8 +292,8 @@ def stage_root(scope: RepoScope, cert: Any, key_pem: bytes, *, reason: str, now:
 
     layout, state = scope.layout, scope.state
     sealed = scope.sealer.seal(key_pem, list(scope.mesh.ca.recipients), layout.root_next_key)
-    write_atomic(layout.root_next_key, sealed, mode=0o600)
-    write_atomic(layout.root_next_cert, cert_pem(cert), mode=0o644)
+    scope.write(layout.root_next_key, sealed, mode=0o600)
+    scope.write(layout.root_next_cert, cert_pem(cert), mode=0o644)
     state.rotation = Rotation(
         phase="staged",
         entered_at=_iso(now),
@@ -318,7 +320,7 @@ def hand_over(scope: RepoScope, old: Any, old_key: Any, new: Any, now: datetime)
     if any((e.from_fp, e.to_fp) == pair for e in entries):
         return
     entries.append(transitions.make_transition(old, old_key, new, _iso(now)))
-    write_atomic(path, transitions.render(entries), mode=0o644)
+    scope.write(path, transitions.render(entries), mode=0o644)
 
 
 def _describe(action: str, reason: str, rotation: Rotation | None) -> str:

@@ -149,11 +149,9 @@ class StateDoc:
         return out
 
     def dump(self) -> str:
-        dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
-        body = yaml.dump(
-            self.to_data(), Dumper=dumper, sort_keys=False, default_flow_style=False, width=200
-        )
-        return HEADER + body
+        from meshops.resources.repo.state_text import emit
+
+        return HEADER + emit(self.to_data())
 
     @classmethod
     def from_data(cls, data: Any, where: str) -> StateDoc:

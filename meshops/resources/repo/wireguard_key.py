@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from meshops.engine.plan import Action, Change, Impact
 from meshops.engine.resource import Observed, Resource, fingerprint_of
-from meshops.providers.files import prune_empty_dirs, read_bytes, remove, write_atomic
+from meshops.providers.files import prune_empty_dirs, read_bytes, remove
 from meshops.resources.repo.scope import RepoScope, recipients_fingerprint, sha256_hex
 from meshops.resources.repo.state import WireGuardRecord
 
@@ -101,7 +101,7 @@ class WireGuardKeyResource(Resource[SealedFile]):
         # sealed as `wg genkey` prints it, so `age -d` output feeds `wg set` as it is
         text = (bytes_to_b64(private) + "\n").encode()
         sealed = scope.sealer.seal(text, [node.recipient], self.path)
-        write_atomic(self.path, sealed, mode=0o600)
+        scope.write(self.path, sealed, mode=0o600)
         scope.state.node(self.node).wireguard = WireGuardRecord(
             public_key=public_key_of(private),
             key_sha256=sha256_hex(sealed),

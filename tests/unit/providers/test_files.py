@@ -275,26 +275,32 @@ def test_a_writer_killed_at_random_points_never_leaves_a_key_beside_another_cert
     tmp_path: Path,
 ) -> None:
     """A child rewrites the pair (key i, cert i) in a loop and is SIGKILLed at random
-    moments; after every kill the pair on disk carries one generation."""
+    moments once it is under way; after every kill the pair on disk carries one
+    generation, and it is one the killed child wrote."""
     tls = tmp_path / "api"
     write_together(tls, {"key.pem": (b"0", 0o600), "cert.pem": (b"0", 0o644)})
     rng = random.Random(7)
-    generations = set()
-    for _ in range(25):
+    for round_ in range(25):
+        mark = f"{round_}-".encode()
         pid = os.fork()
         if pid == 0:  # the child: write generations until killed
             try:
                 for i in itertools.count(1):
-                    gen = str(i).encode()
+                    gen = mark + str(i).encode()
                     write_together(tls, {"key.pem": (gen, 0o600), "cert.pem": (gen, 0o644)})
             finally:
                 os._exit(0)
+        # on a loaded machine the child may take a while to start: kill it only once it
+        # has written, so every kill lands in its write loop
+        deadline = time.monotonic() + 30
+        while not (tls / "cert.pem").read_bytes().startswith(mark):
+            assert time.monotonic() < deadline, "the writer never wrote"
+            time.sleep(0.001)
         time.sleep(rng.uniform(0.0, 0.05))
         os.kill(pid, signal.SIGKILL)
         os.waitpid(pid, 0)
         key, cert = (tls / "key.pem").read_bytes(), (tls / "cert.pem").read_bytes()
         assert key == cert, f"torn pair: key {key!r}, cert {cert!r}"
-        generations.add(key)
+        assert key.startswith(mark), f"round {round_}: {key!r} is not the killed writer's"
         clear_leftovers(tls)
         assert leftovers(tls) == []
-    assert len(generations) > 5, "the writer was never killed mid-way"

@@ -9,6 +9,7 @@ import ipaddress
 import struct
 import subprocess
 import sys
+from typing import Any
 
 from hypothesis import given
 from hypothesis import strategies as st
@@ -154,7 +155,7 @@ def test_error_answers_carry_a_positive_errno() -> None:
 
 
 def test_reading_a_link_does_not_import_pyroute2() -> None:
-    """The no-op plan path: reads go over our own socket; pyroute2 only for changes."""
+    """The no-op plan path: reads go over our own socket, never through pyroute2."""
     code = (
         "import sys; from meshops.providers.wireguard import read_link; "
         "assert read_link('meshops-absent0') is None; "
@@ -198,3 +199,37 @@ def test_endpoint_fast_path_agrees_with_the_general_one(ip: str, port: int) -> N
 def test_allowed_ips_fast_path_agrees_with_the_general_one(cidr: str) -> None:
     general = str(ipaddress.ip_network(cidr, strict=False))
     assert normalise_allowed_ips([cidr]) == (general,)
+
+
+def _decoded(message_class: type, request: rtnl.Request) -> Any:
+    """One of our change requests, framed and decoded by pyroute2 (the referee)."""
+    data = rtnl.request(request.kind, 0x5 | request.flags, 1, request.body)
+    msg = message_class(data)
+    msg.decode()
+    return msg
+
+
+def test_change_requests_read_back_through_pyroute2() -> None:
+    from pyroute2.netlink.rtnl.ifaddrmsg import ifaddrmsg
+    from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
+    from pyroute2.netlink.rtnl.rtmsg import rtmsg
+
+    link = _decoded(ifinfmsg, rtnl.create_wireguard_link("wg-mesh", 1420))
+    assert link.get_attr("IFLA_IFNAME") == "wg-mesh"
+    assert link.get_attr("IFLA_MTU") == 1420
+    assert link.get_attr("IFLA_LINKINFO").get_attr("IFLA_INFO_KIND") == "wireguard"
+    up = _decoded(ifinfmsg, rtnl.set_link(7, up=True))
+    assert (up["index"], up["flags"] & 1, up["change"] & 1) == (7, 1, 1)
+    mtu = _decoded(ifinfmsg, rtnl.set_link(7, mtu=1380))
+    assert (mtu["change"], mtu.get_attr("IFLA_MTU")) == (0, 1380)
+    for text in ("10.42.0.11/16", "fd00:42::b/64"):
+        addr = _decoded(ifaddrmsg, rtnl.add_address(7, text))
+        iface = ipaddress.ip_interface(text)
+        assert (addr["index"], addr["prefixlen"]) == (7, iface.network.prefixlen)
+        assert addr.get_attr("IFA_ADDRESS") == str(iface.ip)
+        assert addr.get_attr("IFA_LOCAL") == str(iface.ip)
+    route = _decoded(rtmsg, rtnl.replace_route(7, "10.42.0.0/16"))
+    assert (route["dst_len"], route["table"], route["proto"], route["scope"]) == (16, 254, 3, 253)
+    assert route.get_attr("RTA_DST") == "10.42.0.0" and route.get_attr("RTA_OIF") == 7
+    gone = _decoded(rtmsg, rtnl.delete_route(7, "fd00:42::/64"))
+    assert (gone["dst_len"], gone["scope"], gone.get_attr("RTA_OIF")) == (64, 255, 7)
