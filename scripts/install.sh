@@ -7,10 +7,11 @@ cd "$(dirname "$0")/.."
 export DEBIAN_FRONTEND=noninteractive
 # default-jre-headless, default-jdk-headless: keytool, java and javac check the PKCS#12 outputs;
 # systemd: systemd-analyze checks the example units (nothing here runs it as init);
-# nebula: bench/repo_scale.py measures a new mesh's apply against nebula-cert
+# nebula: bench/repo_scale.py measures a new mesh's apply against nebula-cert;
+# golang-go: the tests compile a small Go crypto/x509 verifier (a referee for chains)
 pkgs=(wireguard-go wireguard-tools iproute2 iputils-ping age nginx caddy curl openssl git
       openssh-client procps graphviz nftables util-linux systemd default-jre-headless
-      default-jdk-headless nebula)
+      default-jdk-headless nebula golang-go)
 missing=()
 vm_missing=()
 for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done

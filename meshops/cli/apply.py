@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from meshops.cli.context import Context
 
@@ -16,6 +17,7 @@ if TYPE_CHECKING:
     from meshops.engine.runtime import Runtime
     from meshops.errors import MeshError
     from meshops.gitops.sync import PullRefused
+    from meshops.resources import Scope
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -61,6 +63,8 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     # the remote is unreachable or untrusted), then the refusal is the error.
     with lock.hold(lock_path(ctx), "apply --pull"):
         refused = _pull(ctx, rt, allow_rewind=bool(getattr(args, "allow_rewind", False)))
+        if refused is not None:  # recorded with the apply: status and metrics show it
+            rt.shared["pull_refused"] = refused.message
         try:
             code = _apply(args, ctx, rt, None, quiet=True, locked=True)  # cron: silent no-op
         except MeshError as exc:
@@ -94,7 +98,7 @@ def _apply(
     held = contextlib.nullcontext() if locked else lock.hold(lock_path(ctx), "apply")
     with held:
         # plan under the lock: what we apply is what is true now
-        scope = open_scope(ctx, rt)
+        scope = open_scope(ctx, rt, commit=True)
         assert scope.lock_path == lock_path(ctx), (scope.lock_path, lock_path(ctx))
         plan = make_plan(scope.name, scope.resources, rt, revision=scope.revision)
         if saved is not None:
@@ -112,7 +116,7 @@ def _apply(
             elif not quiet:
                 ctx.out("No changes. Nothing to apply.")
             scope.record(plan, None, None, rt)
-            return 0
+            return _refused(scope)
         if saved is None:
             from meshops.cli.common import met_needs
             from meshops.report.plan_text import render_text
@@ -151,6 +155,14 @@ def _apply(
         raise failure_error(result, unrecorded)
     if unrecorded is not None:
         raise unrecorded
+    return _refused(scope)
+
+
+def _refused(scope: Scope) -> int:
+    """0, or the refusal of the checkout's state/ once the last good material has
+    been applied (leaf renewals go on; the refusal is still an error: exit 1)."""
+    if scope.refused is not None:
+        raise scope.refused
     return 0
 
 
@@ -190,15 +202,39 @@ def _pull(ctx: Context, rt: Runtime, *, allow_rewind: bool) -> PullRefused | Non
     from meshops.gitops.sync import PullRefused, parse_settings, pull
 
     use_host_config(ctx, rt)
-    settings = parse_settings((ctx.host_config() or {}).get("pull"))
+    config = ctx.host_config() or {}
+    settings = parse_settings(config.get("pull"))
+    lib_dir = ctx.host_path("/var/lib/meshops")
+    node = ctx.resolve_node()
+    assert node is not None
+
+    def check_state(revision: str, loaded: Any) -> None:
+        """The revision's state/ verifies for this host, before it is checked out."""
+        from meshops.gitops.pull import TreeAt
+        from meshops.resources.host.trust import check_revision, parse_pins
+        from meshops.resources.repo.scope import suffix_for
+        from meshops.trust.verify import NotRegular
+
+        tree = TreeAt(ctx.repo_dir, revision, "state")
+
+        def read(paths: list[str], sizes: Mapping[str, int]) -> dict[str, Any]:
+            got = tree.read(paths, sizes)
+            return {p: v if isinstance(v, bytes) else NotRegular(v) for p, v in got.items()}
+
+        check_revision(
+            read, tree.irregular(), lib_dir=lib_dir, node=node,
+            suffix=suffix_for(loaded.mesh.secrets.format), pins=parse_pins(config.get("trust")),
+        )  # fmt: skip
+
     try:
         pull(
             ctx.repo_dir,
             settings,
-            lib_dir=ctx.host_path("/var/lib/meshops"),
+            lib_dir=lib_dir,
             host_path=ctx.host_path,
             mesh_file=ctx.mesh_file,
             allow_rewind=allow_rewind,
+            check_state=check_state,
         )
     except PullRefused as exc:
         return exc

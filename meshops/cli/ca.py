@@ -5,7 +5,9 @@ Staging writes the new root's certificate and its key, sealed to `ca.recipients`
 next applies add the root to the trust bundle, re-issue the node CAs under it, then
 retire the old root, each phase held `--hold` so that every host pulls the previous
 one. `import` adopts an existing CA (e.g. step-ca's) instead of making one; on a
-repository without a root yet, the next apply makes it the root directly.
+repository without a root yet, the next apply makes it the root directly. Staging into
+a running mesh changes state/, so the current root signs it (docs/security.md): pass the
+root identity (`--identity`).
 """
 
 from __future__ import annotations
@@ -39,12 +41,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, ctx: Context) -> int:
-    from datetime import UTC
-
+    from meshops.cli.common import make_runtime
     from meshops.engine import lock
     from meshops.errors import MeshError
     from meshops.model.durations import Duration, format_duration
     from meshops.resources import repo_lock_path
+    from meshops.resources.repo.manifest import sign_state
     from meshops.resources.repo.root import stage_root
     from meshops.resources.repo.scope import open_repo_scope
 
@@ -53,7 +55,8 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     except (ValueError, TypeError) as exc:
         raise MeshError(f"--hold {args.hold!r}: {exc}") from None
     loaded = ctx.load(run_tests=False)
-    now = datetime.now(UTC)
+    rt = make_runtime(ctx)
+    now = rt.now
     with lock.hold(repo_lock_path(ctx.repo_dir), f"ca {args.ca_command}"):
         scope = open_repo_scope(loaded, ctx.repo_dir, now)
         state = scope.state
@@ -69,7 +72,11 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
             cert, pem, reason = _made(scope, now)
         else:
             cert, pem, reason = _imported(scope, args.cert, args.key, now)
+        if state.roots:  # staging changes state/: the current root signs it
+            scope.root_material(rt)  # unsealed before anything is written
         stage_root(scope, cert, pem, reason=reason, now=now, hold=hold)
+        if state.roots:
+            sign_state(scope, rt)
     from meshops.pki.parse import cert_fingerprint
     from meshops.report.escape import visible
 

@@ -19,7 +19,9 @@ def make_runtime(ctx: Context) -> Runtime:
     return Runtime(root=ctx.root, repo_dir=ctx.repo_dir, identity_files=list(ctx.identities))
 
 
-def open_scope(ctx: Context, rt: Runtime) -> Scope:
+def open_scope(ctx: Context, rt: Runtime, *, commit: bool = False) -> Scope:
+    """The scope this command acts on; `commit` (apply): a host takes the revision's
+    verified state/ as its new material (see resources/host/trust.py)."""
     node = ctx.resolve_node()
     if node is not None:
         use_host_config(ctx, rt)
@@ -30,7 +32,7 @@ def open_scope(ctx: Context, rt: Runtime) -> Scope:
         return open_repo(loaded, ctx.mesh_file, ctx.repo_dir, rt)
     from meshops.resources.host import open_host
 
-    return open_host(loaded, ctx, node, rt)
+    return open_host(loaded, ctx, node, rt, commit=commit)
 
 
 def lock_path(ctx: Context) -> Path:

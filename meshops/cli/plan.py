@@ -29,6 +29,8 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     if args.format != "json":
         for note in scope.notes(rt):
             ctx.out(f"\nNote: {note}")
+    if scope.refused is not None:  # planned from the last good material: say why
+        raise scope.refused
     if args.out:
         from pathlib import Path
 

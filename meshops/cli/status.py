@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import argparse
 import json
-from datetime import UTC, datetime
 from typing import Any
 
 from meshops.cli.context import Context
+from meshops.engine import clock
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -34,12 +34,19 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
 
 def _host(ctx: Context, node: str) -> dict[str, Any]:
     from meshops.cli.common import make_runtime, use_host_config
+    from meshops.resources import git_revision
     from meshops.resources.host import open_host_scope
     from meshops.resources.host.status import collect
+    from meshops.resources.host.trust import parse_pins
 
     use_host_config(ctx, make_runtime(ctx))
-    scope = open_host_scope(ctx.load(run_tests=False), ctx.repo_dir, node, ctx.root)
-    return collect(scope, datetime.now(UTC))
+    now = clock.now()
+    pins = parse_pins((ctx.host_config() or {}).get("trust"))
+    scope = open_host_scope(
+        ctx.load(run_tests=False), ctx.repo_dir, node, ctx.root,
+        pins=pins, revision=git_revision(ctx.repo_dir), now=now,
+    )  # fmt: skip
+    return collect(scope, now)
 
 
 def _repo(ctx: Context) -> dict[str, Any]:
@@ -47,7 +54,7 @@ def _repo(ctx: Context) -> dict[str, Any]:
     from meshops.resources.repo.scope import open_repo_scope
     from meshops.resources.repo.status import collect
 
-    now = datetime.now(UTC)
+    now = clock.now()
     scope = open_repo_scope(ctx.load(run_tests=False), ctx.repo_dir, now)
     return collect(scope, now, git_revision(ctx.repo_dir))
 
@@ -79,6 +86,13 @@ def render_repo(status: dict[str, Any]) -> str:
     ]
     if status["removed_nodes"]:
         lines.append(f"removed, not yet applied: {', '.join(status['removed_nodes'])}")
+    signed = status.get("manifest")
+    lines.append(
+        f"state/ signed: version {signed['version']} by {signed['signer'][:19]} at "
+        f"{signed['signed_at']} ({signed['files']} files)"
+        if signed
+        else "state/ NOT signed yet (`meshops apply` with the root identity signs it)"
+    )
     return "\n".join(lines) + "\n"
 
 
@@ -108,6 +122,54 @@ def _cert_line(name: str, cert: dict[str, Any], *, missing: str) -> str:
         f"  {name:<16} {cert['status']:<8} expires {_left(cert['expires_in_seconds'])} "
         f"(renews at {cert['renew_at']})"
     )
+
+
+def _trust_lines(trust: dict[str, Any]) -> list[str]:
+    if trust["source"] == "unsigned":
+        return [
+            "trust: state/ is NOT signed (a repository made by an earlier meshops): run "
+            "`meshops apply` at repo scope to sign it; this host pins the first signed roots"
+        ]
+    where = "host.yaml" if trust["source"] == "host.yaml" else "its first apply"
+    lines = [f"trust: roots pinned by {where}:"]
+    lines += [f"  {fingerprint}" for fingerprint in trust["pinned"]]
+    if trust["trusted"] != trust["pinned"]:
+        lines.append("  trusted now (followed through signed root rotations):")
+        lines += [f"    {fingerprint}" for fingerprint in trust["trusted"]]
+    rev = (trust.get("revision") or "")[:12] or "-"
+    lines.append(
+        f"  state/ version {trust['manifest_version']} signed by "
+        f"{(trust['signed_by'] or '-')[:19]} (revision {rev})"
+    )
+    if trust.get("refused"):
+        lines.append(
+            f"  REFUSED the latest revision, kept the last good state/: {trust['refused']}"
+        )
+    return lines
+
+
+def _crl_lines(crls: list[dict[str, Any]]) -> list[str]:
+    """Root CRLs one by one; node CA CRLs summed up, except those that need attention."""
+    lines = []
+    node_cas = [c for c in crls if c["kind"] == "node CA"]
+    shown = [c for c in crls if c["kind"] == "root" or c["status"] != "ok"]
+    for crl in shown:
+        mark = {
+            "ok": "",
+            "warning": "  WARNING: re-sign it (repo apply) and pull",
+            "expired": "  EXPIRED: verifiers refuse every client",
+        }[crl["status"]]
+        lines.append(
+            f"  {crl['issuer'][:40]:<40} next update {_left(crl['expires_in_seconds'])}{mark}"
+        )
+    ok = [c for c in node_cas if c["status"] == "ok"]
+    if ok:
+        first = min(ok, key=lambda c: c["expires_in_seconds"])
+        lines.append(
+            f"  {len(ok)} node CA CRL(s) ok, the first next update "
+            f"{_left(first['expires_in_seconds'])}"
+        )
+    return lines or ["  none"]
 
 
 def _firewall_lines(firewall: dict[str, Any] | None) -> list[str]:
@@ -155,6 +217,7 @@ def render(status: dict[str, Any]) -> str:
             f"rx {peer['rx_bytes']} B, tx {peer['tx_bytes']} B"
         )
     lines += _firewall_lines(status.get("firewall"))
+    lines += ["", *_trust_lines(status["trust"]), "", "CRLs:", *_crl_lines(status["crls"])]
     last = status.get("last_apply")
     lines.append("")
     if last:

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from meshops.cli.context import Context
+from meshops.engine import clock
 
 FIRST_BACKOFF = 2.0
 MAX_BACKOFF = 300.0
@@ -130,7 +131,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
         if args.once:
             return 0 if error is None else 1
         delay = jittered(backoff, rng) if backoff else interval
-        renewal = seconds_to_renewal(_status(ctx), datetime.now(UTC))
+        renewal = seconds_to_renewal(_status(ctx), clock.now())
         if renewal is not None:
             delay = min(delay, renewal)
         failed_at = _remote_now(ctx) if backoff and pulling else None

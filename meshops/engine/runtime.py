@@ -5,9 +5,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
+
+from meshops.engine import clock
 
 log = logging.getLogger("meshops.engine")
 
@@ -19,7 +21,7 @@ class Runtime:
     root: Path = Path("/")
     repo_dir: Path = Path(".")
     identity_files: list[Path] = field(default_factory=list)
-    now: datetime = field(default_factory=lambda: datetime.now(UTC))
+    now: datetime = field(default_factory=lambda: clock.now())
     dry_run: bool = False
     # plaintext secrets made or unsealed in this run, by a name such as "root-key";
     # memory only, never written in the clear

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import Mapping
-from datetime import UTC, datetime
 from pathlib import Path
 
+from meshops.engine import clock
 from meshops.gitops.review import PlanLine, PlanSummary
 from meshops.model import Loaded
 
@@ -30,9 +30,10 @@ def repo_plan(loaded: Loaded, state: Mapping[str, bytes]) -> PlanSummary | None:
                 continue
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(data)
-        rt = Runtime(repo_dir=repo, now=datetime.now(UTC))
+        rt = Runtime(repo_dir=repo, now=clock.now())
         try:
             scope = open_repo_scope(loaded, repo, rt.now)
+            scope.local_override = set()  # every file here came from a commit
             plan = make_plan("repo", compile_repo(scope), rt)
         except MeshError as exc:
             return PlanSummary((), note=f"the repo-scope plan could not be made: {exc.message}")

@@ -9,9 +9,11 @@ calls go through `meshops.providers.run.run`.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 from meshops.errors import CommandFailed, MeshError
+from meshops.providers.files import MAX_READ
 from meshops.providers.run import run
 
 # never wait for a password prompt on a host; never let a user's pager or editor in
@@ -93,6 +95,83 @@ def show_file(repo_dir: Path, revision: str, path: str) -> bytes | None:
     spec = f"{revision}:./{Path(path).as_posix()}"
     proc = run(["git", "-C", str(repo_dir), "cat-file", "blob", spec], env=_GIT_ENV, check=False)
     return proc.stdout if proc.returncode == 0 else None
+
+
+_KINDS = {"120000": "a symlink", "160000": "a submodule"}
+
+
+class TreeAt:
+    """The files under `directory` (relative to the checkout, e.g. "state") at a
+    revision, read from git objects: what a pull would check out, before it does."""
+
+    def __init__(self, repo_dir: Path, revision: str, directory: str):
+        self.repo_dir = repo_dir
+        prefix = _git(repo_dir, "rev-parse", "--show-prefix", what="git rev-parse")
+        self.prefix = f"{prefix}{directory.strip('/')}/"
+        listed = run(
+            ["git", "-C", str(repo_dir), "ls-tree", "-r", "-l", "-z", "--full-tree",
+             revision, "--", self.prefix],
+            env=_GIT_ENV, what="git ls-tree",
+        ).stdout  # fmt: skip
+        # path under `directory` -> (mode, object, size)
+        self.entries: dict[str, tuple[str, str, int]] = {}
+        for record in listed.split(b"\0"):
+            if not record:
+                continue
+            meta, _, name = record.partition(b"\t")
+            mode, _kind, obj, size = meta.decode().split()
+            path = name.decode(errors="replace").removeprefix(self.prefix)
+            self.entries[path] = (mode, obj, int(size) if size.isdigit() else 0)
+
+    def irregular(self) -> dict[str, str]:
+        """Entries that are not regular files: path -> "a symlink", "a submodule"."""
+        return {
+            p: _KINDS.get(mode, "a special file")
+            for p, (mode, _, _) in self.entries.items()
+            if mode not in ("100644", "100755")
+        }
+
+    def read(self, paths: list[str], sizes: Mapping[str, int]) -> dict[str, bytes | str]:
+        """The blobs of `paths` (absent ones left out); a phrase instead for what is no
+        regular file. A blob larger than expected is read only to one byte past it."""
+        out: dict[str, bytes | str] = {}
+        wanted = []
+        for path in paths:
+            entry = self.entries.get(path)
+            if entry is None:
+                continue
+            mode, obj, size = entry
+            if mode not in ("100644", "100755"):
+                out[path] = _KINDS.get(mode, "a special file")
+            elif size > sizes.get(path, MAX_READ):
+                out[path] = self._head(obj, sizes.get(path, MAX_READ) + 1)
+            else:
+                wanted.append((path, obj))
+        if wanted:
+            batch = run(
+                ["git", "-C", str(self.repo_dir), "cat-file", "--batch"],
+                input="".join(f"{obj}\n" for _, obj in wanted).encode(),
+                env=_GIT_ENV, what="git cat-file",
+            ).stdout  # fmt: skip
+            at = 0
+            for path, _ in wanted:
+                header_end = batch.index(b"\n", at)
+                size = int(batch[at:header_end].split()[2])
+                out[path] = batch[header_end + 1 : header_end + 1 + size]
+                at = header_end + 1 + size + 1
+        return out
+
+    def _head(self, obj: str, limit: int) -> bytes:
+        import subprocess
+
+        with subprocess.Popen(
+            ["git", "-C", str(self.repo_dir), "cat-file", "blob", obj],
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+        ) as proc:  # fmt: skip
+            assert proc.stdout is not None
+            data = proc.stdout.read(limit)
+            proc.kill()
+        return data
 
 
 def checkout(repo_dir: Path, revision: str) -> None:

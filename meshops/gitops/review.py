@@ -15,12 +15,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Literal
 
 from meshops.errors import MeshError, Problem, ValidationFailed
 from meshops.gitops.changes import DesiredChange, desired_changes
 from meshops.gitops.impact import NodeImpact, node_impacts
 from meshops.gitops.revisions import Snapshot
+from meshops.gitops.state_review import StateReview, review_state
 from meshops.gitops.statecheck import StateCheck, check_state
 from meshops.gitops.warnings import MANY_NODES, ReviewWarning, review_warnings
 from meshops.model import Loaded, load_text
@@ -91,14 +93,16 @@ class Review:
     warnings: tuple[ReviewWarning, ...] = ()
     impacts: tuple[NodeImpact, ...] = ()
     state_issues: tuple[str, ...] = ()
+    state: StateReview = field(default_factory=StateReview)  # the change of state/
     plan: PlanSummary | None = None
     graph: Graph | None = None
     notes: tuple[str, ...] = ()  # facts about the comparison itself (base not an ancestor)
 
     @property
     def ok(self) -> bool:
-        """Head validates and every policy test passes."""
-        return self.head.valid and not self.tests.failures
+        """Head validates, every policy test passes, and state/ changed only as
+        `meshops apply` signed it."""
+        return self.head.valid and not self.tests.failures and not self.state.errors
 
     @property
     def exit_code(self) -> int:
@@ -106,7 +110,8 @@ class Review:
 
     @property
     def unchanged(self) -> bool:
-        return not self.changes and self.access.empty
+        """Neither mesh.yaml's desired state nor state/ changed."""
+        return not self.changes and self.access.empty and not self.state.changed
 
 
 def _load(snapshot: Snapshot) -> tuple[Loaded | None, tuple[Problem, ...]]:
@@ -134,9 +139,14 @@ def build_review(
     state_check: StateCheck = check_state,
     base_is_ancestor: bool | None = None,
     many_nodes: int = MANY_NODES,
+    now: datetime | None = None,
 ) -> Review:
-    """Review the change from `base` to `head`."""
+    """Review the change from `base` to `head` (`now`: when expired node CAs need no
+    revocation; default the wall clock)."""
+    from meshops.engine import clock
     from meshops.model.checks import test_problems
+
+    when = now or clock.now()
 
     base_loaded, base_problems = _load(base)
     head_loaded, head_problems = _load(head)
@@ -163,7 +173,8 @@ def build_review(
                 False,
                 (Problem(None, "", f"{head.mesh_path} does not exist at {head.label}"),),
             )
-        return Review(base_info, head_info, notes=tuple(notes))
+        state = review_state(base, head, None, when)
+        return Review(base_info, head_info, state=state, notes=tuple(notes))
     before = base_loaded.mesh if base_loaded else None
     after = head_loaded.mesh
     before_table = base_loaded.access if base_loaded else AccessTable(())
@@ -178,6 +189,7 @@ def build_review(
         warnings=tuple(review_warnings(before, after, many_nodes=many_nodes)),
         impacts=tuple(node_impacts(before, after, before_table, after_table)),
         state_issues=tuple(state_check(after, head.state)),
+        state=review_state(base, head, after, when),
         plan=plan_section(head_loaded, head.state) if plan_section else None,
         graph=change_graph(
             _placements(before) if before else {}, before_table, _placements(after), after_table

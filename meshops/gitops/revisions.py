@@ -26,6 +26,9 @@ class Snapshot:
     mesh_path: str  # repository-relative, POSIX
     mesh: bytes | None  # None: no mesh.yaml at this revision
     state: dict[str, bytes] = field(default_factory=dict)  # path relative to state/ -> bytes
+    # entries under state/ that are not regular files (never read): path -> what they
+    # are ("a symlink", "a submodule")
+    irregular: dict[str, str] = field(default_factory=dict)
 
 
 def open_repo(repo_dir: Path) -> git.Repo:
@@ -69,16 +72,21 @@ def read_commit(repo: git.Repo, ref: str, mesh_path: str) -> Snapshot:
     mesh = _blob(tree, mesh_path)
     state_path = _state_dir(mesh_path)
     state: dict[str, bytes] = {}
+    irregular: dict[str, str] = {}
     try:
         state_tree = tree / state_path
     except KeyError:
         state_tree = None
     if state_tree is not None and state_tree.type == "tree":
         for item in state_tree.traverse():
-            if item.type == "blob":
-                relative = PurePosixPath(item.path).relative_to(state_path).as_posix()
+            relative = PurePosixPath(item.path).relative_to(state_path).as_posix()
+            if item.type == "blob" and item.mode in (0o100644, 0o100755):
                 state[relative] = _read_blob(item)
-    return Snapshot(ref, commit.hexsha, mesh_path, mesh, state)
+            elif item.type != "tree":  # a symlink's blob is its target: never read it
+                irregular[relative] = "a symlink" if item.mode == 0o120000 else (
+                    "a submodule" if item.type == "commit" else "a special file"
+                )  # fmt: skip
+    return Snapshot(ref, commit.hexsha, mesh_path, mesh, state, irregular)
 
 
 def read_worktree(repo: git.Repo, mesh_path: str) -> Snapshot:
@@ -87,11 +95,19 @@ def read_worktree(repo: git.Repo, mesh_path: str) -> Snapshot:
     mesh = mesh_file.read_bytes() if mesh_file.is_file() else None
     state_dir = top / _state_dir(mesh_path)
     state: dict[str, bytes] = {}
-    if state_dir.is_dir():
-        for path in sorted(state_dir.rglob("*")):
-            if path.is_file() and not path.is_symlink():
-                state[path.relative_to(state_dir).as_posix()] = path.read_bytes()
-    return Snapshot(WORKTREE, None, mesh_path, mesh, state)
+    irregular: dict[str, str] = {}
+    if state_dir.is_dir() and not state_dir.is_symlink():
+        from meshops.providers.files import list_beneath, read_beneath
+
+        listed = list_beneath(state_dir)
+        files = [p for p, kind in listed.items() if kind == "file"]
+        irregular = {p: kind for p, kind in listed.items() if kind != "file"}
+        for path, data in read_beneath(state_dir, files, max_size=MAX_STATE_FILE * 4).items():
+            if isinstance(data, bytes):
+                state[path] = data
+            else:
+                irregular[path] = data
+    return Snapshot(WORKTREE, None, mesh_path, mesh, state, irregular)
 
 
 def is_ancestor(repo: git.Repo, base: str, head: str) -> bool:

@@ -121,12 +121,13 @@ def pull(
     host_path: Callable[[str], Path],
     mesh_file: Path,
     allow_rewind: bool = False,
+    check_state: Callable[[str, Any], None] | None = None,
 ) -> Pulled:
     """Bring the checkout to the remote's newest trusted, loadable revision.
 
     Raises PullRefused (the checkout unchanged) when the revision cannot be fetched,
-    rewinds, carries an unsigned or untrusted commit, or holds a mesh.yaml that does
-    not load.
+    rewinds, carries an unsigned or untrusted commit, holds a mesh.yaml that does not
+    load, or (`check_state(revision, loaded mesh)`) a state/ this host refuses.
     """
     from meshops.gitops.pull import check_descends, fetch, head_revision, tracked_branch
 
@@ -138,7 +139,9 @@ def pull(
         check_descends(repo_dir, last, new, allow_rewind)
         if settings.requires_signatures:
             _verify(repo_dir, settings, last, new, host_path)
-        _check_loads(repo_dir, new, mesh_file)
+        loaded = _check_loads(repo_dir, new, mesh_file)
+        if check_state is not None:
+            check_state(new, loaded)
     except MeshError as exc:
         if isinstance(exc, PullRefused):
             raise
@@ -188,7 +191,7 @@ def _verify(
     )
 
 
-def _check_loads(repo_dir: Path, revision: str, mesh_file: Path) -> None:
+def _check_loads(repo_dir: Path, revision: str, mesh_file: Path) -> Any:
     """mesh.yaml at `revision` (from git objects) loads and validates."""
     from meshops.gitops.pull import show_file
     from meshops.model import load_text
@@ -199,7 +202,7 @@ def _check_loads(repo_dir: Path, revision: str, mesh_file: Path) -> None:
     if content is None:
         raise MeshError(f"revision {short} has no {relative}")
     try:
-        load_text(content, f"{relative}@{short}", run_tests=False)
+        return load_text(content, f"{relative}@{short}", run_tests=False)
     except ValidationFailed as exc:
         count = len(exc.problems)
         listed = "; ".join(str(p) for p in exc.problems[:3])

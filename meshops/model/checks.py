@@ -251,11 +251,15 @@ def _node_names(mesh: Mesh) -> Found:
     """`<node>.<domain>` is what binds an identity to a node in Envoy's RBAC: only that
     node's CA may issue it. Refuse names that would let another node's CA issue it (its
     name constraints permit its identities' `<identity>.<domain>` and every `dns:` of the
-    node and of its identities)."""
+    node and of its identities), and any `dns:` equal to or above the mesh domain (it
+    would cover every node, present and future)."""
     domain = mesh.mesh.domain
     node_names = {f"{node}.{domain}": node for node in mesh.nodes}
 
     def reach(name: str, allowed: set[str]) -> Iterator[str]:
+        if _covers(name, domain):
+            yield f"the mesh domain {domain}, so every node's name"
+            return
         for full, node in node_names.items():
             if node not in allowed and _covers(name, full):
                 yield f"{full} (node {node!r})"

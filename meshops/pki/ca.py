@@ -77,15 +77,15 @@ def issue_root(
 
 
 def node_ca_constraints(spec: NodeCASpec) -> x509.NameConstraints:
-    """What the leaves of this node CA may carry, and nothing more.
+    """What the leaves of this node CA may carry, and nothing more: DNS the node's own
+    names (`NodeCASpec.permitted_dns`), IP each of its addresses as a /32 or /128.
 
-    DNS: the mesh domain (covers `<identity>.<domain>` and `<node>.<domain>`) and the
-    extra names of the node and its identities. IP: each address as a /32 or /128.
-    URI: the trust domain host, so only `spiffe://<trust_domain>/...` is accepted.
+    No URI subtree: a URI constraint limits only the host part of `spiffe://...` (it
+    cannot tie an identity to its nodes), and Rust/Python verifiers reject the chain
+    over it ("unsupported name constraint"). Proxies bind identities to node CAs.
     """
     subtrees: list[x509.GeneralName] = [x509.DNSName(name) for name in spec.permitted_dns]
     subtrees += [x509.IPAddress(ip_network(ip)) for ip in spec.ips]
-    subtrees.append(x509.UniformResourceIdentifier(spec.trust_domain))
     return x509.NameConstraints(permitted_subtrees=subtrees, excluded_subtrees=None)
 
 

@@ -100,13 +100,13 @@ def _mismatches(
     if current_type != desired.key_type:
         yield f"key type changed: {current_type or 'unsupported'} -> {desired.key_type}"
     if isinstance(desired, LeafSpec):
-        changed = _name_changes(leaf_names(cert), desired_leaf_names(desired))
+        changed = name_changes(leaf_names(cert), desired_leaf_names(desired))
         if changed:
             yield f"SANs changed: {changed}"
         if _common_name(cert) != desired.identity:
             yield f"subject changed: CN {_common_name(cert)!r} -> {desired.identity!r}"
     else:
-        changed = _name_changes(constraint_names(cert), desired_constraint_names(desired))
+        changed = name_changes(constraint_names(cert), desired.constraint_names())
         if changed:
             yield f"name constraints changed: {changed}"
     clamped = cert.not_valid_after_utc >= issuer_cert.not_valid_after_utc
@@ -203,15 +203,8 @@ def constraint_names(cert: x509.Certificate) -> list[str]:
     return [_general_name(n) for n in nc.permitted_subtrees or []]
 
 
-def desired_constraint_names(spec: NodeCASpec) -> list[str]:
-    return [
-        *(f"dns:{name}" for name in spec.permitted_dns),
-        *(f"ip:{ip}" for ip in spec.ips),
-        f"uri:{spec.trust_domain}",
-    ]
-
-
-def _name_changes(current: list[str], desired: list[str]) -> str:
+def name_changes(current: list[str], desired: list[str]) -> str:
+    """`+dns:new, -ip:old`: what joins and what leaves, in the lists' order."""
     have, want = set(current), set(desired)
     added = [f"+{n}" for n in dict.fromkeys(desired) if n not in have]
     removed = [f"-{n}" for n in dict.fromkeys(current) if n not in want]

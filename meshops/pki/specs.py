@@ -53,9 +53,12 @@ def node_ca_subject(node: str) -> str:
 class NodeCASpec:
     """A node's intermediate CA: which names its leaves may carry (name constraints).
 
-    `dns_names` are the extra DNS names of the node and of the identities placed on it;
-    the mesh `domain` is always permitted too. `ips` are the node's overlay address(es)
-    plus listed IPs.
+    Only this node's own names (CONTRACT.md section 5), so a stolen node CA cannot
+    vouch for another node: DNS `<node>.<domain>`, `<identity>.<domain>` of each
+    identity placed on it (`identities`), and the extra `dns` of the node and of those
+    identities (`dns_names`); IP the node's overlay address(es) and the `ips` of the
+    node and its identities (`ips`). There is no URI constraint: X.509 URI constraints
+    cannot narrow a SPIFFE path, and strict verifiers reject them.
     """
 
     node: str
@@ -64,6 +67,7 @@ class NodeCASpec:
     dns_names: tuple[str, ...] = ()
     ips: tuple[IPAddress, ...] = ()
     key_type: KeyType = "ecdsa-p256"
+    identities: tuple[str, ...] = ()
 
     @property
     def common_name(self) -> str:
@@ -71,13 +75,17 @@ class NodeCASpec:
 
     @property
     def permitted_dns(self) -> tuple[str, ...]:
-        """DNS subtrees: the mesh domain, then extra names (a wildcard permits its parent)."""
-        names = [self.domain]
-        for name in self.dns_names:
-            base = name[2:] if name.startswith("*.") else name
-            if not _within(base, self.domain):
-                names.append(base)
-        return _unique(names)
+        """DNS subtrees, in order: the node's name, its identities' names, then the
+        extra names (a wildcard permits its parent); a name inside another is left out
+        (a DNS constraint permits the whole subtree below it)."""
+        names = [f"{self.node}.{self.domain}", *(f"{i}.{self.domain}" for i in self.identities)]
+        names += [name[2:] if name.startswith("*.") else name for name in self.dns_names]
+        unique = _unique(names)
+        return tuple(n for n in unique if not any(o != n and _within(n, o) for o in unique))
+
+    def constraint_names(self) -> list[str]:
+        """The permitted subtrees as `dns:<name>` and `ip:<address>` (plans, reviews)."""
+        return [*(f"dns:{name}" for name in self.permitted_dns), *(f"ip:{ip}" for ip in self.ips)]
 
     @classmethod
     def for_node(cls, mesh: Mesh, node: str, *, overlay: Sequence[IPAddress | str]) -> NodeCASpec:
@@ -85,7 +93,8 @@ class NodeCASpec:
         spec = mesh.nodes[node]
         dns = list(spec.dns)
         ips: list[IPAddress | str] = [*overlay, *spec.ips]
-        for name in mesh.identities_on(node):
+        placed = mesh.identities_on(node)
+        for name in placed:
             ident = mesh.identities[name]
             dns.extend(ident.dns)
             ips.extend(ident.ips)
@@ -96,6 +105,7 @@ class NodeCASpec:
             dns_names=_unique(dns),
             ips=_unique_ips(ips),
             key_type=mesh.ca.key_type,
+            identities=tuple(sorted(placed)),
         )
 
 

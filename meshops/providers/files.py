@@ -7,6 +7,7 @@ import contextlib
 import errno
 import os
 import stat
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from meshops.errors import MeshError
@@ -349,6 +350,130 @@ def read_bytes(path: Path) -> bytes | None:
             return f.read()
     except FileNotFoundError:
         return None
+
+
+MAX_READ = 64 * 1024 * 1024  # no file meshops reads back from a repository is near this
+
+
+def read_beneath(
+    base: Path,
+    paths: Iterable[str],
+    *,
+    sizes: Mapping[str, int] | None = None,
+    max_size: int = MAX_READ,
+) -> dict[str, bytes | str]:
+    """Read `paths` (relative, POSIX) under `base` without following a symlink anywhere
+    on the way: every component is opened with O_NOFOLLOW relative to its parent.
+
+    Returns path -> bytes for a regular file, or path -> a phrase for anything else
+    ("a symlink", "a directory", "reached through a symlink (state/ca)"); a path that
+    does not exist is left out. A file is read up to its expected size (`sizes`) plus
+    one byte, else `max_size`: a swollen file then fails its hash check instead of
+    filling memory. `base` itself is trusted (the checkout named in host.yaml).
+    """
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
+    out: dict[str, bytes | str] = {}
+    dirs: dict[str, int | str] = {}  # directory path -> fd, or why it cannot be entered
+    try:
+        dirs[""] = os.open(base, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return out
+    try:
+        for path in paths:
+            parent, _, name = path.rpartition("/")
+            where = _enter(parent, dirs)
+            if isinstance(where, str):
+                if where:
+                    out[path] = where
+                continue
+            try:
+                fd = os.open(name, flags | os.O_NONBLOCK, dir_fd=where)
+            except FileNotFoundError:
+                continue
+            except OSError as exc:
+                if exc.errno in (errno.ELOOP, errno.EMLINK):
+                    out[path] = "a symlink"
+                    continue
+                raise MeshError(f"cannot read {base / path}: {_reason(exc)}") from None
+            try:
+                info = os.fstat(fd)
+                if not stat.S_ISREG(info.st_mode):
+                    out[path] = "a directory" if stat.S_ISDIR(info.st_mode) else "a special file"
+                    continue
+                limit = (sizes or {}).get(path, max_size - 1) + 1
+                chunks, left = [], limit
+                while left > 0:
+                    chunk = os.read(fd, min(left, 1 << 20))
+                    if not chunk:
+                        break
+                    chunks.append(chunk)
+                    left -= len(chunk)
+                out[path] = b"".join(chunks)
+            finally:
+                os.close(fd)
+    finally:
+        for opened in dirs.values():
+            if isinstance(opened, int):
+                os.close(opened)
+    return out
+
+
+def _enter(directory: str, dirs: dict[str, int | str]) -> int | str:
+    """The fd of `directory` (relative), opened component by component without
+    following symlinks; else why not ("" when it does not exist)."""
+    if directory in dirs:
+        return dirs[directory]
+    parent, _, name = directory.rpartition("/")
+    above = _enter(parent, dirs)
+    if isinstance(above, str):
+        dirs[directory] = above
+        return above
+    try:
+        result: int | str = os.open(
+            name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=above
+        )
+    except FileNotFoundError:
+        result = ""
+    except OSError as exc:
+        if exc.errno not in (errno.ELOOP, errno.ENOTDIR, errno.EMLINK):
+            raise MeshError(f"cannot open directory {directory}: {_reason(exc)}") from None
+        result = f"reached through a symlink or file ({directory})"
+    dirs[directory] = result
+    return result
+
+
+def stat_beneath(base: Path) -> dict[str, os.stat_result]:
+    """Every entry under `base` but directories, with its lstat (relative path ->
+    result), found without following any symlink."""
+    out: dict[str, os.stat_result] = {}
+    try:
+        top = os.scandir(base)
+    except FileNotFoundError:
+        return out
+    stack = [("", top)]
+    while stack:
+        prefix, listing = stack.pop()
+        with listing:
+            for entry in listing:
+                rel = f"{prefix}{entry.name}"
+                if entry.is_dir(follow_symlinks=False):
+                    stack.append((rel + "/", os.scandir(entry.path)))
+                else:
+                    out[rel] = entry.stat(follow_symlinks=False)
+    return out
+
+
+def kind_of(info: os.stat_result) -> str:
+    """ "file" for a regular file, else the phrase `read_beneath` uses."""
+    if stat.S_ISREG(info.st_mode):
+        return "file"
+    return "a symlink" if stat.S_ISLNK(info.st_mode) else "a special file"
+
+
+def list_beneath(base: Path) -> dict[str, str]:
+    """Every entry under `base`, without following symlinks: relative path -> "file",
+    or the phrase `read_beneath` uses for anything that is not a regular file."""
+    return {rel: kind_of(info) for rel, info in stat_beneath(base).items()}
 
 
 def sync_filesystem(path: Path) -> None:

@@ -92,18 +92,32 @@ def grouped_impacts(impacts: Sequence[NodeImpact]) -> list[tuple[list[str], str,
     return rows
 
 
+def state_fact(review: Review) -> str:
+    """`state/: 12 files changed, signed (version 4 -> 5)` or `... 2 errors`."""
+    state = review.state
+    files = plural(len(state.changed), "file")
+    if state.errors:
+        return f"state/: {files} changed, {plural(len(state.errors), 'error')}"
+    versions = f"{state.base_version or 0} -> {state.head_version}"
+    return f"state/: {files} changed, signed (version {versions})"
+
+
 def headline(review: Review) -> str:
     """The one-line summary both renderers lead with."""
     if not review.head.valid:
         return f"{review.head.mesh_path} at {review.head.label} does not validate"
     if review.unchanged:
         facts = ["no desired-state changes"]
+    elif not review.changes and review.access.empty:
+        facts = ["mesh.yaml unchanged"]  # only state/ changed: said below
     else:
         facts = [plural(len(review.changes), "desired-state change")]
         access = review.access
         gained = len(access.gained) + len(access.ports_gained)
         lost = len(access.lost) + len(access.ports_lost)
         facts.append(f"access +{gained} / -{lost}")
+    if review.state.changed:
+        facts.append(state_fact(review))
     tests = review.tests
     facts.append(f"policy tests {tests.passed}/{tests.total} passed")
     if review.warnings:

@@ -4,13 +4,14 @@ Schema (format_version 1); fields are only ever added:
 
     {
       "format_version": 1,
-      "ok": bool,                 # head validates and every policy test passes (exit 0)
+      "ok": bool,                 # head validates, policy tests pass, state/ verifies (exit 0)
       "base": Revision, "head": Revision,
       "notes": [str],             # facts about the comparison (base not an ancestor, ...)
       "summary": {"changes": int, "access_gained": int, "access_lost": int,
                   "ports_gained": int, "ports_lost": int,
                   "tests_total": int, "tests_failed": int, "warnings": int,
-                  "nodes_impacted": int, "state_issues": int},
+                  "nodes_impacted": int, "state_issues": int, "state_changed": int,
+                  "state_errors": int},
       "changes": [{"address": str, "section": str, "name": str,
                    "action": "added" | "removed" | "changed", "details": [str]}],
       "access": {"gained": [Grant], "lost": [Grant],
@@ -26,7 +27,13 @@ Schema (format_version 1); fields are only ever added:
                  "proxies_changed": [str],
                  "session_resets": [str], "reloads": [str], "hosts_changed": bool,
                  "firewall_changes": [str]}],  # `+db:5432/tcp from api-1`, `-db:53/udp`
-      "state": {"issues": [str]},  # state/ vs mesh.yaml at head
+      "state": {"issues": [str],  # state/ vs mesh.yaml at head (out of date: warnings)
+                "changed": [str],  # state/ files that differ between base and head
+                "verified": bool,  # they did, and head's state/ is apply's signed output
+                "errors": [{"file": str | null, "message": str}],  # changed outside apply
+                "summary": [str],  # the verified change in words (roots, node CAs, ...)
+                "manifest": {"base_version": int | null, "head_version": int | null,
+                             "signer": str | null}},
       "plan": null | {"note": str, "changes": [{"action": "create" | "update" |
                  "replace" | "destroy", "symbol": str, "address": str, "reason": str}]}
     }
@@ -127,6 +134,8 @@ def review_to_dict(review: Review) -> dict[str, Any]:
             "warnings": len(review.warnings),
             "nodes_impacted": len(review.impacts),
             "state_issues": len(review.state_issues),
+            "state_changed": len(review.state.changed),
+            "state_errors": len(review.state.errors),
         },
         "changes": [
             {
@@ -154,7 +163,18 @@ def review_to_dict(review: Review) -> dict[str, Any]:
             {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(i).items()}
             for i in review.impacts
         ],
-        "state": {"issues": list(review.state_issues)},
+        "state": {
+            "issues": list(review.state_issues),
+            "changed": list(review.state.changed),
+            "verified": review.state.verified,
+            "errors": [{"file": e.file, "message": e.message} for e in review.state.errors],
+            "summary": list(review.state.summary),
+            "manifest": {
+                "base_version": review.state.base_version,
+                "head_version": review.state.head_version,
+                "signer": review.state.signer,
+            },
+        },
         "plan": plan,
     }
 

@@ -67,11 +67,13 @@ class _Renderer:
         if r.notes:
             out.append("")
         out += self.problems()
+        out += self.state_errors()
         out += self.warnings()
         out += self.access()
         out += self.changes()
         out += self.graph_section()
         out += self.impacts()
+        out += self.state_changes()
         out += self.state()
         out += self.plan()
         out.append(f"<sub>meshops review · {md_code(r.head.mesh_path)}</sub>")
@@ -166,6 +168,24 @@ class _Renderer:
         body = ["| node | status | what happens there |", "| --- | --- | --- |", *shown]
         body += self.more(len(rows), len(shown))
         return _details(f"Per-node impact ({plural(len(impacts), 'node')})", body)
+
+    def state_errors(self) -> list[str]:
+        errors = [e.message for e in self.review.state.errors]
+        if not errors:
+            return []
+        shown = self.take(errors)
+        out = [f"### ❌ state/ changed outside meshops apply ({len(errors)})", ""]
+        out += [f"- {md_code(e)}" for e in shown]
+        return [*out, *self.more(len(errors), len(shown)), ""]
+
+    def state_changes(self) -> list[str]:
+        summary = list(self.review.state.summary)
+        if not summary:
+            return []
+        shown = self.take(summary)
+        body = [f"- {line}" for line in shown] + self.more(len(summary), len(shown))
+        title = f"state/ changes, verified as repo apply's signed output ({len(summary)})"
+        return _details(title, body, open_=len(summary) <= 10)
 
     def state(self) -> list[str]:
         issues = self.review.state_issues

@@ -32,6 +32,9 @@ def render_text(review: Review, *, color: bool = False) -> str:
     if review.head.problems:
         section(f"{review.head.mesh_path} does not validate at {review.head.label}")
         out += [paint(f"  {p}", "red") for p in review.head.problems]
+    if review.state.errors:
+        section("state/ changed outside meshops apply")
+        out += [paint(f"  {e.message}", "red") for e in review.state.errors]
     if review.tests.failures:
         section("Policy tests failed")
         out += [paint(f"  {p}", "red") for p in review.tests.failures]
@@ -52,6 +55,9 @@ def render_text(review: Review, *, color: bool = False) -> str:
         for nodes, status, parts in grouped_impacts(review.impacts):
             out.append(visible(f"  {names(nodes)} ({status})"))
             out += [visible(f"      {part}") for part in parts]
+    if review.state.summary:
+        section("state/ changes (verified: repo apply's signed output)")
+        out += [visible(f"  {line}") for line in review.state.summary]
     if review.state_issues:
         section("state/ does not match mesh.yaml")
         out += [paint(f"  {issue}", "yellow") for issue in review.state_issues]

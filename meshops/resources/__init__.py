@@ -38,6 +38,9 @@ class Scope:
     # apply every change whose dependencies succeeded (a host), or stop at the first
     # failure (the repository, whose steps build on each other)
     keep_going: bool = False
+    # a host refused its checkout's state/ and runs on the last good material: the
+    # run goes on (leaves renew), then ends with this error (exit 1)
+    refused: Exception | None = None
 
 
 def git_revision(repo_dir: Path) -> str | None:
@@ -124,6 +127,12 @@ def open_repo(loaded: Loaded, mesh_file: Path, repo_dir: Path, rt: Runtime) -> S
             repo_scope.state.applied_plan = plan_id
             repo_scope.save()
         repo_scope.flush()  # state.yaml writes are batched during an apply
+        # the commit point, after the last write to state/: sign what the apply left,
+        # only when every change (the manifest's included) went through
+        if repo_scope.sign_due and result is not None and result.ok:
+            from meshops.resources.repo.manifest import sign_state
+
+            sign_state(repo_scope, rt)
 
     applied = {repo_scope.state.applied_plan} if repo_scope.state.applied_plan else set()
     return Scope(

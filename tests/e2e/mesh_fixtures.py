@@ -16,6 +16,7 @@ leak scans. Private keys live in the key ring's temporary directory, never in th
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import subprocess
 import time
@@ -206,7 +207,8 @@ def bed_mesh(
             }
             roots[node] = directory / f"root-{node}"
             roots[node].mkdir(parents=True)
-        repo.data["identities"] = dict(identities or {})
+        # deep copies: a test that edits its mesh must not edit a module's constant
+        repo.data["identities"] = copy.deepcopy(dict(identities or {}))
         repo.data["groups"] = dict(groups or {})
         repo.data["policies"] = list(policies or [])
         repo.write_mesh()

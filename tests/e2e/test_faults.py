@@ -293,6 +293,8 @@ def test_full_disk_during_repo_apply_keeps_state_old_or_new_and_converges_once_f
             assert x509.load_pem_x509_crl(data) is not None, path
         elif path.endswith(".yaml"):
             assert isinstance(yaml.safe_load(data), dict), path
+        elif path.endswith(".sig"):
+            assert b"signature: " in data, path
         else:
             assert data.startswith((b"-----BEGIN AGE ENCRYPTED FILE-----", b"age-encryption")), path
     assert mid != old, "the full disk stopped the run before it wrote anything"

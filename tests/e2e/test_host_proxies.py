@@ -12,6 +12,7 @@ Every refused request must stop at the proxy: the upstream records what reaches 
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import grp
 import os
@@ -19,7 +20,7 @@ import shutil
 import stat
 import subprocess
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -154,9 +155,12 @@ class Proxies:
         for node in ("n1", "n2"):
             self.mesh.apply(node)
 
-    def mint(self, name: str, *, node: str, identity: str, not_after: datetime) -> None:
+    def mint(
+        self, name: str, *, node: str, identity: str, not_after: datetime, dns: str = ""
+    ) -> None:
         """What a thief of `node`'s CA key can do: a leaf for `identity` (its CN, SPIFFE
-        ID and `<identity>.<domain>`), signed with that key, valid until `not_after`."""
+        ID and the DNS name `dns`, default `<identity>.<domain>`), signed with that key,
+        valid until `not_after`."""
         mesh = self.mesh
         key_file = mesh.repo.state_dir / "nodes" / node / "ca.key.age"
         opened = age_decrypt(key_file, mesh.keys[node].private_file)
@@ -169,7 +173,7 @@ class Proxies:
         ext = self.minted / f"{name}.ext"
         ext.write_text(
             f"subjectAltName=URI:spiffe://{mesh.trust_domain}/{identity},"
-            f"DNS:{identity}.{mesh.domain}\n"
+            f"DNS:{dns or f'{identity}.{mesh.domain}'}\n"
             "extendedKeyUsage=serverAuth,clientAuth\nbasicConstraints=critical,CA:FALSE\n"
         )
         days = str(max(1, (not_after - datetime.now(UTC)).days))
@@ -223,7 +227,17 @@ def proxies(request: pytest.FixtureRequest, keyring: KeyRing) -> Iterator[Proxie
     reason = unavailable_reason()
     if reason is not None:
         pytest.skip(reason)
-    release = request.param
+    with proxies_bed(keyring, request.param) as built:
+        yield built
+
+
+@contextlib.contextmanager
+def proxies_bed(
+    keyring: KeyRing, release: str, *, first_apply: Callable[[Proxies], None] | None = None
+) -> Iterator[Proxies]:
+    """The running bed of this module (IDENTITIES, POLICIES, Caddy `release`), for other
+    modules too. `first_apply` replaces the first `apply("initial state")` (a test that
+    must apply the repository differently, e.g. on the test clock)."""
     binary, _ = caddy(release)
     # the proxies run as unprivileged users, who must reach the TLS files through every
     # directory above them: a base of our own (pytest's temp root is 0700)
@@ -243,7 +257,7 @@ def proxies(request: pytest.FixtureRequest, keyring: KeyRing) -> Iterator[Proxie
                             make_foreign_web_cert(directory / "foreign", mesh.trust_domain,
                                                   mesh.domain), directory / "minted")  # fmt: skip
             built.minted.mkdir()
-            built.apply("initial state")
+            (first_apply or (lambda b: b.apply("initial state")))(built)
             yield from _run_proxies(built, binary)
     finally:
         shutil.rmtree(directory, ignore_errors=True)
@@ -365,10 +379,12 @@ def test_caller_without_a_mesh_certificate_is_refused_before_the_upstream(
 def test_a_stolen_node_ca_cannot_be_an_identity_of_another_node(
     proxies: Proxies, service: str, port: int
 ) -> None:
-    """web runs only on n2. With n1's CA key (a stolen n1) a leaf for web is minted:
-    refused; the real web, issued on n2, passes."""
+    """web runs only on n2. With n1's CA key (a stolen n1) a leaf for web is minted, with
+    a DNS name n1's CA may vouch for (its own; `web.<domain>` its name constraints
+    refuse): the chain verifies, the proxies refuse it; the real web, from n2, passes."""
     far = datetime.now(UTC) + timedelta(days=3650)
-    proxies.mint("web-by-n1", node="n1", identity="web", not_after=far)
+    own_name = f"n1.{proxies.mesh.domain}"
+    proxies.mint("web-by-n1", node="n1", identity="web", not_after=far, dns=own_name)
     before = len(proxies.reached())
     rc, code, body = proxies.curl(service, port, "GET", "/v1/users", caller="minted:web-by-n1")
     assert (rc, code) == (0, "403"), body
@@ -387,11 +403,15 @@ def test_a_removed_nodes_ca_is_refused_even_with_a_far_not_after(proxies: Proxie
     for service, port in SERVICES:
         code = proxies.curl(service, port, "GET", "/v1/x", caller="minted:cron-by-n3")[1]
         assert code == "200", f"{service}: the minted leaf is a good one while n3 is here"
+    n3_ca = (mesh.repo.state_dir / "nodes/n3/ca.crt").read_text()
     del mesh.repo.data["nodes"]["n3"]
     mesh.repo.data["identities"]["cron"]["nodes"] = ["n2"]
     proxies.apply("remove n3; cron moves to n2")
     pool = (mesh.tls_dir("n1", "api") / "node-cas.pem").read_text()
-    assert pool.count("BEGIN CERT") == 2
+    assert n3_ca not in pool
+    # n1's CA, n2's new one (re-issued: cron's name joined it) and its previous one,
+    # still good for n2's leaves until they renew
+    assert pool.count("BEGIN CERT") == 3
     before = len(proxies.reached())
     for service, port in SERVICES:
         refused = proxies.curl(service, port, "GET", "/v1/x", caller="minted:cron-by-n3")
@@ -419,7 +439,7 @@ def test_a_root_rotation_keeps_mesh_calls_flowing_through_every_phase(
         ]
 
     assert calls() == ["200", "403", "200", "403"]
-    staged = mesh.repo.meshops("ca", "rotate", "--hold", "0s")
+    staged = mesh.repo.meshops("ca", "rotate", "--hold", "0s", identity=True)
     assert staged.returncode == 0, str(staged)
     old_leaf = (mesh.tls_dir("n2", "web") / "cert.pem").read_bytes()
     for phase, roots in ((1, 2), (2, 2), (3, 1)):

@@ -55,11 +55,11 @@ def test_first_plan_lists_every_addition_then_apply_converges(repo: MeshRepo) ->
         ]
     for prefix in expected:
         assert any(line.strip().startswith(prefix + ":") for line in lines), prefix
-    assert "Plan: 11 to add, 0 to change, 0 to destroy." in first.stdout
+    assert "Plan: 12 to add, 0 to change, 0 to destroy." in first.stdout
     assert "(sensitive)" in first.stdout
 
     applied = repo.apply()
-    assert "Apply complete! Resources: 11 added, 0 changed, 0 destroyed." in applied.stdout
+    assert "Apply complete! Resources: 12 added, 0 changed, 0 destroyed." in applied.stdout
 
     second = repo.plan()
     assert second.returncode == 0, str(second)
@@ -107,10 +107,10 @@ def test_plan_json_is_valid_stable_and_has_the_documented_fields(
     assert a["format_version"] == "1.0"
     assert a["scope"] == "repo"
     assert re.fullmatch(r"[0-9a-f]{32}", a["live_fingerprint"])
-    assert a["summary"] == {"add": 11, "change": 0, "destroy": 0}
+    assert a["summary"] == {"add": 12, "change": 0, "destroy": 0}
     by_address = {rc["address"]: rc for rc in a["resource_changes"]}
     assert next(iter(by_address)) == "ca.root"
-    assert list(by_address)[-1] == "ca.crl"
+    assert list(by_address)[-2:] == ["ca.crl", "state.manifest"]
     for rc in a["resource_changes"]:
         assert set(rc) >= {
             "address",
@@ -154,7 +154,7 @@ def test_markdown_plan_is_a_diff_fence(repo: MeshRepo) -> None:
     fence = text.split("```diff\n", 1)[1].split("\n```", 1)[0]
     assert all(line[0] in "+-~" for line in fence.splitlines()), fence
     assert '+ ca.node["node-1"]' in fence
-    assert "Plan: 11 to add" in text
+    assert "Plan: 12 to add" in text
 
 
 def test_no_secret_appears_in_any_output_or_plan_file(repo: MeshRepo, tmp_path: Path) -> None:
@@ -254,7 +254,7 @@ def test_ca_recipients_change_reseals_the_root_key_with_the_root_identity(
     assert plan.returncode == 2
     assert "~ ca.root: ca.recipients changed: root key re-sealed" in plan.stdout
     assert "Needs: root CA key" in plan.stdout
-    assert applied.actions() == {"ca.root": ["update"]}
+    assert applied.actions() == {"ca.root": ["update"], "state.manifest": ["update"]}
 
     refused = applied.meshops("apply", "--auto-approve")
     assert refused.returncode == 1
@@ -282,6 +282,7 @@ def test_node_recipient_change_replaces_its_wireguard_key_and_node_ca(applied: M
         'wireguard.key["node-1"]': ["delete", "create"],
         'ca.node["node-1"]': ["delete", "create"],
         "ca.crl": ["update"],  # the old node CA may be in a stolen host's hands
+        "state.manifest": ["update"],  # every change to state/ is signed
     }
     assert "node recipient changed" in plan.stdout
     assert f"revokes node CA of node-1 (serial {old_state['ca']['serial']})" in plan.stdout
@@ -346,8 +347,11 @@ def test_status_without_a_node_shows_the_roots_node_cas_and_crl(applied: MeshRep
         state["nodes"][n]["ca"]["serial"] for n in NODES
     }
     assert status["crl"]["number"] == state["crl"]["number"]
+    signed = status["manifest"]
+    assert signed["version"] == 1 and signed["signer"] == state["ca"]["roots"][-1]["fingerprint"]
     # a node added to mesh.yaml and not applied yet has no node CA
     applied.set_node("node-4", applied.keys.ssh_hosts[3], 4)
     applied.write_mesh()
     text = applied.meshops("status").stdout
     assert "node-4           MISSING" in text and "root CA:" in text
+    assert "state/ signed: version 1 by sha256:" in text

@@ -84,7 +84,7 @@ def test_sops_mode_root_rotation_keeps_every_root_key_openable_by_stock_sops(
     )
     repo.apply()
     ca = repo.state_dir / "ca"
-    assert repo.meshops("ca", "rotate", "--hold", "0s").returncode == 0
+    assert repo.meshops("ca", "rotate", "--hold", "0s", identity=True).returncode == 0
     staged = sops_decrypt(ca / "root.next.key.sops", repo.operator)
     assert public_der_of_private_pem(staged.stdout) == public_der_of_cert(
         (ca / "root.next.crt").read_bytes()

@@ -330,9 +330,92 @@ def check_consistent(repo: MeshRepo, unsealed: Unsealed | None = None) -> None:
             unsealed.texts += [_pem_body(key.stdout), wg.stdout.decode().strip()]
         node_files = ("ca.crt", "ca.key.age", "crl.pem", "wg.key.age")
         expected |= {f"state/nodes/{name}/{f}" for f in node_files}
+    expected |= {"state/manifest.yaml", "state/manifest.sig"}
+    if (ca_dir / "transitions.yaml").exists():  # a root rotation happened
+        expected.add("state/ca/transitions.yaml")
     present = {str(p.relative_to(repo.path)) for p in repo.state_dir.rglob("*") if p.is_file()}
     assert present == expected, f"unexpected files: {sorted(present ^ expected)}"
     assert sorted(state["nodes"]) == nodes
+    check_manifest(repo)
+
+
+def check_manifest(repo: MeshRepo) -> dict[str, str]:
+    """state/manifest.sig verifies with stock `openssl dgst` against the signing root's
+    public key, and the manifest lists every other state/ file with its sha256 and size
+    (checked with hashlib). Returns the manifest's header fields."""
+    import hashlib
+    import tempfile
+
+    manifest = (repo.state_dir / "manifest.yaml").read_text()
+    sig = dict(
+        line.split(": ", 1)
+        for line in (repo.state_dir / "manifest.sig").read_text().splitlines()
+        if line and not line.startswith("#")
+    )
+    head = dict(
+        line.split(": ", 1)
+        for line in manifest.split("files:")[0].splitlines()
+        if line and not line.startswith("#")
+    )
+    signer = sig["signer"].strip('"')
+    assert head["signer"].strip('"') == signer
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+
+    roots = x509.load_pem_x509_certificates((repo.state_dir / "ca/root.crt").read_bytes())
+    by_fp = {"sha256:" + c.fingerprint(hashes.SHA256()).hex(): c for c in roots}
+    assert signer in by_fp, f"manifest signed by {signer}, not a root in root.crt"
+    with tempfile.TemporaryDirectory() as tmp:
+        pub = Path(tmp) / "root.pub"
+        pub.write_bytes(
+            by_fp[signer]
+            .public_key()
+            .public_bytes(
+                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+            )
+        )
+        der = Path(tmp) / "sig.der"
+        der.write_bytes(base64.b64decode(sig["signature"]))
+        digest = {"ecdsa-p384-sha384": ["-sha384"], "ed25519": []}.get(
+            sig["algorithm"], ["-sha256"]
+        )
+        if sig["algorithm"] == "ed25519":
+            argv = [
+                "pkeyutl",
+                "-verify",
+                "-pubin",
+                "-inkey",
+                str(pub),
+                "-rawin",
+                "-in",
+                str(repo.state_dir / "manifest.yaml"),
+                "-sigfile",
+                str(der),
+            ]
+        else:
+            argv = [
+                "dgst",
+                *digest,
+                "-verify",
+                str(pub),
+                "-signature",
+                str(der),
+                str(repo.state_dir / "manifest.yaml"),
+            ]
+        checked = openssl(*argv)
+        assert checked.returncode == 0, f"manifest signature: {checked.stdout}{checked.stderr}"
+    listed = {}
+    for line in manifest.split("files:\n", 1)[1].splitlines():
+        path, _, rest = line.strip().partition(": ")
+        listed[path] = tuple(rest.split())
+    actual = {}
+    for path in repo.state_dir.rglob("*"):
+        rel = str(path.relative_to(repo.state_dir))
+        if path.is_file() and rel not in ("manifest.yaml", "manifest.sig"):
+            data = path.read_bytes()
+            actual[rel] = (hashlib.sha256(data).hexdigest(), str(len(data)))
+    assert listed == actual, f"manifest differs: {sorted(set(listed) ^ set(actual))}"
+    return head
 
 
 def _pem_body(pem: bytes) -> str:

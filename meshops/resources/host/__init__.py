@@ -22,9 +22,26 @@ if TYPE_CHECKING:
 
 
 def open_host_scope(
-    loaded: Loaded, repo_dir: Path, node: str, root: Path, session: HostSession | None = None
+    loaded: Loaded,
+    repo_dir: Path,
+    node: str,
+    root: Path,
+    session: HostSession | None = None,
+    *,
+    pins: tuple[str, ...] | None = None,
+    revision: str | None = None,
+    now: datetime | None = None,
+    commit: bool = False,
 ) -> HostScope:
-    from meshops.resources.host.scope import HostScope, read_last_applied
+    """This host's view of the mesh, from state/ as the pinned roots signed it.
+
+    `commit` (apply): the verified files become the snapshot host scope reads, and
+    trust.json records the pins and the version (see `host/trust.py`). `session`
+    (`watch`) keeps the parsed state.yaml and the live view between runs.
+    """
+    from meshops.engine import clock
+    from meshops.resources.host.scope import LIB_DIR, HostScope, read_last_applied
+    from meshops.resources.host.trust import establish
     from meshops.resources.repo.scope import suffix_for
     from meshops.resources.repo.state import StateLayout, load_state
 
@@ -34,7 +51,17 @@ def open_host_scope(
             f"node {node!r} is not in mesh.yaml",
             hint=f"nodes are: {', '.join(sorted(mesh.nodes)) or '(none)'}",
         )
-    layout = StateLayout(repo_dir, suffix_for(mesh.secrets.format))
+    from meshops.providers.files import inside_root
+
+    lib = inside_root(root / LIB_DIR.lstrip("/"), root)
+    suffix = suffix_for(mesh.secrets.format)
+    when = (now or clock.now()).isoformat(timespec="seconds")
+    source, trust = establish(repo_dir=repo_dir, lib_dir=lib, node=node, suffix=suffix,
+                              pins=pins, revision=revision, now=when, commit=commit)  # fmt: skip
+    # parse caches are keyed by the content's sha256: the checkout's .git/ serves the
+    # snapshot too (the same state.yaml was parsed there), else they live in lib/
+    git_dir = repo_dir / ".git"
+    layout = StateLayout(source, suffix, cache_dir=git_dir if git_dir.is_dir() else lib)
     state = session.state_of(layout) if session is not None else load_state(layout)
     rec = state.nodes.get(node)
     tunnel_ready = rec is not None and rec.wireguard is not None and bool(rec.address)
@@ -43,8 +70,7 @@ def open_host_scope(
             f"node {node!r} has no state yet in {layout.relative(layout.state_file)}",
             hint="run `meshops apply` at repo scope (without --node), commit state/, then pull",
         )
-    lib = root / "var/lib/meshops"
-    scope = HostScope(loaded, node, layout, state, root, read_last_applied(lib))
+    scope = HostScope(loaded, node, layout, state, root, read_last_applied(lib), trust=trust)
     live = session.live_view() if session is not None else None
     if live is not None:
         scope.use_live_view(*live)
@@ -233,13 +259,21 @@ def wanted_peers(scope: HostScope) -> list[str]:
     return [node for node in nodes if mesh.wireguard_on(node)]  # never certificates-only ones
 
 
-def open_host(loaded: Loaded, ctx: Context, node: str, rt: Runtime) -> Scope:
+def open_host(
+    loaded: Loaded, ctx: Context, node: str, rt: Runtime, *, commit: bool = False
+) -> Scope:
     from meshops.resources import Scope, git_revision, mesh_digest
     from meshops.resources.host.record import record_apply
+    from meshops.resources.host.trust import parse_pins
 
+    config = ctx.host_config() or {}
     session = ctx.session
-    scope = open_host_scope(loaded, ctx.repo_dir, node, ctx.root, session)
     revision = git_revision(ctx.repo_dir)
+    scope = open_host_scope(
+        loaded, ctx.repo_dir, node, ctx.root, session,
+        pins=parse_pins(config.get("trust"), str(ctx.host_path("/etc/meshops/host.yaml"))),
+        revision=revision, now=rt.now, commit=commit,
+    )  # fmt: skip
     resources = compile_host(scope, now=rt.now)
 
     def record(plan: Plan, result: ApplyResult | None, plan_id: str | None, rt: Runtime) -> None:
@@ -279,4 +313,5 @@ def open_host(loaded: Loaded, ctx: Context, node: str, rt: Runtime) -> Scope:
         preflight=preflight,
         record=record,
         keep_going=True,
+        refused=scope.trust.error,
     )

@@ -51,6 +51,7 @@ def record_apply(
     last["peer_endpoints"] = {k: endpoints[k] for k in sorted(endpoints)}
     if plan_id and result is not None and result.ok:
         last["plan_id"] = plan_id
+    held = scope.trust.refused
     last["last_apply"] = {
         "time": rt.now.isoformat(timespec="seconds"),
         "revision": revision,
@@ -59,6 +60,9 @@ def record_apply(
         "failures": failures,
         "skipped": [c.address for c in result.skipped] if result else [],
         "changes": count,
+        # the checkout's state/ or the pull was refused: this run used the last good
+        # material (docs/security.md)
+        "refused": held["reason"] if held else rt.shared.get("pull_refused"),
     }
     lib = scope.lib_dir
     clear_leftovers(lib)  # temp files of a killed run (we hold the lock)

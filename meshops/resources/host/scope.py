@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from meshops.errors import MeshError
 from meshops.model import Loaded
+from meshops.resources.host.trust import HostTrust
 from meshops.resources.repo.state import NodeRecord, StateDoc, StateLayout
 
 if TYPE_CHECKING:
@@ -42,6 +43,7 @@ class HostScope:
     state: StateDoc
     root: Path
     last: dict[str, Any]  # last-applied record
+    trust: HostTrust = field(default_factory=lambda: HostTrust("unsigned"))
     _device: Any = field(default=None, repr=False)
     _link: Any = field(default=None, repr=False)
     _read_done: bool = False

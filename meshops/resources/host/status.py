@@ -18,8 +18,22 @@
                   "openings": [{"name": "db:5432/tcp", "identity", "port", "kind":
                                 "proxy"|"plaintext"|"port", "nodes": [str],
                                 "addresses": [str]}]},
+     "trust": {"source": "host.yaml"|"first apply"|"unsigned", "pinned": [str],
+               "trusted": [str], "manifest_version": int | null, "signed_by": str | null,
+               "revision": str | null, "refused": str | null},
+     "crls": [{"issuer": str, "kind": "root"|"node CA", "number": int | null,
+               "next_update": ISO, "expires_in_seconds": int,
+               "status": "ok"|"warning"|"expired"}],
      "last_apply": {"time", "revision", "result", "error", "failures": [{"address",
-                    "error"}], "skipped": [address], "changes"} | null}
+                    "error"}], "skipped": [address], "changes", "refused"} | null}
+
+`trust` is what the host verified state/ against (docs/security.md): its pinned roots
+(`source`: where the pins came from), the roots trusted now, the signed manifest's
+version and signer, the revision that material came from, and why the last revision
+was refused, if it was (its state/ did not verify, or the pull was refused: the host
+then runs on the last good material). `crls` are the CRLs in the trust material: a
+CRL is `warning` once less than a quarter of its validity is left (repo apply re-signs
+it at half), `expired` after its nextUpdate (verifiers that check CRLs then refuse).
 
 `firewall.openings` lists the ports this node opens on the overlay and the nodes whose
 addresses the live sets hold (`addresses` as the kernel has them, `nodes` their owners);
@@ -56,7 +70,73 @@ def collect(scope: HostScope, now: datetime) -> dict[str, Any]:
         "node_ca": _node_ca(scope, now),
         "wireguard": _wireguard(scope, now),
         "firewall": _firewall(scope),
+        "trust": _trust(scope),
+        "crls": _crls(scope, now),
         "last_apply": scope.last.get("last_apply"),
+    }
+
+
+def _trust(scope: HostScope) -> dict[str, Any]:
+    held = scope.trust
+    last = scope.last.get("last_apply") or {}
+    refused = held.refused["reason"] if held.refused else last.get("refused")
+    return {
+        "source": held.source,
+        "pinned": list(held.pinned),
+        "trusted": list(held.trusted),
+        "manifest_version": held.version,
+        "signed_by": held.signer,
+        "revision": held.revision,
+        "refused": refused,
+    }
+
+
+CRL_WARN_FRACTION = 0.25  # of a CRL's validity left: repo apply re-signs at one half
+
+
+def _crls(scope: HostScope, now: datetime) -> list[dict[str, Any]]:
+    """The root CRL(s) and every node CA's CRL, as this host hands them to proxies."""
+    from meshops.providers.files import read_bytes
+
+    found = []
+    layout = scope.layout
+    for path, kind in [(layout.crl, "root")] + [
+        (layout.node_crl(n), "node CA") for n in sorted(scope.state.nodes)
+    ]:
+        found += [_crl(crl, kind, now) for crl in _load_crls(read_bytes(path))]
+    return found
+
+
+def _load_crls(data: bytes | None) -> list[Any]:
+    from meshops.pki.parse import load_crls
+
+    if not data:
+        return []
+    try:
+        return load_crls(data)
+    except Exception:  # an unreadable CRL: verified state/ never holds one
+        return []
+
+
+def _crl(crl: Any, kind: str, now: datetime) -> dict[str, Any]:
+    from cryptography.x509.oid import NameOID
+
+    from meshops.pki import crl_number
+
+    names = crl.issuer.get_attributes_for_oid(NameOID.COMMON_NAME)
+    issuer = str(names[0].value) if names else crl.issuer.rfc4514_string()
+    next_update = crl.next_update_utc
+    this_update = crl.last_update_utc
+    left = int((next_update - now).total_seconds()) if next_update else 0
+    validity = (next_update - this_update).total_seconds() if next_update else 0
+    status = "expired" if left <= 0 else "warning" if left < CRL_WARN_FRACTION * validity else "ok"
+    return {
+        "issuer": issuer,
+        "kind": kind,
+        "number": crl_number(crl),
+        "next_update": next_update.isoformat(timespec="seconds") if next_update else None,
+        "expires_in_seconds": left,
+        "status": status,
     }
 
 
@@ -225,6 +305,31 @@ def metrics_text(status: dict[str, Any]) -> str:
             "# TYPE meshops_firewall_dropped_bytes_total counter",
             f'meshops_firewall_dropped_bytes_total{{node="{node}"}} {firewall["dropped_bytes"]}',
         ]
+    lines += [
+        "# HELP meshops_crl_next_update_timestamp_seconds CRL nextUpdate: verifiers that "
+        "check CRLs refuse every client after it.",
+        "# TYPE meshops_crl_next_update_timestamp_seconds gauge",
+    ]
+    for crl in status.get("crls") or []:
+        if crl.get("next_update"):
+            ts = datetime.fromisoformat(crl["next_update"]).timestamp()
+            lines.append(
+                f'meshops_crl_next_update_timestamp_seconds{{node="{node}",'
+                f'kind="{crl["kind"]}",issuer="{_label(crl["issuer"])}"}} {ts:.0f}'
+            )
+    trust = status.get("trust") or {}
+    lines += [
+        "# HELP meshops_state_refused 1 if the last revision was refused (its state/ did "
+        "not verify, or the pull was refused): the host runs on the last good material.",
+        "# TYPE meshops_state_refused gauge",
+        f'meshops_state_refused{{node="{node}"}} {1 if trust.get("refused") else 0}',
+    ]
+    if trust.get("manifest_version") is not None:
+        lines += [
+            "# HELP meshops_state_manifest_version Version of the signed state/ in use.",
+            "# TYPE meshops_state_manifest_version gauge",
+            f'meshops_state_manifest_version{{node="{node}"}} {trust["manifest_version"]}',
+        ]
     last = status.get("last_apply")
     if last:
         ts = datetime.fromisoformat(last["time"]).timestamp()
@@ -238,3 +343,8 @@ def metrics_text(status: dict[str, Any]) -> str:
             f'meshops_last_apply_success{{node="{node}"}} {ok}',
         ]
     return "\n".join(lines) + "\n"
+
+
+def _label(value: str) -> str:
+    """A Prometheus label value: backslash, quote and newline escaped."""
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")

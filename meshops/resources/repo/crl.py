@@ -23,8 +23,19 @@ from meshops.resources.repo.state import Revoked, parsed_cached
 if TYPE_CHECKING:
     from meshops.engine.runtime import Runtime
 
-# how long a CRL is valid; it is re-signed once a third of that remains
-CRL_VALIDITY = timedelta(days=7)
+# the shortest validity of a CRL (a mesh with short-lived node CAs)
+MIN_CRL_VALIDITY = timedelta(days=7)
+
+
+def crl_validity(mesh: Any) -> float:
+    """Seconds a root CRL is valid: twice the node CA lifetime (at least a week).
+
+    It is re-signed once half of that is left, so at every apply at least one node CA
+    lifetime remains: a node CA issued then expires before the CRL does, and a host
+    cut off from git keeps passing calls through CRL-checking proxies (nginx, Envoy)
+    for as long as its node CA lives.
+    """
+    return max(2 * float(mesh.ca.node_ca_ttl), MIN_CRL_VALIDITY.total_seconds())
 
 
 @dataclass(frozen=True)
@@ -143,11 +154,13 @@ class CRLResource(Resource[CRLLive]):
                 needs=self.scope.root_needs(),
             )
         remaining = (_parse(live.next_update) - now).total_seconds() if live.next_update else 0
-        if remaining < CRL_VALIDITY.total_seconds() / 3:
+        half = crl_validity(self.scope.mesh) / 2
+        if remaining < half:
             why = (
-                f"next update due in {format_duration(int(remaining))}"
+                f"next update in {format_duration(int(remaining))}, less than half its "
+                f"validity ({format_duration(int(half))}): re-signed"
                 if remaining > 0
-                else "CRL is past its next update"
+                else "CRL is past its next update: re-signed"
             )
             return Change(
                 self.address, Action.UPDATE, why, before, after, needs=self.scope.root_needs()
@@ -202,6 +215,7 @@ class CRLResource(Resource[CRLLive]):
         ]
         live = self.read(rt).value
         number = max(scope.state.crl.number, live.number if live else 0) + 1
+        validity = crl_validity(scope.mesh)
         pem = b"".join(
             crl_pem(
                 build_crl(
@@ -214,7 +228,7 @@ class CRLResource(Resource[CRLLive]):
                     ],
                     number=number,
                     now=now,
-                    next_update_seconds=CRL_VALIDITY.total_seconds(),
+                    next_update_seconds=validity,
                 )
             )
             for cert, key, fingerprint, first in self._issuers(rt)
@@ -222,7 +236,8 @@ class CRLResource(Resource[CRLLive]):
         scope.write(self.path, pem, mode=0o644)
         scope.state.crl.number = number
         scope.state.crl.revoked = stamped
-        scope.state.crl.next_update = (now + CRL_VALIDITY).isoformat(timespec="seconds")
+        next_update = now.replace(microsecond=0) + timedelta(seconds=validity)
+        scope.state.crl.next_update = next_update.isoformat(timespec="seconds")
         scope.save()
 
 

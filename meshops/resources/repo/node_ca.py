@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from meshops.engine.plan import Action, Change, Impact
 from meshops.engine.resource import Observed, Resource, fingerprint_of
+from meshops.errors import MeshError
 from meshops.model.durations import format_duration
 from meshops.providers.files import prune_empty_dirs, read_bytes, remove
 from meshops.resources.repo.scope import (
@@ -56,7 +57,7 @@ def names_fingerprint(spec: NodeCASpec) -> str:
 
 
 def names_of(spec: NodeCASpec) -> list[str]:
-    return [*(f"dns:{d}" for d in spec.permitted_dns), *(f"ip:{ip}" for ip in spec.ips)]
+    return spec.constraint_names()
 
 
 def superseded(scope: RepoScope) -> list[tuple[str, CertRecord]]:
@@ -187,7 +188,7 @@ class NodeCAResource(Resource[NodeCALive]):
         elif roots and record.issuer and record.issuer != roots[-1].fingerprint:
             return "issued by a previous root CA", Action.REPLACE
         if record.names != names_fingerprint(spec):
-            return "names changed (node or identity DNS names, addresses)", Action.REPLACE
+            return self._names_reason(spec), Action.REPLACE
         not_after = datetime.fromisoformat(record.not_after)
         ttl = float(mesh.ca.node_ca_ttl)
         renew_before = mesh.certs.renew_before.before_expiry(ttl)
@@ -201,6 +202,20 @@ class NodeCAResource(Resource[NodeCALive]):
                 Action.REPLACE,
             )
         return "", Action.NOOP
+
+    def _names_reason(self, spec: NodeCASpec) -> str:
+        """What changed in the names the node CA may vouch for, from its certificate."""
+        from meshops.pki.parse import load_certificates
+        from meshops.pki.renewal import constraint_names, name_changes
+
+        try:
+            cert = load_certificates(self.cert_path.read_bytes())[0]
+        except (OSError, MeshError):
+            return "names changed (node or identity names, DNS names, addresses)"
+        changed = name_changes(constraint_names(cert), names_of(spec)).split(", ")
+        shown = ", ".join(changed[:6])
+        more = f", and {len(changed) - 6} more" if len(changed) > 6 else ""
+        return f"names changed: {shown}{more}" if changed != [""] else "names changed"
 
     def _revoke_superseded(self, rt: Runtime) -> None:
         """Record the current node CA as revoked (saved with this resource's change)."""

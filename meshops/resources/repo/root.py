@@ -261,6 +261,9 @@ class RootResource(Resource[RootLive]):
         new_cert = _find_cert(scope, rotation.next_fingerprint, "staged root")
         scope.write(layout.root_previous_key, old_sealed, mode=0o600)
         scope.write(layout.root_key, new_sealed, mode=0o600)
+        # the old root hands over to the new one, so hosts that pinned it follow
+        old_key = scope.root_key_for(rt, old_cert, layout.root_previous_key)
+        hand_over(scope, old_cert, old_key, new_cert, rt.now)
         for entry in state.crl.revoked:  # listed before the rotation: the old root's
             entry.issuer = entry.issuer or old.fingerprint
         rotation.phase = "added"
@@ -302,6 +305,22 @@ def stage_root(scope: RepoScope, cert: Any, key_pem: bytes, *, reason: str, now:
     )
     scope.save()
     scope.flush()
+
+
+def hand_over(scope: RepoScope, old: Any, old_key: Any, new: Any, now: datetime) -> None:
+    """Append "`old` hands over to `new`", signed by the old root, to
+    state/ca/transitions.yaml (once: a repeated phase 1 finds it there)."""
+    from meshops.pki.parse import cert_fingerprint
+    from meshops.trust import transitions
+
+    path = scope.layout.dir / transitions.TRANSITIONS
+    data = read_bytes(path)
+    entries = transitions.parse(data) if data is not None else []
+    pair = (cert_fingerprint(old), cert_fingerprint(new))
+    if any((e.from_fp, e.to_fp) == pair for e in entries):
+        return
+    entries.append(transitions.make_transition(old, old_key, new, _iso(now)))
+    scope.write(path, transitions.render(entries), mode=0o644)
 
 
 def _describe(action: str, reason: str, rotation: Rotation | None) -> str:

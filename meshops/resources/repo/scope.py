@@ -68,6 +68,10 @@ class RepoScope:
     _root_keys: dict[tuple[str, Path], Any] = field(default_factory=dict, repr=False)
     _rotation: tuple[datetime, RootStep] | None = field(default=None, repr=False)
     _roots: tuple[bytes, list[Any]] | None = field(default=None, repr=False)
+    # the manifest is re-signed at the end of this apply (see resources/repo/manifest.py)
+    sign_due: bool = field(default=False, repr=False)
+    # state/ files known to be this machine's own uncommitted work; None: ask git
+    local_override: set[str] | None = field(default=None, repr=False)
 
     @property
     def mesh(self) -> Any:
@@ -180,6 +184,33 @@ class RepoScope:
                 swept.append(path)
                 prune_empty_dirs(path.parent, stop=self.layout.dir)
         return swept
+
+    def local_state_changes(self) -> set[str] | None:
+        """Paths under state/ that differ from the checkout's HEAD commit (modified,
+        deleted or untracked): this machine's own work, such as an apply stopped before
+        it signed. None when the repository is no git checkout (nothing is committed,
+        so every difference is local)."""
+        if self.local_override is not None:
+            return self.local_override
+        from meshops.providers.run import run
+
+        state_dir = str(self.layout.dir)
+        if not self.layout.dir.is_dir():
+            return set()
+        changed = run(
+            ["git", "-C", state_dir, "diff", "--name-only", "--relative", "-z", "HEAD", "--", "."],
+            check=False,
+            what="git diff",
+        )
+        if changed.returncode != 0:
+            return None  # not a git checkout, or no commit yet: nothing is committed
+        untracked = run(
+            ["git", "-C", state_dir, "ls-files", "--others", "-z", "--", "."],
+            check=False,
+            what="git ls-files",
+        )
+        names = changed.stdout.split(b"\0") + untracked.stdout.split(b"\0")
+        return {n.decode(errors="replace") for n in names if n}
 
     def root_needs(self) -> tuple[str, ...]:
         """What signing needs: the root key, unless this apply makes the root (an
@@ -346,4 +377,7 @@ def compile_repo(scope: RepoScope) -> list[Resource[Any]]:
         resources.append(WireGuardKeyResource(scope, name))
         resources.append(NodeCAResource(scope, name))
     resources.append(CRLResource(scope))
+    from meshops.resources.repo.manifest import ManifestResource
+
+    resources.append(ManifestResource(scope, tuple(r.address for r in resources)))
     return resources

@@ -220,6 +220,8 @@ class StateLayout:
 
     repo_dir: Path
     suffix: str = ".age"  # sealed file suffix: ".age" or the sops one
+    # where parse caches live (default: the checkout's .git/, if any)
+    cache_dir: Path | None = None
 
     @functools.cached_property
     def dir(self) -> Path:
@@ -325,7 +327,19 @@ def parsed_cached(
     return result
 
 
+def local_cache(layout: StateLayout, name: str, key: str) -> Any:
+    """What `store_local_cache` kept under `name` with this `key`, or None."""
+    return _read_cache(layout, key, name)
+
+
+def store_local_cache(layout: StateLayout, name: str, key: str, data: Any) -> None:
+    """Keep JSON-able `data` under .git/ (this checkout's own, never committed)."""
+    _write_cache(layout, key, data, name)
+
+
 def _cache_path(layout: StateLayout, name: str) -> Path | None:
+    if layout.cache_dir is not None:
+        return layout.cache_dir / name
     git_dir = layout.repo_dir / ".git"
     return git_dir / name if git_dir.is_dir() else None
 

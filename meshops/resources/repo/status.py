@@ -58,7 +58,18 @@ def collect(scope: RepoScope, now: datetime, revision: str | None) -> dict[str, 
             "revoked": len(crl.revoked),
         },
         "removed_nodes": list(scope.removed),
+        "manifest": _manifest(scope),
     }
+
+
+def _manifest(scope: RepoScope) -> dict[str, Any] | None:
+    from meshops.resources.repo.manifest import current_manifest
+
+    manifest = current_manifest(scope)
+    if manifest is None:
+        return None
+    return {"version": manifest.version, "signer": manifest.signer,
+            "signed_at": manifest.signed_at, "files": len(manifest.files)}  # fmt: skip
 
 
 def _cert(record: CertRecord, now: datetime) -> dict[str, Any]:

@@ -67,7 +67,8 @@ def test_state_mismatch_is_flagged_but_does_not_fail() -> None:
     data = make_mesh(nodes=2)
     after = copy.deepcopy(data)
     after["nodes"]["node-3"] = make_mesh(nodes=3)["nodes"]["node-3"]
-    review = build_review(snap(data, "main"), snap(after, state=state_for("node-1", "node-2")))
+    state = state_for("node-1", "node-2")  # as applied at base: state/ did not change
+    review = build_review(snap(data, "main", state=state), snap(after, state=state))
     assert review.ok
     assert review.state_issues == (
         "node 'node-3' is in mesh.yaml but not in state/state.yaml "

@@ -375,7 +375,7 @@ def test_identity_dns_naming_another_node_is_refused_at_the_item() -> None:
 
 def test_a_wildcard_over_the_mesh_domain_is_refused() -> None:
     data = make_mesh(nodes=2, identities={"api": identity("node-1", dns=["*.mesh.test.internal"])})
-    expect_problem(to_yaml(data), "'*.mesh", "identities.api.dns[0]", "covers node-")
+    expect_problem(to_yaml(data), "'*.mesh", "identities.api.dns[0]", "covers the mesh domain")
 
 
 def test_node_dns_naming_another_node_is_refused_but_its_own_is_valid() -> None:
@@ -389,3 +389,22 @@ def test_node_dns_naming_another_node_is_refused_but_its_own_is_valid() -> None:
 def test_an_envoy_bootstrap_cannot_be_imported() -> None:
     data = make_mesh(identities={"api": identity("node-1", proxy=proxy("envoy", run="import"))})
     expect_problem(to_yaml(data), "run: import", "identities.api.proxy.run", "be imported")
+
+
+@pytest.mark.parametrize("name", ["mesh.test.internal", "test.internal", "*.mesh.test.internal"])
+def test_a_dns_name_covering_the_mesh_domain_is_refused_even_on_a_lone_node(name: str) -> None:
+    """A node CA permitting the mesh domain could issue every node's name, also of nodes
+    added later (make_mesh's domain is mesh.test.internal)."""
+    data = make_mesh(nodes=1)
+    data["nodes"]["node-1"]["dns"] = [name]
+    text = to_yaml(data)
+    needle = f"'{name}" if name.startswith("*") else name  # YAML quotes a leading *
+    expect_problem(text, needle, "nodes.node-1.dns[0]", "covers the mesh domain",
+                   occurrence=text.count(needle))  # fmt: skip
+
+
+def test_names_of_a_nodes_own_are_valid() -> None:
+    data = make_mesh(nodes=2, identities={"api": identity(["node-1", "node-2"], dns=[
+        "api.example.com", "x.node-1.mesh.test.internal"])})  # fmt: skip
+    data["nodes"]["node-1"]["dns"] = ["*.apps.example.org", "node-1.mesh.test.internal"]
+    valid(data)

@@ -51,6 +51,7 @@ def node_ca_spec(
         "dns_names": ("www.example.com",),
         "ips": (ip_address("10.42.0.11"), ip_address("fd42::11")),
         "key_type": key_type,
+        "identities": ("api",),  # the identity leaf_spec issues for
     }
     fields.update(kw)
     return NodeCASpec(**fields)  # type: ignore[arg-type]
@@ -119,14 +120,18 @@ def make_pki(
     nodes: Sequence[str] = ("web-1", "api-1"),
     now: datetime = NOW,
     mesh_name: str = "demo",
+    identities: Sequence[str] = ("api",),
 ) -> Pki:
-    """A root and one node CA per node (`node_ips(i)` for the i-th), all issued at `now`."""
+    """A root and one node CA per node (`node_ips(i)` for the i-th), all issued at `now`;
+    each node CA vouches for `identities` (its name constraints list their names)."""
     root_key = generate_key(key_type)
     root = issue_root(mesh_name=mesh_name, key=root_key, now=now, ttl_seconds=3650 * DAY)
     node_cas = {}
     for index, node in enumerate(nodes):
         key = generate_key(key_type)
-        spec = node_ca_spec(node, key_type=key_type, ips=node_ips(index))
+        spec = node_ca_spec(
+            node, key_type=key_type, ips=node_ips(index), identities=tuple(identities)
+        )
         cert = issue_node_ca(
             root_cert=root,
             root_key=root_key,

@@ -92,9 +92,10 @@ def test_node_ca_has_pathlen_zero_and_critical_name_constraints(pki: Pki, tmp_pa
     assert "CA:TRUE, pathlen:0" in text
     assert "Certificate Sign, CRL Sign" in text
     assert "X509v3 Name Constraints: critical" in text
-    assert f"DNS:{DOMAIN}" in text
+    assert f"DNS:web-1.{DOMAIN}\n" in text and f"DNS:api.{DOMAIN}\n" in text
+    assert f"DNS:{DOMAIN}\n" not in text  # its own names, never the whole mesh domain
     assert "IP:10.42.0.11/255.255.255.255" in text
-    assert f"URI:{TRUST_DOMAIN}" in text
+    assert "URI:" not in text  # no URI constraint: strict verifiers reject it
     subject = pki.node_cas["web-1"].cert.subject
     assert subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == "web-1 node CA"
 
@@ -118,13 +119,13 @@ def test_node_ca_constraints_cover_extra_names_wildcards_and_ipv6() -> None:
     assert isinstance(nc, x509.NameConstraints)
     permitted = [str(n.value) for n in nc.permitted_subtrees or []]
     assert permitted == [
-        DOMAIN,  # already covers api.mesh.demo.internal
+        f"web-1.{DOMAIN}",
+        f"api.{DOMAIN}",  # the identity on web-1; also the listed api.mesh.demo.internal
         "www.example.com",
         "apps.example.org",  # the parent of the wildcard
         "10.42.0.11/32",
         "fd42::11/128",
         "198.51.100.7/32",
-        TRUST_DOMAIN,
     ]
     assert nc.excluded_subtrees is None
 
@@ -283,9 +284,17 @@ def _forbidden_leaf(pki: Pki, sans: list[x509.GeneralName], cn: str = "api") -> 
         x509.DNSName("mesh.demo.internal.evil.example"),
         x509.IPAddress(ip_address("10.42.0.99")),
         x509.IPAddress(ip_address("fd42::99")),
-        x509.UniformResourceIdentifier("spiffe://other.internal/api"),
+        x509.DNSName(f"api-1.{DOMAIN}"),
+        x509.DNSName(f"db.{DOMAIN}"),
     ],
-    ids=["dns-elsewhere", "dns-suffix-trick", "ip-other-node", "ipv6-other", "uri-other-domain"],
+    ids=[
+        "dns-elsewhere",
+        "dns-suffix-trick",
+        "ip-other-node",
+        "ipv6-other",
+        "another-nodes-name",
+        "identity-not-on-this-node",
+    ],
 )
 def test_leaf_with_a_name_outside_the_node_ca_constraints_is_rejected(
     p256: Pki, outside: x509.GeneralName, tmp_path: Path

@@ -19,7 +19,10 @@ def test_node_ca_spec_permits_the_node_and_its_identities_names() -> None:
     assert spec.node == "web-1"
     assert spec.trust_domain == mesh.mesh.trust_domain
     assert spec.key_type == mesh.ca.key_type
-    assert spec.permitted_dns[0] == mesh.mesh.domain
+    assert spec.permitted_dns[0] == f"web-1.{mesh.mesh.domain}"
+    assert mesh.mesh.domain not in spec.permitted_dns  # never the whole mesh
+    for identity in mesh.identities_on("web-1"):
+        assert f"{identity}.{mesh.mesh.domain}" in spec.permitted_dns
     for name in mesh.nodes["web-1"].dns:
         assert name in spec.dns_names
     for identity in mesh.identities_on("web-1"):
@@ -41,14 +44,20 @@ def test_leaf_spec_follows_the_identity_then_the_cert_defaults() -> None:
     assert spec.ips[0] == ip_address("10.42.0.21")
 
 
-def test_names_already_under_the_mesh_domain_need_no_extra_subtree() -> None:
+def test_names_inside_a_permitted_name_need_no_extra_subtree() -> None:
     spec = NodeCASpec(
         node="n",
         trust_domain="t.example",
         domain="mesh.example",
-        dns_names=("x.mesh.example", "*.apps.example.org", "apps.example.org"),
+        identities=("api",),
+        dns_names=(
+            "x.n.mesh.example",
+            "*.apps.example.org",
+            "apps.example.org",
+            "api.mesh.example",
+        ),
     )
-    assert spec.permitted_dns == ("mesh.example", "apps.example.org")
+    assert spec.permitted_dns == ("n.mesh.example", "api.mesh.example", "apps.example.org")
 
 
 def test_importing_meshops_pki_does_not_load_cryptography() -> None:

@@ -80,6 +80,11 @@ class Mesh:
 def make_mesh(directory: Path) -> Mesh:
     """The mesh PKI and a foreign one, both P-256 and issued now."""
     now = datetime.now(UTC)
-    own = make_pki("ecdsa-p256", nodes=NODES, now=now)
-    foreign = make_pki("ecdsa-p256", nodes=NODES, now=now, mesh_name="someone else's")
+    # every node CA may vouch for each identity these tests issue (its name constraints
+    # list them), so a leaf from the wrong node's CA verifies and the RBAC must refuse it
+    placed = ("api", "web", "batch")
+    own = make_pki("ecdsa-p256", nodes=NODES, now=now, identities=placed)
+    foreign = make_pki(
+        "ecdsa-p256", nodes=NODES, now=now, mesh_name="someone else's", identities=placed
+    )
     return Mesh(own, foreign, directory)
