@@ -183,7 +183,7 @@ class _Renderer:
         if not summary:
             return []
         shown = self.take(summary)
-        body = [f"- {line}" for line in shown] + self.more(len(summary), len(shown))
+        body = [f"- {md_text(line)}" for line in shown] + self.more(len(summary), len(shown))
         title = f"state/ changes, verified as repo apply's signed output ({len(summary)})"
         return _details(title, body, open_=len(summary) <= 10)
 

@@ -25,6 +25,7 @@ from meshops.gitops.impact import NodeImpact
 from meshops.gitops.review import PlanLine, PlanSummary, Review, build_review
 from meshops.gitops.review import TestResults as Results
 from meshops.gitops.revisions import Snapshot
+from meshops.gitops.state_review import StateError, StateReview
 from meshops.gitops.warnings import ReviewWarning
 from meshops.policy import AccessDiff, Grant
 from meshops.report import plan_text, review_markdown, review_text
@@ -81,6 +82,7 @@ def hostile_review(h: str) -> Review:
         warnings=(ReviewWarning("wildcard-policy", h),),
         impacts=(NodeImpact(h, "changed", own_changes=(h,), reloads=(h,), certs_added=(h,)),),
         state_issues=(h,),
+        state=StateReview(changed=(h,), errors=(StateError(h, h),), summary=(h,)),
         plan=PlanSummary((PlanLine("create", h, h),), note=h),
         graph=Graph((Group((h,), (h, "api")),), (Edge(h, "api", h, "gained"),)),
         notes=(h,),
