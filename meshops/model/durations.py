@@ -124,6 +124,7 @@ class Duration(float):
             "type": "string",
             "pattern": _pattern(DURATION_BODY),
             "description": "a Go duration such as 90s, 16h or 1h30m (at most 2562047h)",
+            "$comment": "a Go duration such as 90s, 16h or 1h30m (at most 2562047h)",
             "examples": ["90s", "16h", "720h"],
         }
 
@@ -182,5 +183,6 @@ class RenewBefore:
             "type": "string",
             "pattern": _pattern(f"{PERCENT_BODY}|{DURATION_BODY}"),
             "description": "a Go duration before expiry (16h), or a share of the lifetime (33%)",
+            "$comment": "a Go duration before expiry (16h), or a share of the lifetime (33%)",
             "examples": ["33%", "16h"],
         }

@@ -113,7 +113,9 @@ class Certs(Strict):
     key_type: KeyType = Field(default="ecdsa-p256", description=f"leaf certificates' {_KEY_TYPE}")
     ttl: Duration = Field(default=Duration.parse("48h"), description="leaf certificate lifetime")
     renew_before: RenewBefore = Field(
-        default=RenewBefore.parse("33%"), description="renew this long (or share) before expiry"
+        default=RenewBefore.parse("33%"),
+        description="renew this long (or share) before expiry",
+        json_schema_extra={"default": "33%"},  # as written in mesh.yaml, not the dataclass
     )
 
 

@@ -70,6 +70,7 @@ class Port:
             "type": "string",
             "pattern": rf"^(?: *{PORT_NUMBER}/{PROTOCOL} *)$(?!\n)",  # see model.types.TextRule
             "description": "PORT/tcp or PORT/udp",
+            "$comment": "PORT/tcp or PORT/udp, the port from 1 to 65535",
             "examples": ["5432/tcp", "53/udp"],
         }
 

@@ -69,6 +69,9 @@ class TextRule:
             "type": "string",
             "pattern": self.schema_pattern,
             "description": description,
+            # the rule in words, kept when a field's own description replaces the one
+            # above (docs/mesh-yaml.md shows it in place of a long pattern)
+            "$comment": description,
             **extra,
         }
 
@@ -289,6 +292,7 @@ AnyIP = Annotated[
             "type": "string",
             "pattern": rf"^(?:{IPV4.body}|{IPV6.body})$(?!\n)",
             "description": "an IPv4 or IPv6 address",
+            "$comment": "an IPv4 or IPv6 address",
         }
     ),
 ]
