@@ -69,12 +69,22 @@ class Secrets(Strict):
     format: Literal["age", "sops"] = "age"
 
 
+# host: born on the node (`meshops host init`), enrolled by a pull request; sealed: made
+# by repo scope and sealed to the node's recipient in state/
+KeysHeld = Literal["host", "sealed"]
+
+
 class CA(Strict):
     key_type: KeyType = "ecdsa-p256"
     root_ttl: Duration = Duration.parse("87600h")
     node_ca_ttl: Duration = Duration.parse("720h")
     recipients: list[Recipient] = Field(
         default_factory=_list, description="who may unseal the root key"
+    )
+    node_keys: KeysHeld = Field(
+        default="sealed",
+        description="where node private keys are born and live, for nodes without their "
+        "own `keys:` (docs/keys.md)",
     )
 
 
@@ -142,7 +152,17 @@ class Node(Strict):
     endpoint: Endpoint | None = Field(
         default=None, description="host:port where peers reach this node (WireGuard nodes)"
     )
-    recipient: Recipient
+    recipient: Recipient | None = Field(
+        default=None,
+        description="the host key its sealed keys are sealed to (SSH or age X25519); "
+        "needed with `keys: sealed`",
+    )
+    keys: KeysHeld | None = Field(
+        default=None,
+        description="host: the node's keys are born on it and enrolled by a request in "
+        "enroll/<node>.yaml; sealed: repo scope makes them and seals them to `recipient` "
+        "(default: ca.node_keys)",
+    )
     wireguard: bool | None = Field(
         default=None,
         description="false: certificates, proxies and hosts only, no tunnel "
@@ -393,6 +413,14 @@ class Mesh(Strict):
         """Whether `node` runs WireGuard: its own `wireguard:`, else `wireguard.enabled`."""
         own = self.nodes[node].wireguard
         return self.wireguard.enabled if own is None else own
+
+    def keys_of(self, node: str) -> KeysHeld:
+        """Where `node`'s private keys live: its own `keys:`, else `ca.node_keys`."""
+        own = self.nodes[node].keys
+        return self.ca.node_keys if own is None else own
+
+    def host_held(self, node: str) -> bool:
+        return self.keys_of(node) == "host"
 
     def underlay_ips(self, node: str) -> list[IPv4Address | IPv6Address]:
         """Where `node` is reached without the overlay (certificates-only nodes publish
