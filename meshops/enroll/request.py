@@ -267,7 +267,7 @@ def _crl(
             )
         )
     try:
-        signed = bool(crl.is_signature_valid(public))  # type: ignore[arg-type]
+        signed = bool(crl.is_signature_valid(public))
     except Exception:
         signed = False
     if not signed:

@@ -40,13 +40,14 @@ class CertRecord:
     names: str = ""  # fingerprint of the names a node CA is constrained to
     issuer: str = ""  # fingerprint of the issuing root
     crl_sha256: str = ""  # sha256 of the (empty) CRL a node CA publishes beside itself
+    public_key: str = ""  # sha256 of a node CA's SubjectPublicKeyInfo: the key it certifies
 
 
 @dataclass
 class WireGuardRecord:
     public_key: str
-    key_sha256: str
-    recipients: str
+    key_sha256: str = ""  # sha256 of the sealed key file ("" when the host holds the key)
+    recipients: str = ""
 
 
 @dataclass
@@ -208,7 +209,7 @@ def _node_data(node: NodeRecord) -> dict[str, Any]:
     if node.address6:
         out["address6"] = node.address6
     if node.wireguard:
-        out["wireguard"] = vars(node.wireguard)
+        out["wireguard"] = _clean(vars(node.wireguard))
     if node.ca:
         out["ca"] = _clean(vars(node.ca))
     return out
