@@ -75,7 +75,8 @@ def test_a_request_round_trips_and_its_proofs_hold() -> None:
     [
         (lambda t: t.replace("node: node-1", "node: node-9"), "9:3", "wireguard.signature"),
         (lambda t: t.replace("mesh: demo", "mesh: other"), "9:3", "does not verify"),
-        (lambda t: re.sub(r'key: "sha256:[0-9a-f]{4}', 'key: "sha256:0000', t), "12:3", "node_ca.key"),
+        (lambda t: re.sub(r'key: "sha256:[0-9a-f]{4}', 'key: "sha256:0000', t), "12:3",
+         "node_ca.key"),
         (lambda t: re.sub(r"(signature: \")(.)", lambda m: m[1] + ("B" if m[2] == "A" else "A"), t),
          "9:3", "no proof of possession"),
     ],
@@ -160,10 +161,14 @@ def test_a_key_used_by_another_node_is_refused_once_on_the_later_request() -> No
     checked = check_enrolments(loaded, files, now=NOW, known=known)
     problems = [str(p) for p in checked.problems]
     assert len(problems) == 2, problems
-    assert problems[0].startswith("enroll/node-2.yaml:8:3: wireguard.public_key: this WireGuard "
-                                  "key is already used by node node-1 (enroll/node-1.yaml)")  # fmt: skip
-    assert problems[1].startswith("enroll/node-3.yaml:12:3: node_ca.key: this node CA key is "
-                                  "already used by node node-9 (state/state.yaml)")  # fmt: skip
+    assert problems[0].startswith(
+        "enroll/node-2.yaml:8:3: wireguard.public_key: this WireGuard key is already used by "
+        "node node-1 (enroll/node-1.yaml)"
+    )
+    assert problems[1].startswith(
+        "enroll/node-3.yaml:12:3: node_ca.key: this node CA key is already used by node "
+        "node-9 (state/state.yaml)"
+    )
     assert sorted(checked.proven) == ["node-1"]
 
 
@@ -213,9 +218,15 @@ def test_any_changed_byte_is_a_located_problem_or_changes_nothing_that_counts(
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=20),
-                    lambda inner: st.lists(inner, max_size=3)
-                    | st.dictionaries(st.text(max_size=8), inner, max_size=3), max_leaves=12))  # fmt: skip
+@given(
+    st.recursive(
+        st.none() | st.booleans() | st.integers() | st.text(max_size=20),
+        lambda inner: (
+            st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3)
+        ),
+        max_leaves=12,
+    )
+)
 def test_arbitrary_yaml_is_refused_with_located_problems(value: object) -> None:
     import yaml
 
