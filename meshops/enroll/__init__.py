@@ -42,6 +42,7 @@ def known_keys(state: StateDoc) -> dict[str, KnownKeys]:
         name: KnownKeys(
             rec.wireguard.public_key if rec.wireguard else None,
             (rec.ca.public_key or None) if rec.ca else None,
+            tuple(rec.retired),
         )
         for name, rec in state.nodes.items()
     }

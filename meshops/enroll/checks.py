@@ -33,6 +33,7 @@ class KnownKeys:
 
     wireguard: str | None = None  # base64
     node_ca: str | None = None  # sha256:<hex> of the node CA's SubjectPublicKeyInfo
+    retired: tuple[str, ...] = ()  # keys rotated away: "wg:<base64>", "ca:sha256:<hex>"
 
 
 @dataclass(frozen=True)
@@ -230,6 +231,10 @@ def _shared_keys(proven: Mapping[str, Proven], known: Mapping[str, KnownKeys]) -
             wg_owner.setdefault(keys.wireguard, f"node {node} (state/state.yaml)")
         if keys.node_ca:
             ca_owner.setdefault(keys.node_ca, f"node {node} (state/state.yaml)")
+        for retired in keys.retired:
+            kind, _, old_key = retired.partition(":")
+            by_kind = wg_owner if kind == "wg" else ca_owner
+            by_kind.setdefault(old_key, f"node {node} before a rotation (retired keys never enrol)")
     claims_wg: dict[str, str] = {}
     claims_ca: dict[str, str] = {}
     for node, proof in sorted(proven.items()):  # the first claim holds; later ones are refused
@@ -249,7 +254,7 @@ def _shared_keys(proven: Mapping[str, Proven], known: Mapping[str, KnownKeys]) -
                 who = f"node {other} ({request_path(other)})"
             else:
                 who = owners.get(key, "")
-                if who.startswith(f"node {node} "):
+                if who.startswith(f"node {node} (state"):
                     who = ""  # its own key, already enrolled
             if who:
                 problems.append(

@@ -302,6 +302,7 @@ def test_a_rotation_switches_n2_to_new_keys_while_n1_and_n3_keep_their_session(
     mesh.traffic()
     old_state = repo.state()["nodes"]["n2"]
     before = key_files(mesh, "n2")
+    old_request = (repo.path / "enroll" / "n2.yaml").read_bytes()
     rotated = host_init(mesh, "n2", "rotate-keys")
     assert "wrote" in rotated.stdout and "enroll/n2.yaml" in rotated.stdout
     waiting = key_files(mesh, "n2")
@@ -333,6 +334,19 @@ def test_a_rotation_switches_n2_to_new_keys_while_n1_and_n3_keep_their_session(
     assert curl(mesh, "n2", "web", "GET", "/v1/users") == "200"
     for node in NODES:
         assert mesh.plan(node).returncode == 0
+    # whoever copied n2's old keys cannot bring them back: the old request is refused
+    retired = repo.state()["nodes"]["n2"]["retired"]
+    assert f"wg:{old_state['wireguard']['public_key']}" in retired
+    (repo.path / "enroll" / "n2.yaml").write_bytes(old_request)
+    try:
+        refused = repo.meshops("validate")
+        assert refused.returncode == 1
+        assert (
+            "enroll/n2.yaml:8:3: wireguard.public_key: this WireGuard key is already used by "
+            "node n2 before a rotation (retired keys never enrol)" in refused.stderr
+        ), str(refused)
+    finally:
+        git(repo.path, "checkout", "-q", "--", "enroll/n2.yaml")
 
 
 def test_a_sealed_node_migrates_to_host_held_keys_while_the_others_keep_their_sessions(

@@ -363,6 +363,11 @@ class NodeCAResource(Resource[NodeCALive]):
             ttl_seconds=float(mesh.ca.node_ca_ttl),
         )
         crl = _request_crl(proof)
+        previous = scope.state.node(self.node).ca
+        if previous is not None and previous.public_key != proof.ca_key:
+            key = previous.public_key or _key_of(read_bytes(self.cert_path))
+            if key:
+                scope.state.node(self.node).retire(f"ca:{key}")
         remove(self.key_path)  # a sealed key of the node's past (migration) leaves state/
         scope.write(self.cert_path, cert_pem(cert), mode=0o644)
         scope.write(self.crl_path, crl, mode=0o644)
@@ -378,6 +383,17 @@ class NodeCAResource(Resource[NodeCALive]):
             public_key=proof.ca_key,
         )
         scope.save()
+
+
+def _key_of(cert: bytes | None) -> str:
+    """sha256 of the public key of a node CA certificate (PEM), "" when unreadable."""
+    from meshops.pki.keys import cert_public_key, public_fingerprint
+    from meshops.pki.parse import load_certificates
+
+    try:
+        return public_fingerprint(cert_public_key(load_certificates(cert or b"")[0]))
+    except MeshError:
+        return ""
 
 
 def _request_crl(proof: Proven) -> bytes:

@@ -56,6 +56,13 @@ class NodeRecord:
     address6: str | None = None
     wireguard: WireGuardRecord | None = None
     ca: CertRecord | None = None
+    # keys this node enrolled or held before a rotation or a move to host-held keys
+    # ("wg:<base64>", "ca:sha256:<hex>"): a retired key never enrols again
+    retired: list[str] = field(default_factory=list)
+
+    def retire(self, key: str) -> None:
+        if key not in self.retired:
+            self.retired.append(key)
 
 
 @dataclass
@@ -168,6 +175,7 @@ class StateDoc:
                     address6=raw.get("address6"),
                     wireguard=WireGuardRecord(**wg) if wg else None,
                     ca=CertRecord(**ca) if ca else None,
+                    retired=[str(k) for k in raw.get("retired") or []],
                 )
             crl = data.get("crl") or {}
             ca = data.get("ca") or {}
@@ -212,6 +220,8 @@ def _node_data(node: NodeRecord) -> dict[str, Any]:
         out["wireguard"] = _clean(vars(node.wireguard))
     if node.ca:
         out["ca"] = _clean(vars(node.ca))
+    if node.retired:
+        out["retired"] = list(node.retired)
     return out
 
 

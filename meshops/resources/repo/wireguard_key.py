@@ -137,7 +137,10 @@ class WireGuardKeyResource(Resource[SealedFile]):
             remove(self.path)  # a sealed key of the node's past (migration) leaves state/
             proof = scope.enrolments[self.node]
             assert proof.wireguard_key is not None  # checked with the request
-            scope.state.node(self.node).wireguard = WireGuardRecord(proof.wireguard_key, "", "")
+            record = scope.state.node(self.node)
+            if record.wireguard is not None and record.wireguard.public_key != proof.wireguard_key:
+                record.retire(f"wg:{record.wireguard.public_key}")
+            record.wireguard = WireGuardRecord(proof.wireguard_key, "", "")
             scope.save()
             return
         node = scope.mesh.nodes[self.node]

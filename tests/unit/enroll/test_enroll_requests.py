@@ -234,3 +234,19 @@ def test_arbitrary_yaml_is_refused_with_located_problems(value: object) -> None:
     with pytest.raises(ValidationFailed) as caught:
         parse_request(text, "enroll/x.yaml")
     assert caught.value.problems
+
+
+def test_a_key_retired_by_a_rotation_never_enrols_again() -> None:
+    """A thief of a host's old keys (the reason it rotated) cannot bring them back with a
+    replayed or fresh request: state.yaml keeps the keys the node rotated away."""
+    loaded = load_text(host_mesh(1))
+    old_wg, old_ca = generate_private_key(), generate_key("ecdsa-p256")
+    replay = request_for("node-1", wireguard=old_wg, ca_key=old_ca).render()
+    proven = prove(*parse_request(replay, "x"))
+    retired = (f"wg:{proven.wireguard_key}", f"ca:{proven.ca_key}")
+    known = {"node-1": KnownKeys(wireguard="b64-of-the-new-key", retired=retired)}
+    problems = [p.message for p in check_enrolments(loaded, {"node-1.yaml": replay}, now=NOW,
+                                                    known=known).problems]  # fmt: skip
+    assert len(problems) == 2, problems
+    assert all("already used by node node-1 before a rotation (retired keys never enrol)" in m
+               for m in problems)  # fmt: skip
