@@ -15,15 +15,17 @@ import contextlib
 import os
 import re
 import shutil
+import stat
 import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from ipaddress import ip_address
 from pathlib import Path
 
 import pytest
+import yaml
 from mesh_fixtures import WG_PORT, BedMesh, bed_mesh, git, openssl, wait_for_port
 from test_repo_support import MESHOPS, KeyRing, Result, keyring
 from testbed import unavailable_reason
@@ -254,7 +256,7 @@ def _forge(mesh: BedMesh, node: str, text: bytes) -> tuple[Result, Result]:
     finally:
         git(repo.path, "checkout", "-q", "-f", "main")
         git(repo.path, "branch", "-q", "-D", "forged")
-        mesh.repo.data = __import__("yaml").safe_load((repo.path / "mesh.yaml").read_text())
+        mesh.repo.data = yaml.safe_load((repo.path / "mesh.yaml").read_text())
 
 
 def test_forged_requests_fail_validate_and_review_with_located_errors(mesh: BedMesh) -> None:
@@ -390,3 +392,53 @@ def test_a_sealed_node_migrates_to_host_held_keys_while_the_others_keep_their_se
                 assert now[key] == kept[node][key], f"{node} lost its session with {peer}"
     for node in [*NODES, SPARE]:
         assert mesh.plan(node).returncode == 0
+
+
+def test_renewal_re_signs_the_enrolled_key_and_a_host_with_other_keys_is_told_why(
+    tmp_path: Path, keyring: KeyRing, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No namespace needed: a certificates-only node. The node CA is renewed by repo
+    scope alone (same public key, new serial), the host issues leaves from it; a host
+    whose keys are not the enrolled ones stops with what to do."""
+    from cryptography import x509
+    from test_repo_support import new_repo
+
+    repo = new_repo(tmp_path / "mesh", keyring, nodes=0)
+    repo.data["nodes"]["c1"] = {"wireguard": False, "ips": ["192.0.2.50"], "keys": "host"}
+    repo.data["identities"] = {"app": {"nodes": ["c1"]}}
+    repo.write_mesh()
+    root = tmp_path / "root-c1"
+    host = ["--node", "c1", "--root", str(root)]
+    made = repo.meshops("host", "init", "--keys", "host", *host)
+    assert made.returncode == 0, str(made)
+    assert stat_mode(root / "etc/meshops/keys/ca.key") == 0o600
+    repo.apply()
+
+    def node_ca() -> x509.Certificate:
+        return x509.load_pem_x509_certificate((repo.state_dir / "nodes/c1/ca.crt").read_bytes())
+
+    first = node_ca()
+    later = datetime.now(UTC) + timedelta(hours=700)
+    monkeypatch.setenv("MESHOPS_TEST_NOW", later.isoformat(timespec="seconds"))
+    renewed = repo.apply()
+    assert 'ca.node["c1"]: expires in' in renewed.stdout, renewed.stdout
+    second = node_ca()
+    assert second.serial_number != first.serial_number
+    assert second.public_key() == first.public_key()  # the same key: no help from the host
+    assert not list((repo.state_dir / "nodes/c1").glob("*.age"))
+    applied = repo.meshops("apply", "--auto-approve", *host)
+    assert applied.returncode == 0, str(applied)
+    leaf = x509.load_pem_x509_certificates((root / "etc/meshops/tls/app/cert.pem").read_bytes())
+    assert leaf[1] == second
+
+    replaced = repo.meshops("host", "init", "--keys", "host", "--force", *host)
+    assert replaced.returncode == 0, str(replaced)
+    (root / "etc/meshops/tls/app/cert.pem").unlink()  # so the leaf must be issued again
+    refused = repo.meshops("apply", "--auto-approve", *host)
+    assert refused.returncode == 1
+    assert "is not one of this host's keys" in refused.stderr, str(refused)
+    assert "the enrolment of this host's keys is not applied yet" in refused.stderr
+
+
+def stat_mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
