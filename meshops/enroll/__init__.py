@@ -54,22 +54,38 @@ def recorded_addresses(state: StateDoc) -> dict[str, list[str]]:
     }
 
 
+VERIFIED_CACHE = "meshops-enrol-cache.json"
+
+
 def load_enrolments(
     loaded: Loaded, mesh_dir: Path, state: StateDoc, *, now: datetime, display_dir: str = ""
 ) -> Enrolments:
-    """Check the requests of the checkout at `mesh_dir` against its mesh and state."""
+    """Check the requests of the checkout at `mesh_dir` against its mesh and state.
+
+    Requests whose signatures held before (by sha256, remembered under .git/, this
+    checkout's own) are not verified again: a 1,000-node plan would spend seconds on
+    signatures that cannot have changed. Review verifies from git objects, uncached.
+    """
     from meshops.enroll.checks import check_enrolments
+    from meshops.resources.repo.state import StateLayout, local_cache, store_local_cache
 
     files = read_request_files(mesh_dir)
     if not files and not any(loaded.mesh.host_held(n) for n in loaded.mesh.nodes):
         from meshops.enroll.checks import Enrolments
 
         return Enrolments()
-    return check_enrolments(
+    layout = StateLayout(mesh_dir)
+    cached = local_cache(layout, VERIFIED_CACHE, "verified-1")
+    verified = frozenset(cached) if isinstance(cached, list) else frozenset()
+    checked = check_enrolments(
         loaded,
         files,
         now=now,
         known=known_keys(state),
         addresses=recorded_addresses(state),
         display_dir=display_dir,
+        verified=verified,
     )
+    if checked.verified != verified:
+        store_local_cache(layout, VERIFIED_CACHE, "verified-1", sorted(checked.verified))
+    return checked

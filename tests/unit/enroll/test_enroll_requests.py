@@ -250,3 +250,15 @@ def test_a_key_retired_by_a_rotation_never_enrols_again() -> None:
     assert len(problems) == 2, problems
     assert all("already used by node node-1 before a rotation (retired keys never enrol)" in m
                for m in problems)  # fmt: skip
+
+
+def test_verified_requests_are_remembered_by_digest_and_an_edit_is_verified_again() -> None:
+    import hashlib
+
+    loaded = load_text(host_mesh(1))
+    good = request_for("node-1").render()
+    first = check_enrolments(loaded, {"node-1.yaml": good}, now=NOW)
+    assert first.verified == {hashlib.sha256(good).hexdigest()}
+    edited = re.sub(rb'(signature: ")(.)', lambda m: m[1] + (b"B" if m[2] == b"A" else b"A"), good)
+    again = check_enrolments(loaded, {"node-1.yaml": edited}, now=NOW, verified=first.verified)
+    assert again.verified == frozenset() and "wireguard.signature" in str(again.problems[0])
