@@ -45,8 +45,8 @@ def make_request(
         created_at=utc(now).replace(microsecond=0).isoformat(timespec="seconds"),
         key_type=key_type_of(ca_key),
         ca_key=public_fingerprint(ca_key.public_key()),
-        csr_pem=csr.public_bytes(Encoding.PEM).decode(),
-        crl_pem=crl.public_bytes(Encoding.PEM).decode(),
+        csr=base64.b64encode(csr.public_bytes(Encoding.DER)).decode(),
+        crl=base64.b64encode(crl.public_bytes(Encoding.DER)).decode(),
         wireguard_key=(
             base64.b64encode(xeddsa.public_key(wireguard_private)).decode()
             if wireguard_private is not None

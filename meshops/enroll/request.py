@@ -11,10 +11,11 @@
     node_ca:
       key_type: ecdsa-p256
       key: sha256:<fingerprint of the CSR's public key (SubjectPublicKeyInfo DER)>
-      csr: |
-        -----BEGIN CERTIFICATE REQUEST-----   (CN "<node> node CA", self-signed)
-      crl: |
-        -----BEGIN X509 CRL-----              (empty, signed by the node CA key)
+      csr: <base64 DER: CN "<node> node CA", self-signed>
+      crl: <base64 DER: empty, signed by the node CA key>
+
+DER in base64 on one line, as every value a meshops YAML file holds (no multi-line
+text): `openssl req -inform DER` and `openssl crl -inform DER` read it decoded.
 
 Proof of possession: the CSR is signed by the node CA key, and so is the CRL; the
 WireGuard key signs `signed_text()`, which names the mesh, the node, the time and the
@@ -83,8 +84,8 @@ class Request:
     created_at: str
     key_type: str
     ca_key: str  # sha256:<hex> of the CSR's SubjectPublicKeyInfo
-    csr_pem: str
-    crl_pem: str
+    csr: str  # base64 of the DER certificate request
+    crl: str  # base64 of the DER CRL
     wireguard_key: str | None = None  # base64
     wireguard_signature: str | None = None  # base64
 
@@ -114,16 +115,10 @@ class Request:
             "node_ca:",
             f"  key_type: {self.key_type}",
             f'  key: "{self.ca_key}"',
-            "  csr: |",
-            *_indented(self.csr_pem),
-            "  crl: |",
-            *_indented(self.crl_pem),
+            f'  csr: "{self.csr}"',
+            f'  crl: "{self.crl}"',
         ]
         return ("\n".join(lines) + "\n").encode()
-
-
-def _indented(pem: str) -> list[str]:
-    return [f"    {line}" for line in pem.strip().splitlines()]
 
 
 def parse_request(data: bytes, name: str) -> tuple[Request, Document]:
@@ -151,8 +146,8 @@ def parse_request(data: bytes, name: str) -> tuple[Request, Document]:
         created_at=model.created_at,
         key_type=model.node_ca.key_type,
         ca_key=model.node_ca.key,
-        csr_pem=model.node_ca.csr,
-        crl_pem=model.node_ca.crl,
+        csr=model.node_ca.csr,
+        crl=model.node_ca.crl,
         wireguard_key=wg.public_key if wg else None,
         wireguard_signature=wg.signature if wg else None,
     )
@@ -205,10 +200,10 @@ def prove(request: Request, doc: Document, *, signatures: bool = True) -> Proven
 
     where_csr = ("node_ca", "csr")
     try:
-        csr = x509.load_pem_x509_csr(request.csr_pem.encode())
-    except ValueError as exc:
+        csr = x509.load_der_x509_csr(base64.b64decode(request.csr, validate=True))
+    except (ValueError, binascii.Error) as exc:
         raise ValidationFailed(
-            [doc.problem(where_csr, f"not a PEM certificate request: {exc}")]
+            [doc.problem(where_csr, f"not a certificate request (base64 DER): {exc}")]
         ) from None
     problems: list[Problem] = []
     try:
@@ -254,9 +249,9 @@ def _crl(
 
     where = ("node_ca", "crl")
     try:
-        crl = x509.load_pem_x509_crl(request.crl_pem.encode())
-    except ValueError as exc:
-        problems.append(doc.problem(where, f"not a PEM CRL: {exc}"))
+        crl = x509.load_der_x509_crl(base64.b64decode(request.crl, validate=True))
+    except (ValueError, binascii.Error) as exc:
+        problems.append(doc.problem(where, f"not a CRL (base64 DER): {exc}"))
         return None
     issuer = crl.issuer.rfc4514_string()
     if issuer != node_ca_subject(request.node):

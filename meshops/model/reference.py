@@ -53,9 +53,10 @@ def _type(node: dict[str, Any], defs: dict[str, Any]) -> str:
     if "const" in node:
         return f"`{json.dumps(node['const'])}`"
     if "enum" in node:
-        return " | ".join(f"`{v}`" for v in node["enum"])
+        return " | ".join(dict.fromkeys(f"`{v}`" for v in node["enum"]))
     if "anyOf" in node:
-        return " or ".join(_type(o, defs) for o in node["anyOf"])
+        kinds = dict.fromkeys(_type(o, defs) for o in node["anyOf"])
+        return " or ".join(kinds)
     kind = node.get("type")
     if kind == "array":
         inner = _type(node.get("items", {}), defs)
@@ -70,9 +71,21 @@ def _type(node: dict[str, Any], defs: dict[str, Any]) -> str:
     return f"{kind} ({fmt})" if fmt else str(kind or "any")
 
 
+# a pattern is given in words (its `$comment`); one longer than this without words is
+# named, not printed: the schema has it whole
+PATTERN_SHOWN = 40
+
+
 def _rule(node: dict[str, Any]) -> str:
     node, _ = _non_null(node)
     parts = []
+    pattern = node.get("pattern")
+    words = node.get("$comment")
+    if isinstance(pattern, str) and (words or len(pattern) > PATTERN_SHOWN):
+        words = str(words or "a pattern (see the JSON Schema)")
+        examples = ", ".join(f"`{e}`" for e in (node.get("examples") or [])[:3])
+        parts.append(f"{words} (e.g. {examples})" if examples else words)
+        node = {k: v for k, v in node.items() if k != "pattern"}
     for key, label in (
         ("pattern", "matches"),
         ("minimum", "≥"),
@@ -92,8 +105,7 @@ def _rule(node: dict[str, Any]) -> str:
     if isinstance(names, dict) and _rule(names):
         parts.append(f"keys {_rule(names)}")
     if "anyOf" in node:
-        inner = [r for r in (_rule(o) for o in node["anyOf"]) if r]
-        parts.extend(inner)
+        parts.extend(dict.fromkeys(r for r in (_rule(o) for o in node["anyOf"]) if r))
     return "; ".join(parts)
 
 
