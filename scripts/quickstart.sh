@@ -74,8 +74,10 @@ echo "operator recipient: $operator"
 run meshops init "$repo" --name quickstart --recipient "$operator"
 declare -A recipient=()
 for node in web-1 api-1; do
-  # each host makes its own identity and host.yaml (node, repository, identity)
-  recipient[$node]=$(meshops host init --node "$node" --repo "$repo" --root "$work/$node" 2>/dev/null |
+  # each host makes its own identity and host.yaml (node, repository, identity); this
+  # quick start seals node keys to it (docs/keys.md has the host-held way)
+  recipient[$node]=$(meshops host init --node "$node" --keys sealed --repo "$repo" \
+    --root "$work/$node" 2>/dev/null |
     sed -n 's/^recipient: //p')
   echo "$node recipient: ${recipient[$node]}"
 done
