@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
 # meshops working on this one machine, in under a minute (docs/quickstart.md):
+#   0. the example mesh, examples/mesh.yaml: validated (its policy tests run) and its
+#      access graph drawn;
 #   1. an operator key and a mesh repository of two nodes, web-1 and api-1, applied at
 #      repo scope (the root CA and a CA per node, sealed to their keys) and committed;
 #   2. both hosts applied under --root directories with WireGuard off (certificates
@@ -65,6 +67,11 @@ trap 'exit 130' INT TERM
 
 step() { printf '\n== %s\n' "$*"; }
 run() { printf '$ %s\n' "$*"; "$@"; }
+
+# -- 0. the example mesh -----------------------------------------------------------------
+step "0. the example mesh: examples/mesh.yaml"
+run meshops -f examples/mesh.yaml validate
+run meshops -f examples/mesh.yaml graph
 
 # -- 1. repository ----------------------------------------------------------------------
 step "1. an operator key and a mesh repository ($work)"
