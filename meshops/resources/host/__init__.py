@@ -131,6 +131,10 @@ def compile_host(scope: HostScope, *, now: datetime) -> list[Resource[Any]]:
         out += _firewall(scope)  # before the tunnel: default deny from the first packet
         out += _wireguard(scope)
     out.append(HostsResource(scope))
+    if scope.host_held:
+        from meshops.resources.host.local_keys import LocalKeysResource
+
+        out.append(LocalKeysResource(scope, after=[r.address for r in out]))
     out.append(StaleFilesResource(scope, [path for r in out for path in r.owns]))
     return out
 
@@ -286,7 +290,7 @@ def open_host(
             session.live = (scope.link(), scope.device())
 
     def preflight(plan: Plan, rt: Runtime) -> None:
-        from meshops.resources.host.scope import NODE_KEY_NEED, WIREGUARD_NEED
+        from meshops.resources.host.scope import WIREGUARD_NEED
 
         if WIREGUARD_NEED in plan.needs():
             from meshops.providers.wireguard import userspace
@@ -296,7 +300,7 @@ def open_host(
                 f"{userspace.support_problem() or 'no WireGuard implementation'}",
                 hint=userspace.INSTALL_HINT,
             )
-        if NODE_KEY_NEED in plan.needs():
+        if scope.key_need in plan.needs():
             if any(c.address.startswith("cert.leaf") for c in plan.actionable):
                 scope.node_ca(rt)
             if any(c.address.startswith("wireguard.interface") for c in plan.actionable):

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from meshops.engine.plan import Action, Change, Impact
 from meshops.engine.resource import Observed, Resource, fingerprint_of
 from meshops.errors import MeshError
-from meshops.resources.host.scope import NODE_KEY_NEED, ROOT_NEED, WIREGUARD_NEED, HostScope
+from meshops.resources.host.scope import ROOT_NEED, WIREGUARD_NEED, HostScope
 
 if TYPE_CHECKING:
     from meshops.engine.runtime import Runtime
@@ -62,7 +62,7 @@ class InterfaceResource(Resource[InterfaceLive]):
             {"mtu": live.mtu, "listen_port": live.listen_port, "public_key": live.public_key,
              "up": live.up} if live.exists else None
         )  # fmt: skip
-        needs: tuple[str, ...] = (ROOT_NEED, NODE_KEY_NEED)
+        needs: tuple[str, ...] = (ROOT_NEED, self.scope.key_need)
         if not live.exists:
             from meshops.providers.wireguard.userspace import support_problem
 
