@@ -306,6 +306,16 @@ def open_host(
             if any(c.address.startswith("wireguard.interface") for c in plan.actionable):
                 scope.wg_private_key(rt)
 
+    def notes(plan: Plan, rt: Runtime) -> list[str]:
+        # what apply will refuse, said before it is tried: files in the way of a change
+        from meshops.engine.plan import Action
+        from meshops.providers.owned import REFUSAL_HINT
+
+        changing = {c.address for c in plan.actionable if c.action is not Action.DELETE}
+        paths = [p for r in resources if r.address in changing for p in r.owns]
+        refusals = [refusal for p in paths if (refusal := scope.owned.refusal(p)) is not None]
+        return [f"apply will stop at this: {refusal} ({REFUSAL_HINT})" for refusal in refusals]
+
     applied = {str(scope.last.get("plan_id"))} if scope.last.get("plan_id") else set()
     return Scope(
         name=f"node:{node}",
@@ -316,6 +326,7 @@ def open_host(
         applied_ids=applied,
         preflight=preflight,
         record=record,
+        notes=notes,
         keep_going=True,
         refused=scope.trust.error,
     )
