@@ -295,7 +295,6 @@ class NodeCAResource(Resource[NodeCALive]):
         )
         from meshops.pki.crl import build_crl, crl_pem
         from meshops.pki.keys import public_fingerprint
-        from meshops.pki.parse import cert_fingerprint
 
         mesh = scope.mesh
         root_cert, root_key = scope.root_material(rt)
@@ -332,25 +331,14 @@ class NodeCAResource(Resource[NodeCALive]):
         )
         scope.write(self.crl_path, crl, mode=0o644)
         self._revoke_superseded(rt)
-        scope.state.node(self.node).ca = CertRecord(
-            fingerprint=cert_fingerprint(cert),
-            serial=format(cert.serial_number, "x"),
-            not_after=cert.not_valid_after_utc.isoformat(timespec="seconds"),
-            key_type=mesh.ca.key_type,
-            key_sha256=sha256_hex(sealed),
-            recipients=recipients_fingerprint([recipient]),
-            names=names_fingerprint(spec),
-            issuer=cert_fingerprint(root_cert),
-            crl_sha256=sha256_hex(crl),
-            public_key=public_fingerprint(key.public_key()),
-        )
-        scope.save()
+        self._record(cert, spec, root_cert, crl, public_fingerprint(key.public_key()),
+                     key_sha256=sha256_hex(sealed),
+                     recipients=recipients_fingerprint([recipient]))  # fmt: skip
 
     def _issue_enrolled(self, root_cert: Any, root_key: Any, spec: NodeCASpec, rt: Runtime) -> None:
         """Sign the node CA for the public key of the node's request: no private key of
         the node is made, seen or sealed here; its CRL is the one the host signed."""
         from meshops.pki import cert_pem, issue_node_ca
-        from meshops.pki.parse import cert_fingerprint
 
         scope, mesh = self.scope, self.scope.mesh
         proof = scope.enrolments[self.node]
@@ -372,17 +360,26 @@ class NodeCAResource(Resource[NodeCALive]):
         scope.write(self.cert_path, cert_pem(cert), mode=0o644)
         scope.write(self.crl_path, crl, mode=0o644)
         self._revoke_superseded(rt)
-        scope.state.node(self.node).ca = CertRecord(
+        self._record(cert, spec, root_cert, crl, proof.ca_key)
+
+    def _record(self, cert: Any, spec: NodeCASpec, root_cert: Any, crl: bytes, public_key: str,
+                *, key_sha256: str = "", recipients: str = "") -> None:  # fmt: skip
+        """Record the issued node CA in state.yaml (with its sealed key's facts, if any)."""
+        from meshops.pki.parse import cert_fingerprint
+
+        self.scope.state.node(self.node).ca = CertRecord(
             fingerprint=cert_fingerprint(cert),
             serial=format(cert.serial_number, "x"),
             not_after=cert.not_valid_after_utc.isoformat(timespec="seconds"),
-            key_type=mesh.ca.key_type,
+            key_type=self.scope.mesh.ca.key_type,
+            key_sha256=key_sha256,
+            recipients=recipients,
             names=names_fingerprint(spec),
             issuer=cert_fingerprint(root_cert),
             crl_sha256=sha256_hex(crl),
-            public_key=proof.ca_key,
+            public_key=public_key,
         )
-        scope.save()
+        self.scope.save()
 
 
 def _key_of(cert: bytes | None) -> str:
