@@ -127,9 +127,14 @@ def compile_host(scope: HostScope, *, now: datetime) -> list[Resource[Any]]:
         if ident.on_renew:
             out.append(HookResource(f'hook.on_renew["{identity}"]', ident.on_renew,
                                     [leaf.address], env=hook_facts(scope, identity)))  # fmt: skip
-    if scope.tunnelled:  # certificates only: no overlay to tunnel or filter
+    if scope.tunnelled:
         out += _firewall(scope)  # before the tunnel: default deny from the first packet
         out += _wireguard(scope)
+    else:  # certificates only: a tunnel meshops made before goes, then its filter
+        from meshops.resources.host.wireguard import RetiredTunnelResource
+
+        out.append(RetiredTunnelResource(scope))
+        out += _firewall(scope)
     out.append(HostsResource(scope))
     if scope.host_held:
         from meshops.resources.host.local_keys import LocalKeysResource
@@ -290,6 +295,7 @@ def open_host(
             session.live = (scope.link(), scope.device())
 
     def preflight(plan: Plan, rt: Runtime) -> None:
+        from meshops.engine.plan import Action
         from meshops.resources.host.scope import WIREGUARD_NEED
 
         if WIREGUARD_NEED in plan.needs():
@@ -303,7 +309,8 @@ def open_host(
         if scope.key_need in plan.needs():
             if any(c.address.startswith("cert.leaf") for c in plan.actionable):
                 scope.node_ca(rt)
-            if any(c.address.startswith("wireguard.interface") for c in plan.actionable):
+            if any(c.address.startswith("wireguard.interface") and c.action is not Action.DELETE
+                   for c in plan.actionable):  # fmt: skip
                 scope.wg_private_key(rt)
 
     def notes(plan: Plan, rt: Runtime) -> list[str]:
