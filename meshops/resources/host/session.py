@@ -53,16 +53,15 @@ class HostSession:
             self.mesh_digest = digest
         return self.loaded
 
-    def state_of(self, layout: StateLayout) -> StateDoc:
-        """state.yaml's record, parsed again only when its bytes changed."""
-        from meshops.resources.repo.state import StateDoc, load_state
+    def state_of(self, layout: StateLayout, text: bytes | None) -> StateDoc:
+        """state.yaml's record from its bytes, parsed again only when they changed."""
+        from meshops.resources.repo.state import StateDoc, state_from
 
-        try:
-            digest = hashlib.sha256(layout.state_file.read_bytes()).hexdigest()
-        except FileNotFoundError:
+        if text is None:
             return StateDoc()
+        digest = hashlib.sha256(text).hexdigest()
         if digest != self.state_digest or self.state is None:
-            self.state = load_state(layout)
+            self.state = state_from(layout, text)
             self.state_digest = digest
         return self.state
 

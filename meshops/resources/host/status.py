@@ -95,14 +95,12 @@ CRL_WARN_FRACTION = 0.25  # of a CRL's validity left: repo apply re-signs at one
 
 def _crls(scope: HostScope, now: datetime) -> list[dict[str, Any]]:
     """The root CRL(s) and every node CA's CRL, as this host hands them to proxies."""
-    from meshops.providers.files import read_bytes
-
     found = []
     layout = scope.layout
     for path, kind in [(layout.crl, "root")] + [
         (layout.node_crl(n), "node CA") for n in sorted(scope.state.nodes)
     ]:
-        found += [_crl(crl, kind, now) for crl in _load_crls(read_bytes(path))]
+        found += [_crl(crl, kind, now) for crl in _load_crls(scope.state_bytes(path))]
     return found
 
 

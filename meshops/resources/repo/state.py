@@ -189,11 +189,19 @@ class StateDoc:
 
     @classmethod
     def parse(cls, text: bytes | str, where: str) -> StateDoc:
-        loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+        from meshops.resources.repo.state_text import read
+
         try:
-            data = yaml.load(text, Loader=loader)
-        except yaml.YAMLError as exc:
-            raise MeshError(f"{where}: cannot parse state file: {exc}") from None
+            decoded = text.decode("utf-8") if isinstance(text, bytes) else text
+        except UnicodeDecodeError:
+            decoded = None
+        data = read(decoded) if decoded is not None else None
+        if data is None:  # not as meshops writes it: what a YAML loader makes of it
+            loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+            try:
+                data = yaml.load(text, Loader=loader)
+            except yaml.YAMLError as exc:
+                raise MeshError(f"{where}: cannot parse state file: {exc}") from None
         return cls.from_data(data, where)
 
 
@@ -287,6 +295,12 @@ def load_state(layout: StateLayout) -> StateDoc:
         text = layout.state_file.read_bytes()
     except FileNotFoundError:
         return StateDoc()
+    return state_from(layout, text)
+
+
+def state_from(layout: StateLayout, text: bytes) -> StateDoc:
+    """state.yaml's record from its bytes (read and checked by the caller), through the
+    parse cache."""
     where = layout.relative(layout.state_file)
     digest = hashlib.sha256(text).hexdigest()
     cached = _read_cache(layout, digest)
