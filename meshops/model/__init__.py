@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -20,7 +20,21 @@ class Loaded:
     """A mesh that passed validation, with its source for locating later messages."""
 
     mesh: Mesh
-    document: Document
+    parsed: Document | None = None
+    source: tuple[bytes, str] | None = field(default=None, repr=False)  # (text, name)
+
+    @classmethod
+    def unparsed(cls, mesh: Mesh, text: bytes, name: str) -> Loaded:
+        """A mesh validated earlier (a cache of it): the text is parsed for positions
+        only if a message needs them."""
+        return cls(mesh, None, (text, name))
+
+    @property
+    def document(self) -> Document:
+        if self.parsed is None:
+            assert self.source is not None
+            self.parsed = parse_yaml(*self.source)
+        return self.parsed
 
     @cached_property
     def access(self) -> AccessTable:

@@ -38,10 +38,12 @@ class HostSession:
     # set by watch for one run: plan from `live` instead of reading the device again
     trust_live: bool = False
 
-    def load(self, path: Path, display: str) -> Loaded:
-        """The validated mesh in `path`, parsed again only when its bytes changed."""
+    def load(self, path: Path, display: str, lib_dir: Path) -> Loaded:
+        """The validated mesh in `path`, parsed again only when its bytes changed (the
+        host's cache of validated meshes serves the first run)."""
         from meshops.model import from_document
-        from meshops.model.loader import parse_yaml, read_document
+        from meshops.model.loader import read_document
+        from meshops.resources.host.mesh_cache import validated
 
         try:
             data = path.read_bytes()
@@ -49,7 +51,7 @@ class HostSession:
             return from_document(read_document(path, display), run_tests=False)  # its error
         digest = hashlib.sha256(data).hexdigest()
         if digest != self.mesh_digest or self.loaded is None:
-            self.loaded = from_document(parse_yaml(data, display), run_tests=False)
+            self.loaded = validated(data, display, lib_dir, keep=False)  # memory is enough
             self.mesh_digest = digest
         return self.loaded
 

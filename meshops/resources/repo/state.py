@@ -377,4 +377,5 @@ def _write_cache(layout: StateLayout, digest: str, data: Any, name: str = CACHE_
         return
     body = json.dumps({"sha256": digest, "data": data}, separators=(",", ":"))
     with contextlib.suppress(MeshError):  # a read-only checkout just goes uncached
-        write_atomic(path, body.encode(), mode=0o644, fsync=False)
+        # only where the directory is: a host's plan before its first apply writes nothing
+        write_atomic(path, body.encode(), mode=0o644, fsync=False, make_dirs=False)

@@ -1,0 +1,114 @@
+"""The validated mesh a host last loaded, kept in /var/lib/meshops/mesh.cache.
+
+Parsing mesh.yaml with positions and validating it (the schema, the semantic checks)
+is about a sixth of a no-op host plan on a 1,000-node mesh, and mesh.yaml changes far
+less often than hosts plan. A host run therefore keeps the validated model, keyed by
+the sha256 of mesh.yaml's bytes and by the meshops code that validated it; a run whose
+mesh.yaml has the same bytes takes the model from the cache. The positions (for
+messages that point into mesh.yaml) are parsed again only if something asks for them.
+
+The cache is a pickle, read by an unpickler that can name nothing but the classes of
+meshops' mesh model and of `ipaddress`: a damaged or planted file cannot make meshops
+run code. Anything that does not load is ignored, and mesh.yaml is validated again.
+The cache is written (0600, like the rest of /var/lib/meshops only by root) where
+/var/lib/meshops exists, that is after a host's first apply; a plan on a host that
+never applied writes nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import pickle
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from meshops.errors import MeshError
+from meshops.providers.files import read_bytes, write_atomic
+
+if TYPE_CHECKING:
+    from meshops.model import Loaded
+
+CACHE_FILE = "mesh.cache"
+_MAGIC = b"meshops validated mesh 1 "
+# what validation depends on: a change to any of these files is a different validator
+_VALIDATOR_PACKAGES = ("model", "policy")
+_MODEL_MODULES = frozenset(
+    {"meshops.model.mesh", "meshops.model.types", "meshops.model.durations", "meshops.model.port"}
+)
+_IP_TYPES = frozenset({"IPv4Address", "IPv6Address", "IPv4Network", "IPv6Network"})
+
+
+def load_validated(path: Path, display: str, lib_dir: Path, *, keep: bool = True) -> Loaded:
+    """mesh.yaml at `path`, validated (no policy tests), from the cache when its bytes
+    are the ones cached; else validated and (`keep`, where lib_dir exists) cached."""
+    from meshops.model import from_document
+    from meshops.model.loader import read_document
+
+    data = read_bytes(path) if path.is_file() else None
+    if data is None:
+        return from_document(read_document(path, display), run_tests=False)  # its error
+    return validated(data, display, lib_dir, keep=keep)
+
+
+def validated(data: bytes, display: str, lib_dir: Path, *, keep: bool = True) -> Loaded:
+    """mesh.yaml's bytes `data`, validated: `load_validated` once they are read."""
+    from meshops.model import Loaded, from_document
+    from meshops.model.loader import parse_yaml
+
+    key = _key(data)
+    cached = _read(lib_dir, key)
+    if cached is not None:
+        return Loaded.unparsed(cached, data, display)
+    loaded = from_document(parse_yaml(data, display), run_tests=False)
+    if keep and lib_dir.is_dir():
+        _write(lib_dir, key, loaded.mesh)
+    return loaded
+
+
+def _key(data: bytes) -> bytes:
+    """sha256 of mesh.yaml's bytes and of what validated them."""
+    import pydantic
+
+    digest = hashlib.sha256(data)
+    package = Path(__file__).resolve().parents[2]
+    validator = [f"{sys.version_info[:2]} pydantic {pydantic.VERSION}"]
+    for name in _VALIDATOR_PACKAGES:
+        for source in sorted((package / name).glob("*.py")):
+            info = source.stat()
+            validator.append(f"{source.name} {info.st_size} {info.st_mtime_ns}")
+    digest.update("\n".join(validator).encode())
+    return digest.hexdigest().encode()
+
+
+def _read(lib_dir: Path, key: bytes) -> Any:
+    from meshops.model.mesh import Mesh
+
+    data = read_bytes(lib_dir / CACHE_FILE) if (lib_dir / CACHE_FILE).is_file() else None
+    head = _MAGIC + key + b"\n"
+    if data is None or not data.startswith(head):
+        return None
+    try:
+        mesh = _ModelUnpickler(io.BytesIO(data[len(head) :])).load()
+    except Exception:  # a damaged cache is no cache
+        return None
+    return mesh if isinstance(mesh, Mesh) else None
+
+
+def _write(lib_dir: Path, key: bytes, mesh: Any) -> None:
+    body = _MAGIC + key + b"\n" + pickle.dumps(mesh, protocol=pickle.HIGHEST_PROTOCOL)
+    with contextlib.suppress(MeshError):  # a cache only: the next run validates again
+        write_atomic(lib_dir / CACHE_FILE, body, mode=0o600, fsync=False, make_dirs=False)
+
+
+class _ModelUnpickler(pickle.Unpickler):
+    """Builds only classes of meshops' mesh model and `ipaddress` values."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        if module in _MODEL_MODULES or (module == "ipaddress" and name in _IP_TYPES):
+            found = super().find_class(module, name)
+            if isinstance(found, type) and found.__module__ == module:
+                return found
+        raise pickle.UnpicklingError(f"{module}.{name} is not part of the mesh model")
