@@ -82,15 +82,16 @@ def open_host_scope(
 
 def compile_host(scope: HostScope, *, now: datetime) -> list[Resource[Any]]:
     """Desired resources for one host, in a readable order."""
-    from meshops.engine.plan import Impact
-    from meshops.render.spec import NODE_CA_POOL
-    from meshops.resources.host.hooks import HookResource
     from meshops.resources.host.hosts import HostsResource
-    from meshops.resources.host.tls import FileResource, LeafResource, OutputsResource
 
     mesh = scope.mesh
     out: list[Resource[Any]] = []
     identities = mesh.identities_on(scope.node)
+    if identities:  # certificates, proxies and hooks: their modules only when needed
+        from meshops.engine.plan import Impact
+        from meshops.render.spec import NODE_CA_POOL
+        from meshops.resources.host.hooks import HookResource
+        from meshops.resources.host.tls import FileResource, LeafResource, OutputsResource
     # read only when a leaf needs them: the CRL bundle reads one file per node
     bundle = (scope.state_bytes(scope.layout.root_cert) or b"") if identities else b""
     crl = crl_bundle(scope) if identities else b""

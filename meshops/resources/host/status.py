@@ -232,7 +232,7 @@ def _firewall(scope: HostScope) -> dict[str, Any]:
 
     enabled = scope.mesh.firewall.enabled and scope.tunnelled  # it filters the overlay
     try:
-        live = read_live() if enabled else None
+        live = read_live(scope.lib_dir) if enabled else None  # afresh: the counters
     except MeshError:
         live = None  # no nft here, or no right to read it: shown as absent
     owners = {
