@@ -285,7 +285,7 @@ def test_a_host_refusing_a_revision_keeps_renewing_its_leaves(
     found = read_pack(mesh.host_path("n2", "/var/lib/meshops"))
     assert found is not None, "n2 keeps its verified material"
     node_ca = bed.directory / "n2-node-ca.pem"  # the node CA of the last good state/
-    node_ca.write_bytes(found[0].files["nodes/n2/ca.crt"])
+    node_ca.write_bytes(found[1].files["nodes/n2/ca.crt"])
     old_leaf = (mesh.tls_dir("n2", "web") / "cert.pem").read_bytes()
     wireguard_key_swapped(bed, mesh.repo.path / "state")
     bed.commit("tampered")

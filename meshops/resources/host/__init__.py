@@ -58,7 +58,8 @@ def open_host_scope(
     suffix = suffix_for(mesh.secrets.format)
     when = (now or clock.now()).isoformat(timespec="seconds")
     files, trust = establish(repo_dir=repo_dir, lib_dir=lib, node=node, suffix=suffix,
-                             pins=pins, revision=revision, now=when, commit=commit)  # fmt: skip
+                             pins=pins, revision=revision, now=when, commit=commit,
+                             kept=session.kept if session is not None else None)  # fmt: skip
     # the parse cache of state.yaml lives with the trust material, not in the checkout
     layout = StateLayout(repo_dir, suffix, cache_dir=lib)
     text = files.read("state.yaml")

@@ -26,7 +26,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from meshops.providers.files import read_beneath, write_atomic
-from meshops.trust.manifest import valid_path
 
 PACK_FILE = "trusted.pack"
 _MAGIC = b"meshops trusted state 1\n"
@@ -66,7 +65,7 @@ class Pack:
         for line in lines:
             digest, _, rest = line.partition(" ")
             size, _, path = rest.partition(" ")
-            if len(digest) != 64 or not size.isdigit() or not valid_path(path) or path in files:
+            if len(digest) != 64 or not size.isdigit() or not path or path in files:
                 return None
             files[path] = data[offset : offset + int(size)]
             digests[path] = digest
@@ -80,13 +79,13 @@ def pack_digest(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
-def read_pack(lib_dir: Path) -> tuple[Pack, str] | None:
-    """The pack under `lib_dir` and the sha256 of its bytes, or None (absent, damaged)."""
+def read_pack(lib_dir: Path) -> tuple[str, Pack] | None:
+    """The sha256 of the pack under `lib_dir` and the pack, or None (absent, damaged)."""
     data = read_beneath(lib_dir, [PACK_FILE]).get(PACK_FILE)
     if not isinstance(data, bytes):
         return None
     pack = Pack.parse(data)
-    return None if pack is None else (pack, pack_digest(data))
+    return None if pack is None else (pack_digest(data), pack)
 
 
 def write_pack(lib_dir: Path, pack: Pack) -> str:

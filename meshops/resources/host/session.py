@@ -18,9 +18,11 @@ interval, as in cron mode.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from meshops.resources.host.trust import Kept
 
 if TYPE_CHECKING:
     from meshops.model import Loaded
@@ -35,6 +37,7 @@ class HostSession:
     state_digest: str | None = None
     state: StateDoc | None = None
     live: tuple[LinkState | None, DeviceState | None] | None = None
+    kept: Kept = field(default_factory=Kept)  # the pack and the checkout's record
     # set by watch for one run: plan from `live` instead of reading the device again
     trust_live: bool = False
 

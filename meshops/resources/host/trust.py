@@ -199,6 +199,15 @@ class StateFiles:
         return read_bytes(self.checkout / path)
 
 
+@dataclass
+class Kept:
+    """What `watch` keeps of its last check between runs: the pack it read or wrote
+    (with its digest) and the record of the checkout, instead of reading both again."""
+
+    pack: tuple[str, Pack] | None = None
+    seen: Seen | None = None
+
+
 def establish(
     *,
     repo_dir: Path,
@@ -209,6 +218,7 @@ def establish(
     revision: str | None,
     now: str,
     commit: bool,
+    kept: Kept | None = None,
 ) -> tuple[StateFiles, HostTrust]:
     """Verify the checkout's state/; the files host scope reads (those that verified,
     or on refusal the last good ones) and what was trusted.
@@ -218,13 +228,17 @@ def establish(
     files unchanged since they verified are not read again. With `commit` (apply) the
     verified files become the pack (host/pack.py) and trust.json records the pins and
     the version; without (plan, status) nothing is written. MeshError when the revision
-    is refused and there is no good material to keep.
+    is refused and there is no good material to keep. `kept` (watch) holds the pack
+    and the checkout's record between runs.
     """
     record = read_record(lib_dir)
     trust, source, pinned = starting_trust(pins, record)
     state_dir = repo_dir / "state"
-    held_pack = _recorded_pack(lib_dir, record, node)
-    seen = Seen.load(lib_dir, state_dir)
+    kept = kept if kept is not None else Kept()
+    held_pack = _recorded_pack(lib_dir, record, node, kept)
+    if kept.seen is None or kept.seen.checkout != str(state_dir):
+        kept.seen = Seen.load(lib_dir, state_dir)
+    seen = kept.seen
     known = {held_pack.digests[p]: d for p, d in held_pack.files.items()} if held_pack else {}
     reader = CheckoutReader(state_dir, seen, known)
     try:
@@ -247,10 +261,11 @@ def establish(
                                pinned=pinned, revision=revision, now=now)  # fmt: skip
     if not commit:
         return StateFiles(files, state_dir), held
-    pack = Pack.of(files)
-    digest = record.get("pack") if held_pack is not None and held_pack == pack else None
+    digest = record.get("pack") if held_pack is not None and files == held_pack.files else None
     if digest is None:
+        pack = Pack.of(files)
         digest = write_pack(lib_dir, pack)
+        kept.pack = (digest, pack)
         _remove_legacy_snapshot(lib_dir)
     reader.remember(files)
     seen.save(lib_dir)
@@ -263,14 +278,15 @@ def establish(
     return StateFiles(files, state_dir), held
 
 
-def _recorded_pack(lib_dir: Path, record: Mapping[str, Any], node: str) -> Pack | None:
+def _recorded_pack(lib_dir: Path, record: Mapping[str, Any], node: str, kept: Kept) -> Pack | None:
     """The pack, when it is the one trust.json records as verified for this node."""
     if record.get("node") != node or not record.get("pack"):
         return None
-    found = read_pack(lib_dir)
-    if found is None or found[1] != record["pack"]:
+    if kept.pack is None or kept.pack[0] != record["pack"]:
+        kept.pack = read_pack(lib_dir)
+    if kept.pack is None or kept.pack[0] != record["pack"]:
         return None
-    return found[0]
+    return kept.pack[1]
 
 
 def _unchanged(
@@ -362,7 +378,7 @@ def _last_good(
     if not trusted or record.get("node") != node:
         return None
     found = read_pack(lib_dir)
-    read = _files_reader(found[0].files) if found else checkout_reader(lib_dir / LEGACY_SNAPSHOT)
+    read = _files_reader(found[1].files) if found else checkout_reader(lib_dir / LEGACY_SNAPSHOT)
     try:
         return verify_host_view(read, Trust(trusted), node, suffix)
     except MeshError:

@@ -70,8 +70,8 @@ def test_first_apply_pins_the_roots_and_packs_what_verified(tmp_path: Path, root
     assert record["trusted"] == [root.fingerprint] and record["manifest_version"] == 2
     assert (tmp_path / "lib" / PACK_FILE).stat().st_mode & 0o777 == 0o600  # sealed keys
     found = read_pack(tmp_path / "lib")
-    assert found is not None and found[1] == record["pack"]
-    assert found[0].files == entries  # every file the host reads, nothing else
+    assert found is not None and found[0] == record["pack"]
+    assert found[1].files == entries  # every file the host reads, nothing else
 
 
 def test_a_refused_revision_keeps_the_last_good_snapshot(tmp_path: Path, root: Root) -> None:
@@ -212,7 +212,7 @@ def test_an_edited_pack_is_never_taken_as_verified(tmp_path: Path, root: Root) -
     files, held = _establish(tmp_path)  # the checkout is read and verified again
     assert files.read("nodes/web-1/wg.key.age") == b"sealed\n"  # type: ignore[attr-defined]
     assert held.refused is None  # type: ignore[attr-defined]
-    assert read_pack(tmp_path / "lib")[0].files == entries  # type: ignore[index]
+    assert read_pack(tmp_path / "lib")[1].files == entries  # type: ignore[index]
     pack_file.write_bytes(pack_file.read_bytes().replace(b"sealed\n", b"forged\n"))
     _write(tmp_path / "checkout", {**entries, "ca/crl.pem": b"tampered\n"})
     with pytest.raises(StateRefused, match="no verified state/ to keep"):
