@@ -4,7 +4,9 @@ A one-shot `apply` pays for everything each time: parsing and validating mesh.ya
 reading state/, reading the live WireGuard device (a 1,000-peer dump). `watch` runs
 the same pipeline again and again on mostly the same inputs, so it keeps:
 
-- the validated mesh, reused while mesh.yaml's bytes are the same (sha256);
+- the validated mesh, reused while mesh.yaml's bytes are the same (sha256), and
+  revalidated only where a change touched it when it edits node entries
+  (`model/reload.py`);
 - the parsed state.yaml, likewise;
 - the live view (link and device) read at the end of the last run, right after its
   apply: a run woken by a change in the checkout plans from it instead of dumping the
@@ -33,6 +35,7 @@ if TYPE_CHECKING:
 @dataclass
 class HostSession:
     mesh_digest: str | None = None
+    mesh_text: bytes = b""
     loaded: Loaded | None = None
     state_digest: str | None = None
     state: StateDoc | None = None
@@ -46,6 +49,7 @@ class HostSession:
         host's cache of validated meshes serves the first run)."""
         from meshops.model import from_document
         from meshops.model.loader import read_document
+        from meshops.model.reload import revalidate
         from meshops.resources.host.mesh_cache import validated
 
         try:
@@ -54,8 +58,9 @@ class HostSession:
             return from_document(read_document(path, display), run_tests=False)  # its error
         digest = hashlib.sha256(data).hexdigest()
         if digest != self.mesh_digest or self.loaded is None:
-            self.loaded = validated(data, display, lib_dir, keep=False)  # memory is enough
-            self.mesh_digest = digest
+            edited = revalidate(self.loaded, self.mesh_text, data, display) if self.loaded else None
+            self.loaded = edited or validated(data, display, lib_dir, keep=False)  # in memory
+            self.mesh_digest, self.mesh_text = digest, data
         return self.loaded
 
     def state_of(self, layout: StateLayout, text: bytes | None) -> StateDoc:
