@@ -44,25 +44,23 @@ _IP_TYPES = frozenset({"IPv4Address", "IPv6Address", "IPv4Network", "IPv6Network
 def load_validated(path: Path, display: str, lib_dir: Path, *, keep: bool = True) -> Loaded:
     """mesh.yaml at `path`, validated (no policy tests), from the cache when its bytes
     are the ones cached; else validated and (`keep`, where lib_dir exists) cached."""
-    from meshops.model import from_document
-    from meshops.model.loader import read_document
-
     data = read_bytes(path) if path.is_file() else None
     if data is None:
-        return from_document(read_document(path, display), run_tests=False)  # its error
+        from meshops.model import load_file
+
+        return load_file(path, display, run_tests=False)  # its error
     return validated(data, display, lib_dir, keep=keep)
 
 
 def validated(data: bytes, display: str, lib_dir: Path, *, keep: bool = True) -> Loaded:
     """mesh.yaml's bytes `data`, validated: `load_validated` once they are read."""
-    from meshops.model import Loaded, from_document
-    from meshops.model.loader import parse_yaml
+    from meshops.model import Loaded, load_text
 
     key = _key(data)
     cached = _read(lib_dir, key)
     if cached is not None:
         return Loaded.unparsed(cached, data, display)
-    loaded = from_document(parse_yaml(data, display), run_tests=False)
+    loaded = load_text(data, display, run_tests=False)
     if keep and lib_dir.is_dir():
         _write(lib_dir, key, loaded.mesh)
     return loaded

@@ -17,8 +17,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from meshops.errors import MeshError
 from meshops.providers.files import write_atomic
 
@@ -197,6 +195,8 @@ class StateDoc:
             decoded = None
         data = read(decoded) if decoded is not None else None
         if data is None:  # not as meshops writes it: what a YAML loader makes of it
+            import yaml
+
             loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
             try:
                 data = yaml.load(text, Loader=loader)

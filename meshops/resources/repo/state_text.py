@@ -18,9 +18,10 @@ from __future__ import annotations
 import functools
 import math
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import yaml
+if TYPE_CHECKING:
+    import yaml
 
 # a plain scalar can hold these, and does not start with an indicator or end in ":"
 _PLAIN = re.compile(r"[A-Za-z0-9_.+/=][A-Za-z0-9_.+/=:@-]*(?<!:)\Z")
@@ -123,6 +124,8 @@ def _double_quoted(text: str) -> str:
 
 @functools.lru_cache(maxsize=1)
 def _resolver() -> yaml.resolver.Resolver:
+    import yaml  # deferred: a host plan reads state.yaml from its parse cache
+
     return yaml.resolver.Resolver()
 
 
@@ -131,7 +134,9 @@ def _reads_as_string(text: str) -> bool:
     a boolean or null): the same check PyYAML makes before writing a plain scalar."""
     if text[0] not in _MAY_RESOLVE:
         return True
-    tag = _resolver().resolve(yaml.ScalarNode, text, (True, False))  # type: ignore[no-untyped-call]
+    from yaml import ScalarNode
+
+    tag = _resolver().resolve(ScalarNode, text, (True, False))  # type: ignore[no-untyped-call]
     return bool(tag == _STR_TAG)
 
 
