@@ -45,7 +45,8 @@ domain=mesh.quickstart.internal
 
 cleanup() {
   local code=$? ns pid
-  trap - EXIT INT TERM
+  trap - EXIT
+  trap '' INT TERM  # a second Ctrl-C must not leave the namespaces' processes behind
   for ns in "$prefix-web-1" "$prefix-api-1"; do
     [[ -e /run/netns/$ns ]] || continue
     for signal in TERM KILL; do

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from meshops.engine.planfile import SavedPlan
     from meshops.engine.run import ApplyResult
     from meshops.engine.runtime import Runtime
+    from meshops.errors import MeshError
     from meshops.gitops.sync import PullRefused
     from meshops.resources import Scope
 
@@ -25,6 +26,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--auto-approve", action="store_true", help="apply without asking (required off a tty)"
     )
     parser.add_argument("--quiet", action="store_true", help="print nothing when nothing changed")
+    parser.add_argument(
+        "--format", choices=["text", "json"], default="text",
+        help="json: print what was applied, every failure and what was skipped (for scripts)",
+    )  # fmt: skip
     parser.add_argument(
         "--pull", action="store_true",
         help="host scope: fetch the mesh repository first (trusted, no rewinds; see host.yaml); "
@@ -104,8 +109,11 @@ def _apply(
                 now=rt.now,
                 applied_ids=scope.applied_ids,
             )
+        as_json = getattr(args, "format", "text") == "json"
         if not plan.has_changes:
-            if not quiet:
+            if as_json:
+                _print_json(ctx, plan, None)
+            elif not quiet:
                 ctx.out("No changes. Nothing to apply.")
             scope.record(plan, None, None, rt)
             return _refused(scope)
@@ -113,15 +121,24 @@ def _apply(
             from meshops.cli.common import met_needs
             from meshops.report.plan_text import render_text
 
-            text = render_text(plan, color=ctx.color and ctx.is_tty, met=met_needs())
-            ctx.out(text.rstrip("\n"))
+            if as_json and not args.auto_approve:
+                raise MeshError(
+                    "--format json applies without asking: add --auto-approve "
+                    "(or apply a plan saved with `meshops plan --out`)"
+                )
+            if not as_json:
+                text = render_text(plan, color=ctx.color and ctx.is_tty, met=met_needs())
+                ctx.out(text.rstrip("\n"))
             if not args.auto_approve:
                 _confirm(ctx)
         scope.preflight(plan, rt)
         result = None
         unrecorded: MeshError | None = None
         try:
-            result = apply_plan(plan, scope.resources, rt, progress=_progress(ctx))
+            progress = None if as_json else _progress(ctx)
+            result = apply_plan(
+                plan, scope.resources, rt, progress=progress, keep_going=scope.keep_going
+            )
         finally:
             # also on an unexpected error: records what was done (state.yaml is batched)
             try:
@@ -130,21 +147,12 @@ def _apply(
                 unrecorded = exc
             rt.forget_secrets()
     assert result is not None
-    _summary(ctx, plan, result)
+    if as_json:
+        _print_json(ctx, plan, result)
+    else:
+        _summary(ctx, plan, result)
     if not result.ok:
-        assert result.failed is not None and result.error is not None
-        also = f"; recording the outcome failed too: {unrecorded.message}" if unrecorded else ""
-        raise MeshError(
-            f"{result.failed.address}: {result.error.message}",
-            hint=(result.error.hint or "")
-            + (
-                f" ({len(result.skipped)} later changes were not attempted; "
-                "the next apply continues from here)"
-                if result.skipped
-                else ""
-            )
-            + also,
-        )
+        raise failure_error(result, unrecorded)
     if unrecorded is not None:
         raise unrecorded
     return _refused(scope)
@@ -156,6 +164,36 @@ def _refused(scope: Scope) -> int:
     if scope.refused is not None:
         raise scope.refused
     return 0
+
+
+def _print_json(ctx: Context, plan: Plan, result: ApplyResult | None) -> None:
+    import json
+
+    from meshops.report.apply_json import apply_to_json
+
+    ctx.out(json.dumps(apply_to_json(plan, result), indent=2, sort_keys=True))
+
+
+def failure_error(result: ApplyResult, unrecorded: MeshError | None = None) -> MeshError:
+    """One error naming every change that failed, each with its own hint, and what was
+    not attempted because of them."""
+    from meshops.errors import MeshError
+
+    also = f"; recording the outcome failed too: {unrecorded.message}" if unrecorded else ""
+    shown = ", ".join(c.address for c in result.skipped[:5])
+    more = f" and {len(result.skipped) - 5} more" if len(result.skipped) > 5 else ""
+    skipped = f"not attempted, as they need a failed change: {shown}{more}; " if shown else ""
+    tail = f"{skipped}the next apply continues from here{also}"
+    if len(result.failures) == 1:
+        change, error = result.failures[0]
+        hint = f"{error.hint} ({tail})" if error.hint else tail
+        return MeshError(f"{change.address}: {error.message}", hint=hint)
+    lines = [f"{len(result.failures)} changes failed:"]
+    for change, error in result.failures:
+        lines.append(f"  {change.address}: {error.message}")
+        if error.hint:
+            lines.append(f"    hint: {error.hint}")
+    return MeshError("\n".join(lines), hint=tail)
 
 
 def _pull(ctx: Context, rt: Runtime, *, allow_rewind: bool) -> PullRefused | None:
@@ -249,9 +287,11 @@ def _progress(ctx: Context):  # type: ignore[no-untyped-def]
 
         return on_tty
 
+    from meshops.report.escape import visible
+
     def plain(event: str, change: Change, index: int, total: int) -> None:
         if event == "done":
-            ctx.out(f"{change.address}: {verbs.get(change.action.value, 'done')}")
+            ctx.out(visible(f"{change.address}: {verbs.get(change.action.value, 'done')}"))
 
     return plain
 
@@ -263,5 +303,10 @@ def _summary(ctx: Context, plan: Plan, result: ApplyResult) -> None:
     added = sum(a in (Action.CREATE, Action.REPLACE) for a in done)
     changed = sum(a is Action.UPDATE for a in done)
     destroyed = sum(a in (Action.DELETE, Action.REPLACE) for a in done)
-    word = "complete" if result.ok else "stopped"
-    ctx.out(f"Apply {word}! Resources: {added} added, {changed} changed, {destroyed} destroyed.")
+    word = "complete" if result.ok else "incomplete"
+    failed = f" {len(result.failures)} failed." if result.failures else ""
+    skipped = f" {len(result.skipped)} not attempted." if result.skipped else ""
+    ctx.out(
+        f"Apply {word}! Resources: {added} added, {changed} changed, {destroyed} destroyed."
+        f"{failed}{skipped}"
+    )

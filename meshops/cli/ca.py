@@ -78,9 +78,10 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
         if state.roots:
             sign_state(scope, rt)
     from meshops.pki.parse import cert_fingerprint
+    from meshops.report.escape import visible
 
     rel = scope.layout.relative
-    ctx.out(f"staged {cert.subject.rfc4514_string()}")
+    ctx.out(f"staged {visible(cert.subject.rfc4514_string())}")  # the subject is the CA's text
     ctx.out(f"  fingerprint {cert_fingerprint(cert)}")
     ctx.out(f"  valid until {cert.not_valid_after_utc:%Y-%m-%d %H:%M:%SZ}")
     ctx.out(f"  wrote {rel(scope.layout.root_next_cert)}, {rel(scope.layout.root_next_key)}")

@@ -107,13 +107,18 @@ class Context:
         sys.stdout.write(text + "\n")
 
     def error(self, text: str) -> None:
+        from meshops.report.escape import visible_lines
+
+        text = visible_lines(text)  # messages quote files and commands' output
         prefix = "error: "
         if self.color and sys.stderr.isatty():
             prefix = "\x1b[1;31merror:\x1b[0m "
         sys.stderr.write(prefix + text + "\n")
 
     def note(self, text: str) -> None:
-        sys.stderr.write(text + "\n")
+        from meshops.report.escape import visible_lines
+
+        sys.stderr.write(visible_lines(text) + "\n")
 
     def console(self, *, stderr: bool = False) -> Any:
         """A rich Console, created only by commands that print rich output."""

@@ -36,7 +36,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
         raise MeshError(f"{mesh_file} already exists; not overwriting it")
     name = args.name or re.sub(r"[^a-z0-9-]+", "-", target.resolve().name.lower()).strip("-")
     name = name or "mesh"
-    if not NAME_RE.match(name):
+    if not NAME_RE.fullmatch(name):
         raise MeshError(
             f"--name: {name!r} is not a valid mesh name",
             hint="use lowercase letters, digits and '-', 1-63 characters",

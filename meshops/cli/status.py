@@ -25,7 +25,10 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     if args.format == "json":
         ctx.out(json.dumps(status, indent=2, sort_keys=True))
     else:
-        ctx.out(render_text(status).rstrip("\n"))
+        from meshops.report.escape import visible_lines
+
+        # what the last apply recorded quotes commands' own output
+        ctx.out(visible_lines(render_text(status).rstrip("\n")))
     return 0
 
 
@@ -91,6 +94,10 @@ def render_repo(status: dict[str, Any]) -> str:
         else "state/ NOT signed yet (`meshops apply` with the root identity signs it)"
     )
     return "\n".join(lines) + "\n"
+
+
+def _first_line(text: str) -> str:
+    return text.splitlines()[0] if text else ""
 
 
 def _age(seconds: int | None) -> str:
@@ -216,8 +223,13 @@ def render(status: dict[str, Any]) -> str:
     if last:
         rev = (last.get("revision") or "")[:12] or "-"
         lines.append(f"last apply: {last['time']} {last['result']} (revision {rev})")
-        if last.get("error"):
+        failures = last.get("failures")
+        if failures:  # every failure, not only the first
+            lines += [f"  error: {f['address']}: {_first_line(f['error'])}" for f in failures]
+        elif last.get("error"):  # recorded by an older meshops
             lines.append(f"  error: {last['error']}")
+        if last.get("skipped"):
+            lines.append(f"  not attempted: {', '.join(last['skipped'])}")
     else:
         lines.append("last apply: never")
     return "\n".join(lines) + "\n"

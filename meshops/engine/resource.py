@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from meshops.engine.plan import Change
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from meshops.engine.runtime import Runtime
 
 L = TypeVar("L")
@@ -54,6 +56,18 @@ class Resource(ABC, Generic[L]):
 
     address: str
     depends_on: tuple[str, ...] = ()
+    # files on the host this resource writes (meshops' own; anything else is removed
+    # from its record, and the disk, when no resource names it any more)
+    owns: tuple[Path, ...] = ()
+
+    # a follower (a hook) runs when any change it follows was made, even if another
+    # failed; everything else needs all of its dependencies to succeed
+    runs_after_any: bool = False
+
+    def security_first(self, change: Change) -> bool:
+        """Whether `change` closes a door (a revoked peer's removal, a new CRL or
+        trust bundle) and goes before other changes that are ready."""
+        return False
 
     @abstractmethod
     def read(self, rt: Runtime) -> Observed[L]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -40,6 +41,7 @@ def review_warnings(
 
 
 def _warnings(before: Mesh | None, after: Mesh, many_nodes: int) -> Iterator[ReviewWarning]:
+    yield from _host_effects(before, after)
     old_policies = {p.name: p for p in before.policies} if before else {}
     for policy in after.policies:
         if old_policies.get(policy.name) == policy:
@@ -106,6 +108,52 @@ def _warnings(before: Mesh | None, after: Mesh, many_nodes: int) -> Iterator[Rev
             "sealed secret is rewritten",
         )
     yield from _spread(before, after, many_nodes)
+
+
+OWN_DIR = "/etc/meshops/"
+
+
+def _host_effects(before: Mesh | None, after: Mesh) -> Iterator[ReviewWarning]:
+    """New or changed commands hosts will run (reload, on_renew) and paths outside
+    /etc/meshops they will write (proxy.config, outputs.dir): each by name, since a
+    mesh.yaml change is a change to what runs as root on every node it names."""
+    for name, ident in sorted(after.identities.items()):
+        old = before.identities.get(name) if before else None
+        where = _where(ident.nodes)
+        reload = ident.proxy.reload if ident.proxy else []
+        old_reload = old.proxy.reload if old and old.proxy else []
+        if reload and reload != old_reload:
+            verb = "changed" if old_reload else "new"
+            yield ReviewWarning(
+                "runs-command",
+                f"{verb} proxy reload of identity {name!r} runs `{shlex.join(reload)}` {where}",
+            )
+        old_hooks = old.on_renew if old else []
+        for argv in ident.on_renew:
+            if argv not in old_hooks:
+                yield ReviewWarning(
+                    "runs-command",
+                    f"new on_renew command of identity {name!r} runs `{shlex.join(argv)}` {where}",
+                )
+        paths = [
+            ("proxy.config", ident.proxy.config if ident.proxy else None,
+             old.proxy.config if old and old.proxy else None),
+            ("outputs.dir", ident.outputs.dir if ident.outputs else None,
+             old.outputs.dir if old and old.outputs else None),
+        ]  # fmt: skip
+        for field, path, old_path in paths:
+            if path and path != old_path and not (path.rstrip("/") + "/").startswith(OWN_DIR):
+                verb = "changed" if old_path else "new"
+                yield ReviewWarning(
+                    "writes-outside-meshops",
+                    f"{verb} {field} of identity {name!r} writes to {path}, outside "
+                    f"/etc/meshops, {where}",
+                )
+
+
+def _where(nodes: list[str]) -> str:
+    shown = ", ".join(nodes[:5]) + (f" and {len(nodes) - 5} more" if len(nodes) > 5 else "")
+    return f"as root on {shown}"
 
 
 def _lifetimes(before: Mesh, after: Mesh) -> Iterator[ReviewWarning]:

@@ -21,8 +21,19 @@ _UNITS = {
     "m": 60.0,
     "h": 3600.0,
 }
-_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
-DURATION_PATTERN = r"^((\d+(\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h))+$"
+# ASCII digits only: `\d` also takes other scripts' digits, which float() reads too
+_PART = re.compile(r"([0-9]+(?:\.[0-9]*)?|\.[0-9]+)(ns|us|µs|ms|s|m|h)")
+DURATION_BODY = r"0|(?:(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:ns|us|µs|ms|s|m|h))+"
+# a percentage strictly between 0% and 100%
+PERCENT_BODY = r"(?!0*(?:\.0*)?%)0*[0-9]{1,2}(?:\.[0-9]+)?%"
+_PERCENT = re.compile(PERCENT_BODY)
+
+
+def _pattern(body: str) -> str:
+    """A JSON Schema pattern matching `body` whole (see model.types.TextRule)."""
+    return rf"^(?:{body})$(?!\n)"
+
+
 # Go's time.Duration is int64 nanoseconds: about 2,562,047 hours.
 MAX_SECONDS = (2**63 - 1) / 1e9
 
@@ -31,7 +42,7 @@ def parse_duration(text: str) -> float:
     """Parse a Go duration into seconds; raise ValueError with a readable message."""
     if not isinstance(text, str):
         raise ValueError(f"expected a duration such as 90s, 16h or 720h, got {text!r}")
-    s = text.strip()
+    s = text
     if s == "0":
         return 0.0
     pos = 0
@@ -109,7 +120,13 @@ class Duration(float):
     def __get_pydantic_json_schema__(
         cls, schema: core_schema.CoreSchema, handler: GetJsonSchemaHandler
     ) -> JsonSchemaValue:
-        return {"type": "string", "pattern": DURATION_PATTERN, "examples": ["90s", "16h", "720h"]}
+        return {
+            "type": "string",
+            "pattern": _pattern(DURATION_BODY),
+            "description": "a Go duration such as 90s, 16h or 1h30m (at most 2562047h)",
+            "$comment": "a Go duration such as 90s, 16h or 1h30m (at most 2562047h)",
+            "examples": ["90s", "16h", "720h"],
+        }
 
 
 @dataclass(frozen=True)
@@ -136,15 +153,12 @@ class RenewBefore:
     def parse(cls, value: Any) -> RenewBefore:
         if isinstance(value, RenewBefore):
             return value
-        if isinstance(value, str) and value.strip().endswith("%"):
-            number = value.strip()[:-1]
-            try:
-                pct = float(number)
-            except ValueError:
-                raise ValueError(f"expected a percentage such as 33%, got {value!r}") from None
-            if not 0 < pct < 100:
-                raise ValueError(f"a percentage must be between 0% and 100%, got {value!r}")
-            return cls(fraction=pct / 100)
+        if isinstance(value, str) and value.endswith("%"):
+            if not _PERCENT.fullmatch(value):
+                raise ValueError(
+                    f"expected a percentage between 0% and 100% such as 33%, got {value!r}"
+                )
+            return cls(fraction=float(value[:-1]) / 100)
         try:
             return cls(seconds=parse_duration(value))
         except ValueError:
@@ -167,6 +181,8 @@ class RenewBefore:
     ) -> JsonSchemaValue:
         return {
             "type": "string",
-            "pattern": r"^(\d+(\.\d+)?%|" + DURATION_PATTERN[1:-1] + ")$",
+            "pattern": _pattern(f"{PERCENT_BODY}|{DURATION_BODY}"),
+            "description": "a Go duration before expiry (16h), or a share of the lifetime (33%)",
+            "$comment": "a Go duration before expiry (16h), or a share of the lifetime (33%)",
             "examples": ["33%", "16h"],
         }

@@ -12,6 +12,7 @@ import difflib
 import re
 import types
 import typing
+import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -102,7 +103,8 @@ def format_path(path: Iterable[str | int]) -> str:
         if isinstance(part, int):
             out += f"[{part}]"
         else:
-            out += ("." if out else "") + str(part)
+            text = str(part)
+            out += ("." if out else "") + (text if text.isprintable() else repr(text))
     return out
 
 
@@ -111,6 +113,24 @@ _TEXT_TAGS = frozenset(("tag:yaml.org,2002:timestamp", "tag:yaml.org,2002:binary
 _COLLECTION_TAGS = frozenset(
     (_MAP_TAG, _SEQ_TAG, "tag:yaml.org,2002:set", "tag:yaml.org,2002:omap")
 )
+
+
+_CONTROL_NAMES = {"\n": "LINE FEED", "\t": "TAB", "\r": "CARRIAGE RETURN", "\x1b": "ESCAPE"}
+
+
+def unprintable(text: str) -> str:
+    """Why `text` is refused: it holds a character that is not printable text.
+
+    Every value in mesh.yaml ends up in certificates, configs, commands or in what a
+    reviewer reads; a newline, an escape code or a right-to-left override there can
+    hide or forge what follows, so one line of printable text is the rule for all.
+    """
+    bad = next(c for c in text if not c.isprintable())
+    name = unicodedata.name(bad, "") or _CONTROL_NAMES.get(bad, "a control character")
+    return shorten(
+        f"{text!r} contains U+{ord(bad):04X} ({name}): values in mesh.yaml are one line "
+        "of printable text"
+    )
 
 
 def _refuse(location: Location, message: str) -> ValidationFailed:
@@ -193,21 +213,23 @@ class _Converter:
             mark = node.start_mark
             self.spots[path] = (mark.line + 1, mark.column + 1)
         if isinstance(node, yaml.ScalarNode):
-            return self.scalar(node)
+            return self.scalar(node, path)
         if node.tag not in _COLLECTION_TAGS:
             raise _refuse(self.loc(node), f"unsupported YAML tag {node.tag}")
         if isinstance(node, yaml.MappingNode):
             return self.mapping(node, path, depth)
         return [self.convert(item, (*path, i), depth + 1) for i, item in enumerate(node.value)]
 
-    def scalar(self, node: yaml.Node) -> Any:
+    def scalar(self, node: yaml.Node, path: PathKey = ()) -> Any:
         if not isinstance(node, yaml.ScalarNode):
             return None  # a collection used as a key; reported by the caller
         tag = node.tag
-        if tag == _STR_TAG:
-            return node.value  # what the constructor would return, without its detour
-        if tag in _TEXT_TAGS:
-            return str(node.value)  # dates are strings in mesh.yaml
+        if tag == _STR_TAG or tag in _TEXT_TAGS:
+            text = str(node.value)  # what the constructor would return, without its detour
+            if not text.isprintable():
+                where = format_path(path)
+                self.problems.append(Problem(self.loc(node), where, unprintable(text)))
+            return text  # (dates are strings in mesh.yaml)
         if tag not in _SCALAR_TAGS:
             raise _refuse(self.loc(node), f"unsupported YAML tag {tag}")
         try:
@@ -226,7 +248,7 @@ class _Converter:
             if key_node.tag == _MERGE_TAG:
                 merged.update(self.merge_source(value_node, path, depth))
                 continue
-            key = self.scalar(key_node)
+            key = self.scalar(key_node, (*path, str(getattr(key_node, "value", ""))))
             if not isinstance(key, str | int | float) or isinstance(key, bool):
                 shown = key if isinstance(key_node, yaml.ScalarNode) else "(a collection)"
                 self.problems.append(
@@ -294,10 +316,7 @@ def parse_yaml(content: bytes | str, name: str) -> Document:
             _refuse_too_many_nodes(text, name)
         node = yaml.compose(text, Loader=_Loader)
     except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        where = Location(name, mark.line + 1, mark.column + 1) if mark else None
-        message = " ".join(filter(None, [exc.context, exc.problem])) or "invalid YAML"
-        raise ValidationFailed([Problem(where, "", f"YAML syntax error: {message}")]) from None
+        raise ValidationFailed([_syntax_problem(exc, name)]) from None
     except yaml.reader.ReaderError as exc:
         at = _text_location(name, text, exc.position)
         shown = f"U+{exc.character:04X}" if isinstance(exc.character, int) else repr(exc.character)
@@ -309,7 +328,7 @@ def parse_yaml(content: bytes | str, name: str) -> Document:
     except RecursionError:
         raise MeshError(f"{name}: nesting too deep to parse") from None
     if node is None:
-        raise ValidationFailed([Problem(Location(name, 1, 1), "", "the file is empty")])
+        raise ValidationFailed([Problem(Location(name, 1, 1), "", EMPTY)])
     converter = _Converter(name)
     try:
         converter.check_size(node, aliases="&" in text)  # no anchor, no alias
@@ -319,6 +338,29 @@ def parse_yaml(content: bytes | str, name: str) -> Document:
     if converter.problems:
         raise ValidationFailed(converter.problems)
     return Document(name, data, converter.spots)
+
+
+EMPTY = (
+    "the file is empty (or only comments); a minimal mesh.yaml holds `version: 1` and "
+    "`mesh:` with `name`, `trust_domain` and `domain`; then `nodes:`, `identities:` and "
+    "`policies:` (`meshops init` writes a commented example)"
+)
+
+
+def _syntax_problem(exc: yaml.MarkedYAMLError, name: str) -> Problem:
+    """PyYAML's error, located where it broke and naming where the construct it was
+    reading started: an unclosed `[` breaks lines later, and the bracket is what to fix."""
+    mark = exc.problem_mark or exc.context_mark
+    where = Location(name, mark.line + 1, mark.column + 1) if mark else None
+    start = exc.context_mark
+    if exc.context and exc.problem and start is not None and start is not exc.problem_mark:
+        message = (
+            f"{exc.problem}, {exc.context} that starts at line {start.line + 1}, "
+            f"column {start.column + 1}"
+        )
+    else:
+        message = " ".join(filter(None, [exc.context, exc.problem])) or "invalid YAML"
+    return Problem(where, "", f"YAML syntax error: {message}")
 
 
 _NODE_EVENTS = (yaml.ScalarEvent, yaml.MappingStartEvent, yaml.SequenceStartEvent, yaml.AliasEvent)

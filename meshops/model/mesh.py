@@ -13,11 +13,13 @@ from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_add
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
     Field,
-    ValidationInfo,
+    StrictBool,
+    StrictInt,
     WithJsonSchema,
     field_validator,
     model_validator,
@@ -26,15 +28,35 @@ from pydantic import (
 from meshops.model.durations import Duration, RenewBefore
 from meshops.model.port import Port
 from meshops.model.types import (
+    REQUEST,
+    AbsoluteDir,
+    AbsoluteFile,
+    AnyIP,
+    Argument,
+    Command,
     DnsName,
+    DomainName,
     Endpoint,
     HttpMethod,
+    IPv4,
+    IPv4Net,
+    IPv6,
     KeyType,
+    LabelKey,
+    LabelValue,
     Method,
     Name,
     PathPattern,
+    PolicyName,
+    PortNumber,
+    Principal,
     Recipient,
+    TestName,
+    TextRule,
     TrustDomain,
+    Ula64,
+    principal_schema,
+    rule_check,
 )
 
 SUPPORTED_VERSION = 1
@@ -60,42 +82,71 @@ class Strict(BaseModel):
 
 
 class MeshInfo(Strict):
-    name: Name
+    name: Name = Field(description="the mesh's name")
     trust_domain: TrustDomain = Field(description="SPIFFE IDs are spiffe://<trust_domain>/<id>")
-    domain: DnsName = Field(description="DNS suffix: <node>.<domain> in certs and /etc/hosts")
+    domain: DomainName = Field(description="DNS suffix: <node>.<domain> in certs and /etc/hosts")
 
 
 class Secrets(Strict):
-    format: Literal["age", "sops"] = "age"
+    format: Literal["age", "sops"] = Field(
+        default="age", description="how sealed files in state/ are written: age or sops"
+    )
+
+
+_KEY_TYPE = "key algorithm: ecdsa-p256, ecdsa-p384, ed25519 or rsa-3072"
 
 
 class CA(Strict):
-    key_type: KeyType = "ecdsa-p256"
-    root_ttl: Duration = Duration.parse("87600h")
-    node_ca_ttl: Duration = Duration.parse("720h")
+    key_type: KeyType = Field(default="ecdsa-p256", description=f"the root's {_KEY_TYPE}")
+    root_ttl: Duration = Field(
+        default=Duration.parse("87600h"), description="lifetime of the root CA"
+    )
+    node_ca_ttl: Duration = Field(
+        default=Duration.parse("720h"), description="lifetime of each node's intermediate CA"
+    )
     recipients: list[Recipient] = Field(
         default_factory=_list, description="who may unseal the root key"
     )
 
 
 class Certs(Strict):
-    key_type: KeyType = "ecdsa-p256"
-    ttl: Duration = Duration.parse("48h")
-    renew_before: RenewBefore = RenewBefore.parse("33%")
+    key_type: KeyType = Field(default="ecdsa-p256", description=f"leaf certificates' {_KEY_TYPE}")
+    ttl: Duration = Field(default=Duration.parse("48h"), description="leaf certificate lifetime")
+    renew_before: RenewBefore = Field(
+        default=RenewBefore.parse("33%"),
+        description="renew this long (or share) before expiry",
+        json_schema_extra={"default": "33%"},  # as written in mesh.yaml, not the dataclass
+    )
+
+
+# Linux interface names: 1-15 characters, not `.` or `..`, no `/`, `:` or spaces
+INTERFACE = TextRule(r"(?!\.\.?$)[A-Za-z0-9_=+.-]{1,15}")
 
 
 class WireGuard(Strict):
-    enabled: bool = Field(
+    enabled: StrictBool = Field(
         default=True,
         description="false: no tunnel anywhere; certificates, proxies and /etc/hosts only "
         "(a node's own `wireguard:` overrides it)",
     )
-    interface: str = Field(default="wg-mesh", pattern=r"^[A-Za-z0-9_=+.-]{1,15}$")
-    port: int = Field(default=51820, ge=1, le=65535)
-    network: IPv4Network = IPv4Network("10.42.0.0/16")
-    network6: IPv6Network | None = None
-    keepalive: Duration | None = Duration.parse("25s")
-    mtu: int = Field(default=1420, ge=1280, le=9000)
+    interface: Annotated[
+        str,
+        AfterValidator(
+            rule_check(INTERFACE, "a valid interface name (1-15 of A-Z a-z 0-9 _ = + . -)")
+        ),
+        WithJsonSchema(INTERFACE.schema("the WireGuard interface name (1-15 characters)")),
+    ] = "wg-mesh"
+    port: PortNumber = Field(default=51820, description="WireGuard listen port on every node")
+    network: IPv4Net = Field(
+        default=IPv4Network("10.42.0.0/16"), description="the IPv4 overlay network, /30 or larger"
+    )
+    network6: Ula64 | None = Field(
+        default=None, description="optional IPv6 overlay: a unique local (fd00::/8) /64"
+    )
+    keepalive: Duration | None = Field(
+        default=Duration.parse("25s"), description="persistent keepalive; null for none"
+    )
+    mtu: StrictInt = Field(default=1420, ge=1280, le=9000, description="the interface MTU")
     peers: Literal["all", "policy"] = Field(
         default="all",
         description="all: every node peers with every other; policy: only with the nodes "
@@ -123,14 +174,22 @@ class WireGuard(Strict):
 class Firewall(Strict):
     """nftables on the WireGuard interface, compiled from the access table (default deny)."""
 
-    enabled: bool = Field(default=True, description="false: meshops manages no packet filter")
-    icmp: bool = Field(default=True, description="accept ICMP echo requests on the overlay")
-    log: bool = Field(default=False, description="log dropped packets (rate-limited)")
+    enabled: StrictBool = Field(default=True, description="false: meshops manages no packet filter")
+    icmp: StrictBool = Field(default=True, description="accept ICMP echo requests on the overlay")
+    log: StrictBool = Field(default=False, description="log dropped packets (rate-limited)")
 
 
 class MTLS(Strict):
-    mode: Literal["strict", "permissive"] = "strict"
-    min_tls: Literal["1.2", "1.3"] = "1.3"
+    mode: Literal["strict", "permissive"] = Field(
+        default="strict",
+        description="strict: mTLS only; permissive: plaintext accepted too (migration)",
+    )
+    min_tls: Annotated[
+        Literal["1.2", "1.3"],
+        WithJsonSchema(
+            {"enum": ["1.2", "1.3", 1.2, 1.3], "description": "lowest TLS version accepted"}
+        ),
+    ] = "1.3"
 
     @field_validator("min_tls", mode="before")
     @classmethod
@@ -142,39 +201,40 @@ class Node(Strict):
     endpoint: Endpoint | None = Field(
         default=None, description="host:port where peers reach this node (WireGuard nodes)"
     )
-    recipient: Recipient
-    wireguard: bool | None = Field(
+    recipient: Recipient = Field(description="the key this node's secrets are sealed to")
+    wireguard: StrictBool | None = Field(
         default=None,
         description="false: certificates, proxies and hosts only, no tunnel "
         "(default: wireguard.enabled)",
     )
-    address: IPv4Address | None = None
-    address6: IPv6Address | None = None
-    labels: dict[str, str] = Field(default_factory=_dict)
-    dns: list[DnsName] = Field(default_factory=_list)
-    ips: list[IPv4Address | IPv6Address] = Field(default_factory=_list)
-    ops: bool = Field(default=False, description="peered with every node (wireguard.peers)")
+    address: IPv4 | None = Field(default=None, description="overlay address; allocated if unset")
+    address6: IPv6 | None = Field(default=None, description="IPv6 overlay address, in network6")
+    labels: dict[LabelKey, LabelValue] = Field(
+        default_factory=_dict, description="free labels (Kubernetes syntax)"
+    )
+    dns: list[DnsName] = Field(default_factory=_list, description="extra DNS SANs")
+    ips: list[AnyIP] = Field(default_factory=_list, description="extra IP SANs")
+    ops: StrictBool = Field(default=False, description="peered with every node (wireguard.peers)")
 
 
 class Proxy(Strict):
-    kind: Literal["caddy", "envoy", "nginx"]
-    listen: int = Field(ge=1, le=65535)
-    upstream: Endpoint
-    config: str | None = Field(default=None, description="absolute path of the rendered config")
-    reload: list[str] = Field(default_factory=_list, description="argv run after a change")
+    kind: Literal["caddy", "envoy", "nginx"] = Field(description="which proxy the config is for")
+    listen: PortNumber = Field(description="the mTLS port the proxy listens on")
+    upstream: Endpoint = Field(description="where the proxy forwards allowed requests")
+    config: AbsoluteFile | None = Field(
+        default=None,
+        description="where the rendered config is written "
+        "(default /etc/meshops/proxy/<identity>.<ext>)",
+    )
+    reload: list[Argument] = Field(
+        default_factory=_list, description="argv run after the config or certificates changed"
+    )
     run: Literal["standalone", "import"] | None = Field(
         default=None,
         description="standalone: the file is the proxy's whole config, one process per "
         "sidecar; import: a fragment for your own config (Caddyfile import, nginx include "
         "inside http {}). Default: standalone for caddy and envoy, import for nginx",
     )
-
-    @field_validator("config")
-    @classmethod
-    def _absolute(cls, value: str | None) -> str | None:
-        if value is not None and not value.startswith("/"):
-            raise ValueError(f"config must be an absolute path, got {value!r}")
-        return value
 
 
 # Java's own default keystore password: what a Java user tries first. A password that
@@ -184,24 +244,21 @@ DEFAULT_P12_PASSWORD = "changeit"
 
 
 class Outputs(Strict):
-    dir: str | None = None
-    p12: bool = False
+    dir: AbsoluteDir | None = Field(
+        default=None, description="also write cert.pem, key.pem and ca.pem into this directory"
+    )
+    p12: StrictBool = Field(default=False, description="write bundle.p12")
     p12_password: str | None = Field(
         default=None,
         min_length=1,
         description=f"password of bundle.p12 and truststore.p12 (default {DEFAULT_P12_PASSWORD})",
     )
-    p12_password_file: str | None = Field(
+    p12_password_file: AbsoluteFile | None = Field(
         default=None, description="absolute host path of a file holding the PKCS#12 password"
     )
-    combined_pem: bool = False
-
-    @field_validator("dir", "p12_password_file")
-    @classmethod
-    def _absolute(cls, value: str | None, info: ValidationInfo) -> str | None:
-        if value is not None and not value.startswith("/"):
-            raise ValueError(f"{info.field_name} must be an absolute path, got {value!r}")
-        return value
+    combined_pem: StrictBool = Field(
+        default=False, description="write combined.pem (chain and key in one file)"
+    )
 
     @model_validator(mode="after")
     def _one_password(self) -> Outputs:
@@ -211,40 +268,40 @@ class Outputs(Strict):
 
 
 # a POSIX group name, as useradd/groupadd accept it
-GROUP_PATTERN = r"^[a-z_][a-z0-9_-]{0,31}$"
+GROUP = TextRule(r"[a-z_][a-z0-9_-]{0,31}")
 
 
 class TLS(Strict):
-    group: str | None = Field(
+    group: (
+        Annotated[
+            str,
+            AfterValidator(rule_check(GROUP, "a POSIX group name (a-z, 0-9, _ and -)")),
+            WithJsonSchema(GROUP.schema("a POSIX group name")),
+        ]
+        | None
+    ) = Field(
         default=None,
-        pattern=GROUP_PATTERN,
         description="group that may read the TLS files (key.pem 0640 root:<group>); keys "
         "are never world-readable",
     )
 
 
 class Identity(Strict):
-    nodes: list[Name] = Field(min_length=1)
-    ttl: Duration | None = None
-    key_type: KeyType | None = None
-    renew_before: RenewBefore | None = None
-    dns: list[DnsName] = Field(default_factory=_list)
-    ips: list[IPv4Address | IPv6Address] = Field(default_factory=_list)
-    proxy: Proxy | None = None
+    nodes: list[Name] = Field(min_length=1, description="the nodes this workload runs on")
+    ttl: Duration | None = Field(default=None, description="leaf lifetime (default certs.ttl)")
+    key_type: KeyType | None = Field(default=None, description=f"leaf {_KEY_TYPE}")
+    renew_before: RenewBefore | None = Field(default=None, description="default certs.renew_before")
+    dns: list[DnsName] = Field(default_factory=_list, description="extra DNS SANs")
+    ips: list[AnyIP] = Field(default_factory=_list, description="extra IP SANs")
+    proxy: Proxy | None = Field(default=None, description="an mTLS sidecar config to render")
     ports: list[Port] = Field(
         default_factory=_list, description="plain L4 services on the overlay (5432/tcp)"
     )
-    outputs: Outputs | None = None
-    on_renew: list[list[str]] = Field(default_factory=_list)
+    outputs: Outputs | None = Field(default=None, description="extra files for other consumers")
+    on_renew: list[Command] = Field(
+        default_factory=_list, description="commands (argv lists) run after the leaf renews"
+    )
     tls: TLS | None = Field(default=None, description="overrides the mesh-wide tls:")
-
-    @field_validator("on_renew")
-    @classmethod
-    def _argv(cls, value: list[list[str]]) -> list[list[str]]:
-        for argv in value:
-            if not argv:
-                raise ValueError("each on_renew command is a non-empty argv list")
-        return value
 
 
 def _any_method() -> list[HttpMethod]:
@@ -253,8 +310,12 @@ def _any_method() -> list[HttpMethod]:
 
 class Rule(Strict):
     # an empty list would silently allow nothing: say "*" for any, or leave it out
-    methods: list[Method] = Field(default_factory=_any_method, min_length=1)
-    paths: list[PathPattern] = Field(default_factory=lambda: ["*"], min_length=1)
+    methods: list[Method] = Field(
+        default_factory=_any_method, min_length=1, description="HTTP methods; default any"
+    )
+    paths: list[PathPattern] = Field(
+        default_factory=lambda: ["*"], min_length=1, description="path patterns; default any"
+    )
     ports: list[Port] = Field(
         default_factory=_list, description="an L4 rule: these ports, instead of HTTP requests"
     )
@@ -273,38 +334,40 @@ class Rule(Strict):
         return bool(self.ports)
 
 
+def _principals_schema() -> dict[str, Any]:
+    one = principal_schema()
+    return {
+        "anyOf": [one, {"type": "array", "items": one, "minItems": 1}],
+        "description": "identity, group:<name> or *; one or a list",
+    }
+
+
 # `to: api` is short for `to: [api]`; the JSON Schema says so too.
 Principals = Annotated[
-    list[str],
-    BeforeValidator(_as_list),
-    WithJsonSchema(
-        {
-            "anyOf": [
-                {"type": "string"},
-                {"type": "array", "items": {"type": "string"}, "minItems": 1},
-            ],
-            "description": "identity, group:<name> or *; one or a list",
-        }
-    ),
+    list[Principal], BeforeValidator(_as_list), WithJsonSchema(_principals_schema())
 ]
 
 
 class Policy(Strict):
-    name: str = Field(min_length=1)
+    name: PolicyName = Field(description="unique; shown in review, graph and errors")
     from_: Principals = Field(alias="from", min_length=1)
     to: Principals = Field(min_length=1)
-    allow: list[Rule] = Field(default_factory=lambda: [Rule()])
+    allow: list[Rule] = Field(
+        default_factory=lambda: [Rule()], description="what is allowed; default everything"
+    )
 
 
 _REQUEST_METHODS = frozenset(typing.get_args(HttpMethod)) - {"*"}
 
 
 class PolicyTest(Strict):
-    name: str | None = Field(default=None, description="optional, shown when the test fails")
-    from_: str = Field(alias="from")
-    to: str
-    request: str = Field(description="'METHOD /path', or 'tcp/PORT' / 'udp/PORT'")
-    expect: Literal["allow", "deny"]
+    name: TestName | None = Field(default=None, description="optional, shown when the test fails")
+    from_: Name = Field(alias="from", description="the calling identity")
+    to: Name = Field(description="the called identity")
+    request: Annotated[
+        str, WithJsonSchema(REQUEST.schema("'METHOD /path', or 'tcp/PORT' / 'udp/PORT'"))
+    ]
+    expect: Literal["allow", "deny"] = Field(description="allow or deny")
 
     @field_validator("request")
     @classmethod
@@ -315,7 +378,7 @@ class PolicyTest(Strict):
         parts = value.split()
         if len(parts) != 2 or not parts[1].startswith("/"):
             raise ValueError(f"request must be 'METHOD /path' or 'tcp/PORT', got {value!r}")
-        method = parts[0].upper()
+        method = parts[0].upper() if parts[0].isascii() else parts[0]
         if method not in _REQUEST_METHODS:
             raise ValueError(
                 f"request {value!r}: {parts[0]!r} is not an HTTP method "
@@ -340,20 +403,30 @@ class PolicyTest(Strict):
 class Mesh(Strict):
     """The whole desired state: what a mesh.yaml v1 holds."""
 
-    version: int
-    mesh: MeshInfo
-    secrets: Secrets = Field(default_factory=Secrets)
-    ca: CA = Field(default_factory=CA)
-    certs: Certs = Field(default_factory=Certs)
-    wireguard: WireGuard = Field(default_factory=WireGuard)
-    mtls: MTLS = Field(default_factory=MTLS)
-    tls: TLS = Field(default_factory=TLS)
-    firewall: Firewall = Field(default_factory=Firewall)
-    nodes: dict[Name, Node] = Field(default_factory=_dict)
-    identities: dict[Name, Identity] = Field(default_factory=_dict)
-    groups: dict[Name, list[Name]] = Field(default_factory=_dict)
-    policies: list[Policy] = Field(default_factory=_list)
-    tests: list[PolicyTest] = Field(default_factory=_list)
+    version: int = Field(description="the mesh.yaml format version: 1")
+    mesh: MeshInfo = Field(description="the mesh's name and naming domains")
+    secrets: Secrets = Field(default_factory=Secrets, description="how secrets are sealed")
+    ca: CA = Field(default_factory=CA, description="the root CA and node CAs")
+    certs: Certs = Field(default_factory=Certs, description="defaults for leaf certificates")
+    wireguard: WireGuard = Field(default_factory=WireGuard, description="the overlay network")
+    mtls: MTLS = Field(default_factory=MTLS, description="what the proxies accept")
+    tls: TLS = Field(default_factory=TLS, description="who may read the TLS files on hosts")
+    firewall: Firewall = Field(
+        default_factory=Firewall, description="nftables on the overlay, from the access table"
+    )
+    nodes: dict[Name, Node] = Field(default_factory=_dict, description="hosts, by name")
+    identities: dict[Name, Identity] = Field(
+        default_factory=_dict, description="workloads, by name; each gets an X.509-SVID"
+    )
+    groups: dict[Name, list[Name]] = Field(
+        default_factory=_dict, description="named sets of identities (group:<name>)"
+    )
+    policies: list[Policy] = Field(
+        default_factory=_list, description="who may call whom; default deny"
+    )
+    tests: list[PolicyTest] = Field(
+        default_factory=_list, description="expected outcomes, checked by validate"
+    )
 
     @field_validator("version", mode="before")
     @classmethod

@@ -11,6 +11,11 @@ from typing import Any, Literal
 
 Protocol = Literal["tcp", "udp"]
 PROTOCOLS: tuple[Protocol, ...] = ("tcp", "udp")
+# the same rules as patterns, for the JSON Schema: 1-65535 (leading zeros allowed), any case
+PORT_NUMBER = (
+    r"0*(?:[1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])"
+)
+PROTOCOL = r"(?:[Tt][Cc][Pp]|[Uu][Dd][Pp])"
 
 
 @dataclass(frozen=True, order=True)
@@ -63,8 +68,9 @@ class Port:
     def __get_pydantic_json_schema__(cls, schema: Any, handler: Any) -> dict[str, Any]:
         return {
             "type": "string",
-            "pattern": r"^[0-9]{1,5}/(tcp|udp)$",
+            "pattern": rf"^(?: *{PORT_NUMBER}/{PROTOCOL} *)$(?!\n)",  # see model.types.TextRule
             "description": "PORT/tcp or PORT/udp",
+            "$comment": "PORT/tcp or PORT/udp, the port from 1 to 65535",
             "examples": ["5432/tcp", "53/udp"],
         }
 

@@ -79,7 +79,7 @@ def _sweep_temps(directory: Path, name: str) -> None:
         return
     for entry in entries:
         pid = entry[len(prefix) :]
-        if pid.isdigit() and not _alive(int(pid)):
+        if pid.isdigit() and not process_alive(int(pid)):
             with contextlib.suppress(OSError):
                 os.unlink(directory / entry)
 
@@ -131,9 +131,13 @@ def write_together(
 
     The new directory is built beside the old one (`.<name>.meshops-next`, 0700 while
     it fills), with every other file of the old directory carried over, then swapped
-    in with one `renameat2(RENAME_EXCHANGE)`; the old contents are removed after. Where
-    the file system cannot exchange (or the directory does not exist yet), the files
-    are written one by one, in the order given.
+    in with one `renameat2(RENAME_EXCHANGE)`, with the old directory's owner, group and
+    mode; the old contents are removed after. Where the file system cannot exchange,
+    the owner cannot be kept, or the directory does not exist yet, the files are
+    written one by one, in the order given.
+
+    Only for a directory whose every entry is meshops' own (see `providers.owned`):
+    nothing but regular files is carried over.
     """
     import shutil
 
@@ -147,7 +151,7 @@ def write_together(
     shutil.rmtree(staged, ignore_errors=True)
     name = ""
     try:
-        final_mode = stat.S_IMODE(os.stat(directory).st_mode)
+        original = os.stat(directory)
         os.mkdir(staged, 0o700)  # nobody else may read what fills it
         for entry in os.scandir(directory):
             if entry.name in files or TEMP_MARK in entry.name or not entry.is_file():
@@ -159,8 +163,17 @@ def write_together(
         for name, (data, mode) in files.items():
             _write_new(staged / name, data, mode, groups.get(name))
         name = ""
-        os.chmod(staged, final_mode)
+        # the swapped-in directory is the same directory to everyone else: same owner,
+        # group and mode (a proxy's group may read it)
+        if (original.st_uid, original.st_gid) != (os.getuid(), os.getgid()):
+            os.chown(staged, original.st_uid, original.st_gid)
+        os.chmod(staged, stat.S_IMODE(original.st_mode))
         _fsync_tree(staged)
+    except PermissionError:  # cannot give it the same owner: write the files in place
+        shutil.rmtree(staged, ignore_errors=True)
+        for name, (data, mode) in files.items():
+            write_atomic(directory / name, data, mode=mode, group=groups.get(name))
+        return
     except OSError as exc:
         shutil.rmtree(staged, ignore_errors=True)
         hint = _HINTS.get(exc.errno or 0)
@@ -196,7 +209,7 @@ def leftovers(directory: Path) -> list[Path]:
         return found
     for entry in entries:
         name, _, pid = entry.name.rpartition(TEMP_MARK)
-        if name and pid.isdigit() and not _alive(int(pid)):
+        if name and pid.isdigit() and not process_alive(int(pid)):
             found.append(Path(entry.path))
     return sorted(found)
 
@@ -212,7 +225,8 @@ def clear_leftovers(directory: Path) -> None:
                 os.unlink(path)
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether process `pid` still runs (this one included)."""
     if pid == os.getpid():
         return True
     try:

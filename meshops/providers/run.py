@@ -23,19 +23,26 @@ def run(
     check: bool = True,
     what: str | None = None,
     secret_input: bool = False,
+    pass_fds: Sequence[int] = (),
+    clean_env: Mapping[str, str] | None = None,
     new_session: bool = False,
 ) -> subprocess.CompletedProcess[bytes]:
     """Run `argv`, capture output, raise CommandFailed with stderr on failure.
 
     `input` is never logged; set `secret_input` to make that explicit at call sites.
-    `what` names the step for the error message ("caddy validate"). `new_session`
-    starts it in a session of its own (a daemon that must outlive our process group).
+    `what` names the step for the error message ("caddy validate"). `env` is added to
+    meshops' own environment; `clean_env` is the whole environment instead (commands
+    from mesh.yaml get nothing of meshops'). `pass_fds` are inherited (pipes).
+    `new_session` starts it in a session of its own (a daemon that must outlive our
+    process group).
     """
     shown = shlex.join(argv)
     log.debug("run: %s%s", shown, " (with secret input)" if secret_input else "")
     full_env = None
     if env is not None:
         full_env = {**os.environ, **env}
+    if clean_env is not None:
+        full_env = dict(clean_env)
     try:
         proc = subprocess.run(
             list(argv),
@@ -45,6 +52,7 @@ def run(
             cwd=cwd,
             timeout=timeout,
             check=False,
+            pass_fds=tuple(pass_fds),
             start_new_session=new_session,
         )
     except FileNotFoundError:

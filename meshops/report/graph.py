@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from meshops.policy import AccessTable
+from meshops.report.escape import dot_string, mermaid_label
 
 EdgeStatus = Literal["same", "gained", "lost", "changed"]
 Layer = Literal["l7", "l4"]
@@ -165,25 +166,23 @@ def _keys_by_pair(table: AccessTable) -> dict[tuple[str, str], set[tuple[str, st
 
 
 def _mermaid_id(identity: str) -> str:
-    # names are [a-z0-9-]; the prefix keeps ids clear of Mermaid keywords (`end`)
-    return "id_" + identity.replace("-", "_")
-
-
-def _mermaid_text(text: str) -> str:
-    return text.replace('"', "#quot;")
+    # names are [a-z0-9-]; the prefix keeps ids clear of Mermaid keywords (`end`), and
+    # anything else (an old revision in review) becomes its code point
+    return "id_" + "".join(c if c.isascii() and c.isalnum() else f"_{ord(c):x}_" for c in identity)
 
 
 def render_mermaid(graph: Graph, *, direction: str = "LR") -> str:
     """A Mermaid `flowchart`; gained edges thick green, lost dashed red, changed amber."""
     lines = [f"flowchart {direction}"]
     for index, group in enumerate(graph.groups):
-        lines.append(f'  subgraph g{index}["{_mermaid_text(group.label)}"]')
+        lines.append(f'  subgraph g{index}["{mermaid_label(group.label)}"]')
         for identity in group.identities:
-            lines.append(f'    {_mermaid_id(identity)}["{identity}"]')
+            lines.append(f'    {_mermaid_id(identity)}["{mermaid_label(identity)}"]')
         lines.append("  end")
     for group in graph.spread:
         (identity,) = group.identities
-        label = _mermaid_text(f"{identity}<br/><small>on {group.label}</small>")
+        # the HTML is meshops' own; the names in it are escaped
+        label = f"{mermaid_label(identity)}<br/><small>on {mermaid_label(group.label)}</small>"
         lines.append(f'  {_mermaid_id(identity)}["{label}"]')
     styles: dict[EdgeStatus, list[str]] = defaultdict(list)
     for index, edge in enumerate(graph.edges):
@@ -192,7 +191,7 @@ def render_mermaid(graph: Graph, *, direction: str = "LR") -> str:
             label = f"{edge.status}: {label}"
         arrow = _ARROW_MERMAID[edge.status]
         lines.append(
-            f'  {_mermaid_id(edge.caller)} {arrow}|"{_mermaid_text(label)}"| '
+            f'  {_mermaid_id(edge.caller)} {arrow}|"{mermaid_label(label)}"| '
             f"{_mermaid_id(edge.callee)}"
         )
         if edge.status in _STYLE_MERMAID:
@@ -204,28 +203,26 @@ def render_mermaid(graph: Graph, *, direction: str = "LR") -> str:
     return "\n".join(lines) + "\n"
 
 
-def _dot_text(text: str) -> str:
-    return text.replace("\\", "\\\\").replace('"', '\\"')
-
-
 def render_dot(graph: Graph) -> str:
     """Graphviz DOT: one cluster per node set, labelled edges."""
     lines = ["digraph access {", "  rankdir=LR;", '  node [shape=box, fontname="sans-serif"];']
     for index, group in enumerate(graph.groups):
         lines.append(f'  subgraph "cluster_{index}" {{')
-        lines.append(f'    label="{_dot_text(group.label)}";')
+        lines.append(f'    label="{dot_string(group.label)}";')
         for identity in group.identities:
-            lines.append(f'    "{identity}";')
+            lines.append(f'    "{dot_string(identity)}";')
         lines.append("  }")
     for group in graph.spread:
         (identity,) = group.identities
         lines.append(
-            f'  "{identity}" [label="{_dot_text(identity)}\\non {_dot_text(group.label)}"];'
+            f'  "{dot_string(identity)}" '
+            f'[label="{dot_string(identity)}\\non {dot_string(group.label)}"];'
         )
     for edge in graph.edges:
         label = edge.label if edge.status in ("same", "changed") else f"{edge.status}: {edge.label}"
+        caller, callee = dot_string(edge.caller), dot_string(edge.callee)
         lines.append(
-            f'  "{edge.caller}" -> "{edge.callee}" [label="{_dot_text(label)}"'
+            f'  "{caller}" -> "{callee}" [label="{dot_string(label)}"'
             f"{_STYLE_DOT[edge.status]}{', arrowhead=empty' if edge.layer == 'l4' else ''}];"
         )
     lines.append("}")

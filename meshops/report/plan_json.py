@@ -32,11 +32,11 @@ from meshops import __version__
 from meshops.engine.plan import Change, Plan
 
 FORMAT_VERSION = "1.0"
-_ADDRESS = re.compile(r'^(?P<type>[^\[]+)(\["(?P<name>.*)"\])?$')
+_ADDRESS = re.compile(r'(?P<type>[^\[]+)(\["(?P<name>.*)"\])?')
 
 
 def split_address(address: str) -> tuple[str, str | None]:
-    m = _ADDRESS.match(address)
+    m = _ADDRESS.fullmatch(address)
     if not m:
         return address, None
     return m.group("type"), m.group("name")

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Collection
 
 from meshops.engine.plan import Action, Change, Plan
+from meshops.report.escape import md_fence, md_text, visible
 
 _COLOURS = {
     Action.CREATE: "32",  # green
@@ -23,14 +24,14 @@ def _paint(text: str, code: str, color: bool) -> str:
 
 def change_line(change: Change, *, color: bool = False) -> str:
     symbol = change.action.symbol.rjust(3)
-    head = _paint(f"{symbol} {change.address}", _COLOURS.get(change.action, "0"), color)
+    head = _paint(f"{symbol} {visible(change.address)}", _COLOURS.get(change.action, "0"), color)
     notes = []
     if change.sensitive:
         notes.append("(sensitive)")
     if change.impact.value not in ("none",):
         notes.append(f"[{change.impact.value}]")
     tail = f"  {' '.join(notes)}" if notes else ""
-    reason = f": {change.reason}" if change.reason else ""
+    reason = f": {visible(change.reason)}" if change.reason else ""
     return f"{head}{reason}{tail}"
 
 
@@ -53,7 +54,7 @@ def render_text(plan: Plan, *, color: bool = False, met: Collection[str] = ()) -
     lines += ["", summary_line(plan)]
     needs = [need for need in plan.needs() if need not in met]
     if needs:
-        lines.append("Needs: " + "; ".join(needs))
+        lines.append(visible("Needs: " + "; ".join(needs)))
     return "\n".join(lines) + "\n"
 
 
@@ -61,10 +62,10 @@ def render_markdown(plan: Plan) -> str:
     scope = "repository" if plan.scope == "repo" else plan.scope.replace("node:", "node ")
     if not plan.has_changes:
         return f"**No changes.** The {scope} matches mesh.yaml.\n"
-    body = "\n".join(change_line(c).lstrip() for c in plan.actionable)
-    parts = [f"### meshops plan ({scope})", "", "```diff", body, "```", "", summary_line(plan)]
+    body = [change_line(c).lstrip() for c in plan.actionable]
+    parts = [f"### meshops plan ({scope})", "", *md_fence(body, "diff"), "", summary_line(plan)]
     needs = plan.needs()
     if needs:
         parts.append("")
-        parts.append("Needs: " + "; ".join(needs))
+        parts.append(md_text("Needs: " + "; ".join(needs)))
     return "\n".join(parts) + "\n"

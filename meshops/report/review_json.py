@@ -48,7 +48,9 @@ Lists are sorted (changes by section order then name, grants by caller, callee, 
 path; nodes by name). Codes of warnings: wildcard-policy, longer-ttl,
 ca-recipient-removed, node-removed, node-recipient-changed, mtls-permissive,
 min-tls-lowered, trust-domain-changed, network-changed, secrets-format-changed,
-identity-on-many-nodes.
+identity-on-many-nodes, runs-command (a new or changed reload or on_renew command),
+writes-outside-meshops (a new or changed proxy.config or outputs.dir outside
+/etc/meshops).
 """
 
 from __future__ import annotations

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from meshops.gitops.review import Review, RevisionInfo
+from meshops.report.escape import md_code, md_fence, md_text
 from meshops.report.graph import render_mermaid
 from meshops.report.review_common import access_lines, grouped_impacts, headline, names, plural
 
@@ -23,22 +24,6 @@ _TRIM_NOTE = (
     "trimmed to keep this comment under {limit:,} characters; run "
     "`meshops review --format text` for the whole list"
 )
-
-
-def _code(text: str) -> str:
-    fence = "``" if "`" in text else "`"
-    pad = " " if fence == "``" else ""
-    return f"{fence}{pad}{text}{pad}{fence}"
-
-
-def _cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
-
-
-def _fence(lines: Sequence[str], lang: str = "") -> list[str]:
-    longest = max((len(line) - len(line.lstrip("`")) for line in lines), default=0)
-    ticks = "`" * max(3, longest + 1)
-    return [f"{ticks}{lang}", *lines, ticks]
 
 
 def _details(summary: str, body: list[str], *, open_: bool = False) -> list[str]:
@@ -76,8 +61,9 @@ class _Renderer:
         out: list[str] = []
         verdict = "✅" if r.ok else "❌"
         base, head = _side(r.base), _side(r.head)
-        out += [f"## {verdict} meshops review: {base} → {head}", "", f"**{headline(r)}**", ""]
-        out += [f"> {note}" for note in r.notes]
+        out += [f"## {verdict} meshops review: {base} → {head}", ""]
+        out += [f"**{md_text(headline(r))}**", ""]
+        out += [f"> {md_text(note)}" for note in r.notes]
         if r.notes:
             out.append("")
         out += self.problems()
@@ -90,7 +76,7 @@ class _Renderer:
         out += self.state_changes()
         out += self.state()
         out += self.plan()
-        out.append(f"<sub>meshops review · {_code(r.head.mesh_path)}</sub>")
+        out.append(f"<sub>meshops review · {md_code(r.head.mesh_path)}</sub>")
         return "\n".join(out) + "\n"
 
     def problems(self) -> list[str]:
@@ -99,13 +85,15 @@ class _Renderer:
         if r.head.problems:
             lines = [str(p) for p in r.head.problems]
             shown = self.take(lines)
-            out += [f"### ❌ {_code(r.head.mesh_path)} does not validate at {_code(r.head.label)}"]
-            out += ["", *_fence(shown), *self.more(len(lines), len(shown)), ""]
+            out += [
+                f"### ❌ {md_code(r.head.mesh_path)} does not validate at {md_code(r.head.label)}"
+            ]
+            out += ["", *md_fence(shown), *self.more(len(lines), len(shown)), ""]
         if r.tests.failures:
             lines = [str(p) for p in r.tests.failures]
             shown = self.take(lines)
             out += [f"### ❌ {plural(len(lines), 'policy test')} failed", ""]
-            out += [*_fence(shown), *self.more(len(lines), len(shown)), ""]
+            out += [*md_fence(shown), *self.more(len(lines), len(shown)), ""]
         return out
 
     def warnings(self) -> list[str]:
@@ -114,7 +102,7 @@ class _Renderer:
             return []
         shown = self.take(items)
         out = ["### ⚠️ Warnings", ""]
-        out += [f"- {w}" for w in shown]
+        out += [f"- {md_text(w)}" for w in shown]
         return [*out, *self.more(len(items), len(shown)), ""]
 
     def access(self) -> list[str]:
@@ -129,7 +117,7 @@ class _Renderer:
             f"Access: <b>+{gained}</b> gained, <b>-{lost}</b> lost "
             "(caller → callee, method and path, or L4 port)"
         )
-        body = [*_fence(shown, "diff"), *self.more(len(lines), len(shown))]
+        body = [*md_fence(shown, "diff"), *self.more(len(lines), len(shown))]
         return _details(summary, body, open_=len(lines) <= 30)
 
     def changes(self) -> list[str]:
@@ -138,9 +126,9 @@ class _Renderer:
             return []
         items = []
         for change in changes:
-            item = f"- {_code(change.address)} **{change.action}**"
+            item = f"- {md_code(change.address)} **{md_text(change.action)}**"
             details = self.take(list(change.details)) if change.details else []
-            item += "".join(f"\n  - {_code(d)}" for d in details)
+            item += "".join(f"\n  - {md_code(d)}" for d in details)
             if len(details) < len(change.details):
                 item += f"\n  - … +{len(change.details) - len(details)} more"
             items.append(item)
@@ -166,7 +154,7 @@ class _Renderer:
             if marked
             else "No caller gains or loses a callee."
         )
-        return _details(title, [legend, "", *_fence(text.rstrip("\n").splitlines(), "mermaid")])
+        return _details(title, [legend, "", *md_fence(text.rstrip("\n").splitlines(), "mermaid")])
 
     def impacts(self) -> list[str]:
         impacts = self.review.impacts
@@ -175,7 +163,7 @@ class _Renderer:
         rows = []
         for nodes, status, parts in grouped_impacts(impacts):
             label = names(nodes, 8) + (f" ({len(nodes)} nodes)" if len(nodes) > 1 else "")
-            rows.append(f"| {_cell(label)} | {status} | {_cell('; '.join(parts))} |")
+            rows.append(f"| {md_text(label)} | {status} | {md_text('; '.join(parts))} |")
         shown = self.take(rows)
         body = ["| node | status | what happens there |", "| --- | --- | --- |", *shown]
         body += self.more(len(rows), len(shown))
@@ -187,7 +175,7 @@ class _Renderer:
             return []
         shown = self.take(errors)
         out = [f"### ❌ state/ changed outside meshops apply ({len(errors)})", ""]
-        out += [f"- {_code(e)}" for e in shown]
+        out += [f"- {md_code(e)}" for e in shown]
         return [*out, *self.more(len(errors), len(shown)), ""]
 
     def state_changes(self) -> list[str]:
@@ -195,7 +183,7 @@ class _Renderer:
         if not summary:
             return []
         shown = self.take(summary)
-        body = [f"- {line}" for line in shown] + self.more(len(summary), len(shown))
+        body = [f"- {md_text(line)}" for line in shown] + self.more(len(summary), len(shown))
         title = f"state/ changes, verified as repo apply's signed output ({len(summary)})"
         return _details(title, body, open_=len(summary) <= 10)
 
@@ -204,7 +192,7 @@ class _Renderer:
         if not issues:
             return []
         shown = self.take(list(issues))
-        body = [f"- {issue}" for issue in shown] + self.more(len(issues), len(shown))
+        body = [f"- {md_text(issue)}" for issue in shown] + self.more(len(issues), len(shown))
         return _details(f"⚠️ state/ does not match mesh.yaml ({len(issues)})", body)
 
     def plan(self) -> list[str]:
@@ -218,8 +206,8 @@ class _Renderer:
             for a in ("create", "update", "replace", "destroy")
             if plan.count(a)
         )
-        body = [plan.note, ""] if plan.note else []
-        body += [*_fence(shown or ["no changes"], "diff"), *self.more(len(lines), len(shown))]
+        body = [md_text(plan.note), ""] if plan.note else []
+        body += [*md_fence(shown or ["no changes"], "diff"), *self.more(len(lines), len(shown))]
         return _details(f"Plan, repo scope ({counts or 'no changes'})", body)
 
 
@@ -236,5 +224,5 @@ def render_markdown(review: Review, *, limit: int = LIMIT) -> str:
 def _side(side: RevisionInfo) -> str:
     """`main` (abc123def456), or the working tree as itself (it has no commit)."""
     if side.commit is None:
-        return _code(side.label)
-    return f"{_code(side.label)} ({side.commit[:12]})"
+        return md_code(side.label)
+    return f"{md_code(side.label)} ({md_text(side.commit[:12])})"

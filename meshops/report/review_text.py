@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from meshops.gitops.review import Review
+from meshops.report.escape import visible
 from meshops.report.review_common import access_lines, grouped_impacts, headline, names
 
 _COLORS = {"green": "32", "red": "31", "yellow": "33", "bold": "1", "dim": "2"}
@@ -10,6 +11,7 @@ _COLORS = {"green": "32", "red": "31", "yellow": "33", "bold": "1", "dim": "2"}
 
 def render_text(review: Review, *, color: bool = False) -> str:
     def paint(text: str, style: str) -> str:
+        text = visible(text)  # user text never carries its own escape codes
         return f"\x1b[{_COLORS[style]}m{text}\x1b[0m" if color else text
 
     out: list[str] = []
@@ -23,8 +25,8 @@ def render_text(review: Review, *, color: bool = False) -> str:
         for side in (review.base, review.head)
     )
     mark = paint("OK", "green") if review.ok else paint("FAILED", "red")
-    out.append(f"meshops review {base} -> {head}: {mark}")
-    out.append(headline(review))
+    out.append(f"meshops review {visible(base)} -> {visible(head)}: {mark}")
+    out.append(visible(headline(review)))
     for note in review.notes:
         out.append(paint(f"note: {note}", "dim"))
     if review.head.problems:
@@ -46,23 +48,23 @@ def render_text(review: Review, *, color: bool = False) -> str:
     if review.changes:
         section("Desired-state changes")
         for change in review.changes:
-            out.append(f"  {change.address} {change.action}")
-            out += [f"      {detail}" for detail in change.details]
+            out.append(visible(f"  {change.address} {change.action}"))
+            out += [visible(f"      {detail}") for detail in change.details]
     if review.impacts:
         section("Per-node impact")
         for nodes, status, parts in grouped_impacts(review.impacts):
-            out.append(f"  {names(nodes)} ({status})")
-            out += [f"      {part}" for part in parts]
+            out.append(visible(f"  {names(nodes)} ({status})"))
+            out += [visible(f"      {part}") for part in parts]
     if review.state.summary:
         section("state/ changes (verified: repo apply's signed output)")
-        out += [f"  {line}" for line in review.state.summary]
+        out += [visible(f"  {line}") for line in review.state.summary]
     if review.state_issues:
         section("state/ does not match mesh.yaml")
         out += [paint(f"  {issue}", "yellow") for issue in review.state_issues]
     if review.plan is not None:
         section("Plan (repo scope)")
         if review.plan.note:
-            out.append(f"  {review.plan.note}")
+            out.append(visible(f"  {review.plan.note}"))
         for line in review.plan.lines:
             style = {"create": "green", "destroy": "red"}.get(line.action, "yellow")
             out.append(paint(f"  {line.symbol} {line.address}  # {line.reason}", style))

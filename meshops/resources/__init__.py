@@ -35,6 +35,9 @@ class Scope:
     )
     # what a reader of the plan should know that is not a change (a held rotation phase)
     notes: Callable[[Runtime], list[str]] = lambda rt: []
+    # apply every change whose dependencies succeeded (a host), or stop at the first
+    # failure (the repository, whose steps build on each other)
+    keep_going: bool = False
     # a host refused its checkout's state/ and runs on the last good material: the
     # run goes on (leaves renew), then ends with this error (exit 1)
     refused: Exception | None = None

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import os
+import stat
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -125,9 +126,10 @@ def load_identity_file(path: Path) -> list[Identity]:
 
 def _read_text(path: Path) -> str:
     try:
-        size = os.stat(path).st_size
-        if size > _MAX_IDENTITY_FILE:
-            raise SecretError(f"identity file {path} is {size} bytes: too large for a key")
+        info = os.stat(path)
+        if info.st_size > _MAX_IDENTITY_FILE:
+            raise SecretError(f"identity file {path} is {info.st_size} bytes: too large for a key")
+        _check_private(path, info)
         data = path.read_bytes()
     except FileNotFoundError:
         raise SecretError(
@@ -146,6 +148,18 @@ def _read_text(path: Path) -> str:
             f"identity file {path} is not text: expected an age identity file "
             "or an OpenSSH private key"
         ) from None
+
+
+def _check_private(path: Path, info: os.stat_result) -> None:
+    """Refuse a key file others may read, as ssh does: whoever could read it holds
+    the key, and a key that leaked must not be used as if it had not."""
+    mode = stat.S_IMODE(info.st_mode)
+    if stat.S_ISREG(info.st_mode) and mode & 0o077:
+        raise SecretError(
+            f"identity file {path} is accessible by group or others (mode {mode:04o}); "
+            "refusing to use a private key that is not private",
+            hint=f"chmod 600 {path}  (and replace the key if others may have read it)",
+        )
 
 
 def _age_identities(path: Path, text: str) -> list[Identity]:

@@ -32,7 +32,7 @@ from typing import Any
 
 from meshops.errors import CommandFailed, SecretError
 from meshops.model.types import SEALED_SUFFIX, Recipient
-from meshops.providers.files import write_atomic
+from meshops.providers.files import process_alive, write_atomic
 from meshops.providers.run import run
 from meshops.secrets.diagnostics import UnsealFailed
 from meshops.secrets.identities import Identity
@@ -81,7 +81,8 @@ def seal_sops(
     config = merged_config(user_config, recipients)
     import yaml
 
-    with tempfile.TemporaryDirectory(prefix="meshops-sops-") as tmp:
+    sweep_stale_temp_dirs()
+    with tempfile.TemporaryDirectory(prefix=_temp_prefix()) as tmp:  # recipients only
         config_path = Path(tmp) / SOPS_CONFIG_NAME
         write_atomic(config_path, yaml.safe_dump(config).encode(), mode=0o600, fsync=False)
         argv = [
@@ -132,28 +133,33 @@ def unseal_sops(
     usable = _usable_identities(identities, info)
     if not usable and not info.other_keys:
         raise UnsealFailed(target_name, identities, info)
-    with tempfile.TemporaryDirectory(prefix="meshops-sops-") as tmp:
-        env = _identity_env(Path(tmp), usable)
-        argv = [
-            sops_binary(),
-            "decrypt",
-            "--input-type",
-            "binary",
-            "--output-type",
-            "binary",
-            "/dev/stdin",
-        ]
-        try:
-            proc = run(argv, input=ciphertext, env=env, what=f"sops decrypt {target_name}")
-        except CommandFailed as exc:
-            stderr = exc.detail or exc.message
-            if "MAC mismatch" in stderr or "Error unmarshalling" in stderr:
-                raise SecretError(
-                    f"cannot unseal {target_name}: the sops file is damaged",
-                    hint="restore it from git",
-                    detail=stderr,
-                ) from None
-            raise UnsealFailed(target_name, identities, info, detail=stderr) from None
+    sweep_stale_temp_dirs()
+    env, fds = _identity_env(usable)
+    argv = [
+        sops_binary(),
+        "decrypt",
+        "--input-type",
+        "binary",
+        "--output-type",
+        "binary",
+        "/dev/stdin",
+    ]
+    try:
+        proc = run(
+            argv, input=ciphertext, env=env, pass_fds=fds, what=f"sops decrypt {target_name}"
+        )
+    except CommandFailed as exc:
+        stderr = exc.detail or exc.message
+        if "MAC mismatch" in stderr or "Error unmarshalling" in stderr:
+            raise SecretError(
+                f"cannot unseal {target_name}: the sops file is damaged",
+                hint="restore it from git",
+                detail=stderr,
+            ) from None
+        raise UnsealFailed(target_name, identities, info, detail=stderr) from None
+    finally:
+        for fd in fds:
+            os.close(fd)
     return proc.stdout
 
 
@@ -259,37 +265,75 @@ def _usable_identities(identities: Sequence[Identity], info: SealInfo) -> list[I
     return [i for i in usable if i.kind == "age"] + ssh[:1]
 
 
-def _identity_env(tmp: Path, identities: Sequence[Identity]) -> dict[str, str]:
-    env = _base_env(tmp)
-    keys = tmp / "keys.txt"
-    age_lines = b"".join(i.secret + b"\n" for i in identities if i.kind == "age")
-    write_atomic(keys, age_lines, mode=0o600, fsync=False)
-    env["SOPS_AGE_KEY_FILE"] = str(keys)
-    env["SOPS_AGE_KEY"] = ""
+def _identity_env(identities: Sequence[Identity]) -> tuple[dict[str, str], list[int]]:
+    """sops' environment for a decrypt, and the pipe ends it inherits.
+
+    The identities never touch a disk: X25519 keys go in SOPS_AGE_KEY (this child's
+    environment only), an SSH key sops reads through an inherited pipe (/dev/fd/N)
+    unless it already is a file. HOME points nowhere, so sops finds no key of the
+    user's (~/.config/sops/age/keys.txt, ~/.ssh/id_*) behind our back.
+    """
+    env = _base_env(Path(NO_HOME))
+    env["SOPS_AGE_KEY"] = "\n".join(i.secret.decode() for i in identities if i.kind == "age")
+    env["SOPS_AGE_KEY_FILE"] = ""  # an inherited one would add keys we did not give
+    env["SOPS_AGE_SSH_PRIVATE_KEY_FILE"] = ""
+    fds: list[int] = []
     ssh = [i for i in identities if i.kind != "age"]
     if ssh:
-        ssh_path = ssh[0].path
-        if ssh_path is None:  # not loaded from a file: a 0600 copy in our 0700 temp dir
-            ssh_path = tmp / "ssh_key"
-            write_atomic(ssh_path, ssh[0].secret, mode=0o600, fsync=False)
-        env["SOPS_AGE_SSH_PRIVATE_KEY_FILE"] = str(ssh_path)
-    elif "SOPS_AGE_SSH_PRIVATE_KEY_FILE" in os.environ:
-        # An inherited path cannot be unset through run(); point it at a throwaway key.
-        throwaway = tmp / "unused_ssh_key"
-        write_atomic(throwaway, _throwaway_ssh_key(), mode=0o600, fsync=False)
-        env["SOPS_AGE_SSH_PRIVATE_KEY_FILE"] = str(throwaway)
-    return env
+        path = ssh[0].path
+        if path is None:  # not from a file: a pipe sops reads once, then it is gone
+            read_end, write_end = os.pipe()
+            try:
+                os.write(write_end, ssh[0].secret)  # a key is far below a pipe's 64 KiB
+            finally:
+                os.close(write_end)
+            fds.append(read_end)
+            path = Path(f"/dev/fd/{read_end}")
+        env["SOPS_AGE_SSH_PRIVATE_KEY_FILE"] = str(path)
+    return env, fds
 
 
-def _throwaway_ssh_key() -> bytes:
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import ed25519
+# where sops' HOME points for a decrypt: a directory that does not exist
+NO_HOME = "/nonexistent/meshops-sops"
+_TEMP_PREFIX = "meshops-sops-"
+_swept = False
 
-    return ed25519.Ed25519PrivateKey.generate().private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.OpenSSH,
-        serialization.NoEncryption(),
-    )
+
+def _temp_prefix() -> str:
+    """Temp directories carry their creator's pid, so a later run can tell a dead
+    run's leftover from a live one's."""
+    return f"{_TEMP_PREFIX}{os.getpid()}-"
+
+
+def sweep_stale_temp_dirs(directory: Path | None = None) -> list[Path]:
+    """Remove the temp directories of sops runs whose meshops was killed (once per
+    process): older meshops versions left the age identity there (keys.txt)."""
+    global _swept
+    if _swept and directory is None:
+        return []
+    _swept = directory is None
+    import shutil
+    import time
+
+    where = Path(directory or tempfile.gettempdir())
+    removed = []
+    try:
+        entries = [e for e in os.scandir(where) if e.name.startswith(_TEMP_PREFIX)]
+    except OSError:
+        return []
+    for entry in entries:
+        pid, sep, _ = entry.name[len(_TEMP_PREFIX) :].partition("-")
+        if sep and pid.isdigit():
+            stale = not process_alive(int(pid))
+        else:  # an older meshops' name, without a pid: stale once it is a while old
+            try:
+                stale = time.time() - entry.stat(follow_symlinks=False).st_mtime > 600
+            except OSError:
+                continue
+        if stale and entry.is_dir(follow_symlinks=False):
+            shutil.rmtree(entry.path, ignore_errors=True)
+            removed.append(Path(entry.path))
+    return removed
 
 
 def _is_binary_store(ciphertext: bytes) -> bool:

@@ -27,7 +27,7 @@ REPO = Path(__file__).resolve().parents[2]
 KERNEL_DIR = Path(
     os.environ.get("MESHOPS_TEST_KERNEL_DIR", Path.home() / ".cache/meshops-test/kernel")
 )
-VM_TIMEOUT = 900  # seconds; about 5 minutes is usual under emulation on 2 shared cores
+VM_TIMEOUT = 1200  # seconds; about 5 minutes is usual under emulation on 2 shared cores
 INSTALL_HINT = "run `bash scripts/install.sh` (it extracts the kernel and installs QEMU)"
 
 

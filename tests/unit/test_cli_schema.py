@@ -77,3 +77,19 @@ def test_the_json_schema_refuses_unknown_fields_and_bad_enums(validator: Any) ->
     messages = " ".join(e.message for e in validator.iter_errors(data))
     assert "keepaliv" in messages
     assert "strictt" in messages
+
+
+def test_the_field_reference_in_docs_is_rendered_from_the_schema() -> None:
+    result = meshops("schema", "--format", "markdown")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == (REPO / "docs" / "mesh-yaml.md").read_text(), (
+        "docs/mesh-yaml.md is stale: run `meshops schema --format markdown > docs/mesh-yaml.md`"
+    )
+
+
+def test_the_field_reference_names_every_field_of_the_schema() -> None:
+    text = meshops("schema", "--format", "markdown").stdout
+    schema = schema_output()
+    for name, definition in schema["$defs"].items():
+        for field in definition.get("properties", {}):
+            assert f".{field}`" in text or f"`{field}`" in text, f"{name}.{field}"

@@ -83,6 +83,7 @@ def open_host_scope(
 
 def compile_host(scope: HostScope, *, now: datetime) -> list[Resource[Any]]:
     """Desired resources for one host, in a readable order."""
+    from meshops.resources.host.files import StaleFilesResource
     from meshops.resources.host.hosts import HostsResource
 
     mesh = scope.mesh
@@ -101,11 +102,13 @@ def compile_host(scope: HostScope, *, now: datetime) -> list[Resource[Any]]:
         leaf = LeafResource(scope, identity)
         follows = [leaf.address]
         bundle_file = FileResource(f'tls.bundle["{identity}"]', leaf.dir / "ca.pem", bundle,
-                                   what="trust bundle", impact=Impact.RESTART)  # fmt: skip
+                                   what="trust bundle", owned=scope.owned,
+                                   impact=Impact.RESTART, security=True)  # fmt: skip
         files: list[Resource[Any]] = [
             leaf,
             bundle_file,
-            FileResource(f'tls.crl["{identity}"]', leaf.dir / "crl.pem", crl, what="CRL"),
+            FileResource(f'tls.crl["{identity}"]', leaf.dir / "crl.pem", crl, what="CRL",
+                         owned=scope.owned, security=True),
         ]  # fmt: skip
         pool: bytes | None = None
         if ident.proxy is not None and ident.proxy.kind == "caddy":
@@ -113,7 +116,8 @@ def compile_host(scope: HostScope, *, now: datetime) -> list[Resource[Any]]:
             pool = node_ca_pool_pem(scope, path, crl, now)
             address = f'tls.trust_pool["{identity}"]'
             files.append(FileResource(address, path, pool, what="node CA trust pool",
-                                      impact=Impact.RESTART))  # fmt: skip
+                                      owned=scope.owned, impact=Impact.RESTART,
+                                      security=True))  # fmt: skip
         follows += [f.address for f in files[1:]]
         if ident.outputs is not None and (
             ident.outputs.p12 or ident.outputs.combined_pem or ident.outputs.dir
@@ -125,12 +129,23 @@ def compile_host(scope: HostScope, *, now: datetime) -> list[Resource[Any]]:
         proxy_resources = _proxy(scope, identity, follows, pool)
         out += proxy_resources
         if ident.on_renew:
-            out.append(HookResource(f'hook.on_renew["{identity}"]', ident.on_renew, [leaf.address]))
+            out.append(HookResource(f'hook.on_renew["{identity}"]', ident.on_renew,
+                                    [leaf.address], env=hook_facts(scope, identity)))  # fmt: skip
     if scope.tunnelled:  # certificates only: no overlay to tunnel or filter
         out += _firewall(scope)  # before the tunnel: default deny from the first packet
         out += _wireguard(scope)
     out.append(HostsResource(scope))
+    out.append(StaleFilesResource(scope, [path for r in out for path in r.owns]))
     return out
+
+
+def hook_facts(scope: HostScope, identity: str) -> dict[str, str]:
+    """What a hook of `identity` is told, in its environment (docs/hardening.md)."""
+    return {
+        "MESHOPS_NODE": scope.node,
+        "MESHOPS_WORKLOAD": identity,
+        "MESHOPS_TLS_DIR": str(scope.tls_dir(identity)),
+    }
 
 
 def crl_bundle(scope: HostScope) -> bytes:
@@ -261,8 +276,13 @@ def open_host(
         pins=parse_pins(config.get("trust"), str(ctx.host_path("/etc/meshops/host.yaml"))),
         revision=revision, now=rt.now, commit=commit,
     )  # fmt: skip
+    resources = compile_host(scope, now=rt.now)
 
     def record(plan: Plan, result: ApplyResult | None, plan_id: str | None, rt: Runtime) -> None:
+        # files that already hold exactly what meshops would write are its own (a host
+        # set up before meshops kept a record, or a file left unchanged)
+        unchanged = {c.address for c in plan.changes if c.is_noop}
+        scope.owned.adopt(p for r in resources if r.address in unchanged for p in r.owns)
         record_apply(scope, plan, result, plan_id, rt, revision=revision)
         if session is not None:  # read again by the record, right after the apply
             session.live = (scope.link(), scope.device())
@@ -287,12 +307,13 @@ def open_host(
     applied = {str(scope.last.get("plan_id"))} if scope.last.get("plan_id") else set()
     return Scope(
         name=f"node:{node}",
-        resources=compile_host(scope, now=rt.now),
+        resources=resources,
         lock_path=scope.lib_dir / "lock",
         revision=revision,
         mesh_sha256=mesh_digest(ctx.mesh_file),
         applied_ids=applied,
         preflight=preflight,
         record=record,
+        keep_going=True,
         refused=scope.trust.error,
     )

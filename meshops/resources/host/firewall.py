@@ -105,6 +105,7 @@ class Firewall:
         self._read = False
         self.members: list[Resource[Any]] = []
         self.sent = False
+        self.failed: MeshError | None = None  # the transaction's error, for every member
 
     def live(self) -> nft.Table | None:
         if not self._read:
@@ -125,10 +126,19 @@ class Firewall:
 
     def send(self, rt: Runtime) -> None:
         """Apply every actionable firewall change of the plan, in one nft transaction."""
-        from meshops.providers.nftables import load_script
-
+        if self.failed is not None:  # a host apply keeps going: fail each member once, fast
+            raise self.failed
         if self.sent:
             return
+        try:
+            self._send(rt)
+        except MeshError as exc:
+            self.failed = exc
+            raise
+
+    def _send(self, rt: Runtime) -> None:
+        from meshops.providers.nftables import load_script
+
         todo = [
             (member, change)
             for member in self.members

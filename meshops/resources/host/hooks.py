@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import shlex
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from meshops.engine.plan import Action, Change, Impact
@@ -14,10 +15,22 @@ if TYPE_CHECKING:
 
 
 class HookResource(Resource[None]):
-    def __init__(self, address: str, commands: Sequence[Sequence[str]], follows: Sequence[str]):
+    # runs when anything it follows changed, even if a sibling change failed: a proxy
+    # whose new config was refused reloads its old one, with the new CRL
+    runs_after_any = True
+
+    def __init__(
+        self,
+        address: str,
+        commands: Sequence[Sequence[str]],
+        follows: Sequence[str],
+        *,
+        env: Mapping[str, str] | None = None,
+    ):
         self.address = address
         self.commands = [list(c) for c in commands]
         self.depends_on = tuple(follows)
+        self.env = hook_environment({"MESHOPS_HOOK": address, **(env or {})})
 
     def read(self, rt: Runtime) -> Observed[None]:
         return Observed(None, "")
@@ -36,4 +49,18 @@ class HookResource(Resource[None]):
         from meshops.providers.run import run
 
         for argv in self.commands:
-            run(argv, what=f"{self.address}: {shlex.join(argv)}", timeout=300)
+            run(argv, what=f"{self.address}: {shlex.join(argv)}", timeout=300, clean_env=self.env)
+
+
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+PASSED_ON = ("PATH", "LANG", "LC_ALL")
+
+
+def hook_environment(extra: Mapping[str, str]) -> dict[str, str]:
+    """The whole environment of a reload or on_renew command: PATH and the locale from
+    meshops', and the MESHOPS_* facts `extra` names; never anything else of meshops'
+    (SOPS_AGE_KEY, MESHOPS_IDENTITY, proxies' and cloud credentials)."""
+    env = {name: os.environ[name] for name in PASSED_ON if os.environ.get(name)}
+    env.setdefault("PATH", DEFAULT_PATH)
+    env.update(extra)
+    return env

@@ -73,6 +73,8 @@ class ProxyConfigResource(Resource[bytes]):
         self.address = f'proxy.{proxy.kind}["{identity}"]'
         self.depends_on = tuple(follows)  # certs must exist for the proxy's own check
         self.path = config_path(scope, identity)
+        self.owns = (self.path,)
+        self.owned = scope.owned
         spec = host_spec(scope, identity, pool)
         self.text = render(spec)
         self.dirs: list[tuple[Path, int]] = []  # what a standalone proxy writes into
@@ -107,11 +109,13 @@ class ProxyConfigResource(Resource[bytes]):
     def apply(self, change: Change, rt: Runtime) -> None:
         from meshops.providers.proxies import check_config
 
+        data = self.text.encode()
+        self.owned.claim({self.path: data})  # never someone else's file
         with tempfile.TemporaryDirectory(prefix="meshops-check-") as work:
             check_config(self.kind, self.checked, workdir=Path(work), target=self.path)
         for directory, mode in self.dirs:  # the example units make them too; by hand, here
             ensure_dir(directory, mode=mode, group=self.gid if self.kind == "caddy" else None)
-        write_atomic(self.path, self.text.encode(), mode=0o644)
+        write_atomic(self.path, data, mode=0o644)
 
 
 def proxy_resources(
@@ -120,6 +124,8 @@ def proxy_resources(
     """The config file and reload hook of an identity's proxy (none without `proxy:`).
 
     `pool` is the node CA trust pool written for a Caddy sidecar (node-cas.pem)."""
+    from meshops.resources.host import hook_facts
+
     proxy = scope.mesh.identities[identity].proxy
     if proxy is None:
         return []
@@ -127,6 +133,11 @@ def proxy_resources(
     out: list[Resource[Any]] = [config]
     if proxy.reload:
         out.append(
-            HookResource(f'hook.reload["{identity}"]', [proxy.reload], [config.address, *follows])
+            HookResource(
+                f'hook.reload["{identity}"]',
+                [proxy.reload],
+                [config.address, *follows],
+                env={**hook_facts(scope, identity), "MESHOPS_PROXY_CONFIG": str(config.path)},
+            )
         )
     return out

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
-from meshops.providers.files import write_atomic
+from meshops.providers.files import clear_leftovers, write_atomic
 from meshops.resources.host.scope import HostScope
 from meshops.resources.host.status import collect, metrics_text
 
@@ -25,11 +25,15 @@ def record_apply(
     revision: str | None,
 ) -> None:
     last: dict[str, Any] = dict(scope.last)
+    failures: list[dict[str, Any]] = []
     if result is None:
         outcome, error, count = "no-op", None, 0
     else:
         outcome = "ok" if result.ok else "failed"
-        error = f"{result.failed.address}: {result.error}" if result.failed else None
+        failures = [
+            {"address": change.address, "error": str(exc)} for change, exc in result.failures
+        ]
+        error = f"{failures[0]['address']}: {failures[0]['error']}" if failures else None
         count = len(result.applied)
     peers = dict(last.get("peers", {}))
     for node, key in rt.shared.get("peers", {}).items():
@@ -52,13 +56,17 @@ def record_apply(
         "time": rt.now.isoformat(timespec="seconds"),
         "revision": revision,
         "result": outcome,
-        "error": error,
+        "error": error,  # the first failure; every one is in `failures`
+        "failures": failures,
+        "skipped": [c.address for c in result.skipped] if result else [],
         "changes": count,
         # the checkout's state/ or the pull was refused: this run used the last good
         # material (docs/security.md)
         "refused": held["reason"] if held else rt.shared.get("pull_refused"),
     }
     lib = scope.lib_dir
+    clear_leftovers(lib)  # temp files of a killed run (we hold the lock)
+    scope.owned.clear_temps()
     write_atomic(lib / "last-applied.json", _json(last), mode=0o644)
     scope.last = last
     scope.forget_wireguard()

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from meshops.engine.runtime import Runtime
     from meshops.model.mesh import Mesh
     from meshops.policy.flows import Flows
+    from meshops.providers.owned import Owned
     from meshops.providers.wireguard import DeviceState, LinkState
 
 NODE_KEY_NEED = "this host's identity (to unseal its node CA and WireGuard keys)"
@@ -81,6 +82,13 @@ class HostScope:
     @property
     def lib_dir(self) -> Path:
         return self.host_path(LIB_DIR)
+
+    @cached_property
+    def owned(self) -> Owned:
+        """The files meshops wrote on this host (read once per run)."""
+        from meshops.providers.owned import Owned
+
+        return Owned(self.lib_dir, self.root)
 
     def tls_gid(self, identity: str) -> int | None:
         """The gid of the group that may read `identity`'s TLS files (mesh.yaml `tls:`),

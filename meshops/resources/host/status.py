@@ -24,7 +24,8 @@
      "crls": [{"issuer": str, "kind": "root"|"node CA", "number": int | null,
                "next_update": ISO, "expires_in_seconds": int,
                "status": "ok"|"warning"|"expired"}],
-     "last_apply": {"time", "revision", "result", "error", "changes", "refused"} | null}
+     "last_apply": {"time", "revision", "result", "error", "failures": [{"address",
+                    "error"}], "skipped": [address], "changes", "refused"} | null}
 
 `trust` is what the host verified state/ against (docs/security.md): its pinned roots
 (`source`: where the pins came from), the roots trusted now, the signed manifest's

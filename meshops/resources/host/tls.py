@@ -11,18 +11,13 @@ from typing import TYPE_CHECKING, Any
 
 from meshops.engine.plan import Action, Change, Impact
 from meshops.engine.resource import Observed, Resource, fingerprint_of
-from meshops.providers.files import (
-    clear_leftovers,
-    leftovers,
-    read_bytes,
-    write_atomic,
-    write_together,
-)
+from meshops.providers.files import clear_leftovers, leftovers, read_bytes
 from meshops.resources.host.scope import NODE_KEY_NEED, HostScope
 
 if TYPE_CHECKING:
     from meshops.engine.runtime import Runtime
     from meshops.pki import LeafSpec
+    from meshops.providers.owned import Owned
 
 
 @dataclass(frozen=True)
@@ -53,6 +48,7 @@ class LeafResource(Resource[LeafLive]):
         self.dir = scope.tls_dir(identity)
         self.cert_path = self.dir / "cert.pem"
         self.key_path = self.dir / "key.pem"
+        self.owns = (self.cert_path, self.key_path)
         self.gid = scope.tls_gid(identity)
         self.key_mode = key_access(self.gid)
 
@@ -156,7 +152,7 @@ class LeafResource(Resource[LeafLive]):
         )
         # both at once: a proxy (or a run killed half-way) sees the old pair or the new
         # one, never a new key beside an old certificate
-        write_together(
+        self.scope.owned.write_files(
             self.dir,
             {
                 "key.pem": (private_pem(key), self.key_mode),
@@ -180,15 +176,21 @@ class FileResource(Resource[bytes]):
     """A public file whose content is known when planning (trust bundle, CRL)."""
 
     def __init__(
-        self, address: str, path: Path, content: bytes, *, what: str, mode: int = 0o644,
-        impact: Impact = Impact.NONE,
+        self, address: str, path: Path, content: bytes, *, what: str, owned: Owned,
+        mode: int = 0o644, impact: Impact = Impact.NONE, security: bool = False,
     ):  # fmt: skip
         self.address = address
         self.path = path
+        self.owns = (path,)
+        self.owned = owned
+        self.security = security  # a trust bundle or CRL: goes first
         self.content = content
         self.what = what
         self.mode = mode
         self.impact = impact
+
+    def security_first(self, change: Change) -> bool:
+        return self.security
 
     def read(self, rt: Runtime) -> Observed[bytes]:
         data = read_bytes(self.path)
@@ -208,7 +210,7 @@ class FileResource(Resource[bytes]):
                       impact=self.impact)  # fmt: skip
 
     def apply(self, change: Change, rt: Runtime) -> None:
-        write_atomic(self.path, self.content, mode=self.mode)
+        self.owned.write(self.path, self.content, mode=self.mode)
         rt.shared.setdefault("changed_files", set()).add(self.address)
 
 
@@ -227,6 +229,7 @@ class OutputsResource(Resource[tuple[bytes | None, bytes | None]]):
         assert outputs is not None
         self.outputs = outputs
         self.dir = scope.host_path(outputs.dir) if outputs.dir else leaf.dir
+        self.owns = tuple(path for _, path in self._targets())
         self._password: bytes | None = None
 
     def _targets(self) -> list[tuple[str, Path]]:
@@ -322,7 +325,9 @@ class OutputsResource(Resource[tuple[bytes | None, bytes | None]]):
             elif name == "ca.pem":
                 files[path.name] = (bundle, 0o644)
         groups = {name: self.leaf.gid for name, (_, mode) in files.items() if mode == secret}
-        write_together(self.dir, files, groups=groups)  # never a key and cert apart
+        # together where the directory is meshops' alone: a consumer never sees a key
+        # and cert apart; file by file in a directory shared with others (/etc/ssl)
+        self.scope.owned.write_files(self.dir, files, groups=groups)
         clear_leftovers(self.dir)
 
 

@@ -227,7 +227,8 @@ class PeerBatch:
     brings a new link up) sends every actionable peer change of the plan in one
     request (removals first), and the later ones find theirs already sent. Each peer
     stays its own change: unchanged peers are not in the request, and the request
-    never replaces the peer set. If it fails, the engine stops at that change; the
+    never replaces the peer set. If it fails, every peer change of the request fails
+    with that error (sent once, not once per peer); the
     next run plans again from what the device holds.
     """
 
@@ -235,8 +236,11 @@ class PeerBatch:
         self.name = name
         self.peers: list[PeerResource] = []
         self.sent: set[str] = set()
+        self.failed: dict[str, MeshError] = {}
 
     def apply(self, first: PeerResource, change: Change, rt: Runtime) -> None:
+        if first.address in self.failed:
+            raise self.failed[first.address]
         if first.address not in self.sent:
             self.send(rt, first=(first, change))
 
@@ -258,7 +262,11 @@ class PeerBatch:
             return
         removals = [key for peer, change in batch for key in peer.removals(change)]
         settings = [want for peer, change in batch if (want := peer.setting(change))]
-        open_backend(self.name).set_peers(self.name, settings, remove=removals)
+        try:
+            open_backend(self.name).set_peers(self.name, settings, remove=removals)
+        except MeshError as exc:
+            self.failed.update((peer.address, exc) for peer, _ in batch)
+            raise
         self.sent.update(peer.address for peer, _ in batch)
 
 
@@ -320,6 +328,10 @@ class PeerResource(Resource[Any]):
         rt.shared.setdefault("peers", {})[self.node] = self.want.public_key if self.want else None
         endpoint = self.want.endpoint if self.want else None
         rt.shared.setdefault("peer_endpoints", {})[self.node] = endpoint
+
+    def security_first(self, change: Change) -> bool:
+        # a removed node, or a replaced (possibly stolen) key, leaves before anything else
+        return change.action in (Action.DELETE, Action.REPLACE)
 
     def removals(self, change: Change) -> list[str]:
         """Keys this change takes off the device (the old key of a replaced peer)."""

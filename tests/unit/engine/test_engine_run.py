@@ -1,4 +1,5 @@
-"""The engine's pure steps: dependency order, plans, apply stopping at the first failure."""
+"""The engine's pure steps: dependency order, plans, apply (stopping at the first failure,
+or keeping going past it on a host, security changes first)."""
 
 from __future__ import annotations
 
@@ -171,3 +172,79 @@ def test_lock_refuses_a_second_holder_naming_the_first(tmp_path: Any) -> None:
             pass  # pragma: no cover
     with lock.hold(path, "apply"):  # released after the block
         pass
+
+
+class Urgent(Item):
+    def security_first(self, change: Change) -> bool:
+        return True
+
+
+class Follower(Item):
+    runs_after_any = True
+
+
+def test_keep_going_applies_whatever_does_not_depend_on_a_failure_and_reports_each() -> None:
+    w = World(fail={"proxy-a", "proxy-b"})
+    items = [
+        Item(w, "leaf", "1"),
+        Item(w, "proxy-a", "1", ("leaf",)),
+        Item(w, "reload-a", "1", ("proxy-a",)),
+        Item(w, "proxy-b", "1"),
+        Item(w, "peer", "1"),
+        Item(w, "hosts", "1"),
+    ]
+    result = apply_plan(make_plan("node:x", items, Runtime()), items, Runtime(), keep_going=True)
+    assert not result.ok
+    assert [c.address for c, _ in result.failures] == ["proxy-a", "proxy-b"]
+    assert [str(e) for _, e in result.failures] == ["proxy-a broke", "proxy-b broke"]
+    assert [c.address for c in result.skipped] == ["reload-a"]
+    assert [c.address for c in result.applied] == ["leaf", "peer", "hosts"]
+    assert result.failed is not None and result.failed.address == "proxy-a"
+
+
+def test_security_changes_go_first_among_those_ready() -> None:
+    w = World(values={"iface": "1"})
+    items = [
+        Item(w, "iface", "1"),
+        Item(w, "proxy", "1"),
+        Item(w, "leaf", "1"),
+        Urgent(w, "peer-removed", "1", ("iface",)),
+        Urgent(w, "crl", "1"),
+        Item(w, "reload", "1", ("crl", "proxy")),
+    ]
+    apply_plan(make_plan("node:x", items, Runtime()), items, Runtime(), keep_going=True)
+    assert w.log == ["peer-removed", "crl", "proxy", "leaf", "reload"]
+
+
+@given(dags(), st.sets(st.sampled_from([f"r{i}" for i in range(12)])))
+def test_keep_going_order_respects_dependencies_and_never_runs_past_a_failure(
+    graph: list[tuple[str, tuple[str, ...]]], failing: set[str]
+) -> None:
+    w = World(fail=failing)
+    items: list[Item] = [
+        (Urgent if int(a[1:]) % 3 == 0 else Item)(w, a, "1", deps) for a, deps in graph
+    ]
+    result = apply_plan(make_plan("node:x", items, Runtime()), items, Runtime(), keep_going=True)
+    position = {a: i for i, a in enumerate(w.log)}
+    deps_of = dict(graph)
+    for address in w.log:  # everything that ran ran after its dependencies succeeded
+        for dep in deps_of[address]:
+            assert position[dep] < position[address] and dep not in failing
+    attempted = set(w.log)
+    skipped = {c.address for c in result.skipped}
+    assert attempted | skipped == set(deps_of)
+    for address in skipped:  # skipped only because something below it broke
+        assert any(d in failing or d in skipped for d in deps_of[address])
+
+
+def test_a_follower_runs_when_anything_it_follows_changed_despite_a_failure() -> None:
+    w = World(fail={"proxy"})
+    items = [
+        Item(w, "crl", "1"),
+        Item(w, "proxy", "1", ("crl",)),
+        Follower(w, "reload", "1", ("proxy", "crl")),
+        Follower(w, "on-renew", "1", ("proxy",)),
+    ]
+    result = apply_plan(make_plan("node:x", items, Runtime()), items, Runtime(), keep_going=True)
+    assert "reload" in w.log  # the old, checked config is reloaded with the new CRL
+    assert [c.address for c in result.skipped] == ["on-renew"]  # it follows only a failure

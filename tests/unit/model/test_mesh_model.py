@@ -150,8 +150,8 @@ BAD_VALUES = [
     ("wireguard", "network", "fd00::/64", "IPv4 network"),
     ("wireguard", "network6", "fd42::/48", "must be a /64"),
     ("wireguard", "network6", "2001:db8::/64", "unique local"),
-    ("wireguard", "interface", "wg mesh", "pattern"),
-    ("wireguard", "interface", "a-very-long-interface-name", "pattern"),
+    ("wireguard", "interface", "wg mesh", "interface name"),
+    ("wireguard", "interface", "a-very-long-interface-name", "interface name"),
     ("wireguard", "mtu", 500, "1280"),
     ("wireguard", "keepalive", 25, "expected a duration"),
     ("mtls", "mode", "strictt", "'strict' or 'permissive'"),
@@ -208,7 +208,7 @@ BAD_IDENTITY_FIELDS: list[tuple[dict[str, Any], str, str]] = [
     ({"proxy": proxy(config="meshops.caddy")}, "config:", "absolute path"),
     ({"outputs": {"dir": "tls"}}, "dir:", "absolute path"),
     ({"outputs": {"p12": "maybe"}}, "p12:", "boolean"),
-    ({"on_renew": [[]]}, "on_renew:", "non-empty argv"),
+    ({"on_renew": [[]]}, "[]", "non-empty argv"),
     ({"on_renew": ["systemctl reload x"]}, "systemctl reload x", "valid list"),
 ]
 

@@ -21,6 +21,7 @@ class Repo:
         self.path, self.data = path, data
         self.identity = path.parent / "operator.key"
         self.identity.write_text(age_identity_pair(0)[0] + "\n")
+        self.identity.chmod(0o600)
 
     def scope(self) -> tuple[Scope, Runtime]:
         text = to_yaml(self.data)

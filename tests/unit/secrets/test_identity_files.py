@@ -160,3 +160,23 @@ def test_generated_age_identity_works_with_stock_age(tmp_path: Path) -> None:
 def test_default_identity_is_the_ssh_host_key_under_root(tmp_path: Path) -> None:
     assert default_identity_paths(tmp_path) == [tmp_path / "etc/ssh/ssh_host_ed25519_key"]
     assert default_identity_paths(Path("/")) == [Path("/etc/ssh/ssh_host_ed25519_key")]
+
+
+@pytest.mark.parametrize("mode", [0o644, 0o640, 0o604, 0o660, 0o620])
+@pytest.mark.parametrize("key_name", ["age_key", "ed25519_key"])
+def test_an_identity_others_may_read_is_refused_with_the_fix(
+    key_name: str, mode: int, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """As ssh refuses an unprotected private key file (issue 14)."""
+    key: KeyPair = request.getfixturevalue(key_name)
+    path = tmp_path / "identity"
+    path.write_bytes(key.path.read_bytes())
+    path.chmod(mode)
+    with pytest.raises(SecretError) as caught:
+        load_identities([path])
+    assert f"mode {mode:04o}" in caught.value.message
+    assert caught.value.hint is not None and f"chmod 600 {path}" in caught.value.hint
+    path.chmod(0o600)
+    assert load_identities([path])[0].public == key.recipient.text
+    path.chmod(0o400)
+    assert load_identities([path])[0].public == key.recipient.text

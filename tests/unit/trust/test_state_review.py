@@ -29,6 +29,7 @@ class Repo:
         self.path, self.data = path, data
         self.identity = path.parent / "operator.key"
         self.identity.write_text(age_identity_pair(0)[0] + "\n")
+        self.identity.chmod(0o600)  # an identity others may read is refused
 
     def apply(self) -> Snapshot:
         text = to_yaml(self.data)
