@@ -352,6 +352,28 @@ def read_bytes(path: Path) -> bytes | None:
         return None
 
 
+def read_private(path: Path) -> bytes | None:
+    """A cache file's content, or None when it is absent or anyone but the user meshops
+    runs as (root on a host) could have written it: another owner, a group or others
+    with write permission, not a regular file, or a symlink (not followed).
+
+    Caches decide what meshops believes without checking it again (a validated mesh,
+    a parsed state.yaml, the live firewall), so one that someone else could plant is no
+    cache: the caller reads and validates from scratch.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return None
+    with os.fdopen(fd, "rb") as f:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or info.st_uid != os.geteuid():
+            return None
+        if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+            return None
+        return f.read()
+
+
 MAX_READ = 64 * 1024 * 1024  # no file meshops reads back from a repository is near this
 
 

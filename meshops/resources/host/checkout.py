@@ -28,7 +28,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from meshops.errors import MeshError
-from meshops.providers.files import kind_of, lstat_beneath, read_beneath, write_atomic
+from meshops.providers.files import (
+    kind_of,
+    lstat_beneath,
+    read_beneath,
+    read_private,
+    write_atomic,
+)
 from meshops.trust.verify import NotRegular, StateEntry
 
 SEEN_FILE = "checkout.json"
@@ -51,9 +57,10 @@ class Seen:
     @classmethod
     def load(cls, lib_dir: Path, state_dir: Path) -> Seen:
         fresh = cls(str(state_dir))
+        raw = read_private(lib_dir / SEEN_FILE)
         try:
-            data = json.loads((lib_dir / SEEN_FILE).read_bytes())
-        except (OSError, ValueError):
+            data = json.loads(raw) if raw is not None else None
+        except ValueError:
             return fresh
         if not isinstance(data, dict) or data.get("format_version") != 1:
             return fresh
@@ -76,7 +83,7 @@ class Seen:
         """Write checkout.json when it changed (a cache: no fsync)."""
         data = self.to_json()
         with contextlib.suppress(OSError):
-            if (lib_dir / SEEN_FILE).read_bytes() == data:
+            if read_private(lib_dir / SEEN_FILE) == data:
                 return
         with contextlib.suppress(MeshError):  # a cache only: the next run reads again
             write_atomic(lib_dir / SEEN_FILE, data, mode=0o600, fsync=False)

@@ -54,9 +54,12 @@ def read_live(lib_dir: Path | None = None, *, planning: bool = False) -> nft.Tab
 
 
 def _kept_view(lib_dir: Path) -> dict[str, Any] | None:
+    from meshops.providers.files import read_private
+
+    data = read_private(lib_dir / VIEW_FILE)  # one someone else could write is no view
     try:
-        kept = json.loads((lib_dir / VIEW_FILE).read_bytes())
-    except (OSError, ValueError):
+        kept = json.loads(data) if data is not None else None
+    except ValueError:
         return None
     if not isinstance(kept, dict) or not isinstance(kept.get("table"), str | None):
         return None

@@ -9,7 +9,10 @@ messages that point into mesh.yaml) are parsed again only if something asks for 
 
 The cache is a pickle, read by an unpickler that can name nothing but the classes of
 meshops' mesh model and of `ipaddress`: a damaged or planted file cannot make meshops
-run code. Anything that does not load is ignored, and mesh.yaml is validated again.
+run code. A file that is not root's own, or that a group or others may write, is not
+read at all. Anything that does not load is ignored, and mesh.yaml is validated again.
+The key also covers meshops' code (`providers.cache.code_stamp`) and pydantic's
+version: an upgrade never takes a mesh the old code validated.
 The cache is written (0600, like the rest of /var/lib/meshops only by root) where
 /var/lib/meshops exists, that is after a host's first apply; a plan on a host that
 never applied writes nothing.
@@ -21,20 +24,17 @@ import contextlib
 import hashlib
 import io
 import pickle
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from meshops.errors import MeshError
-from meshops.providers.files import read_bytes, write_atomic
+from meshops.providers.files import read_bytes, read_private, write_atomic
 
 if TYPE_CHECKING:
     from meshops.model import Loaded
 
 CACHE_FILE = "mesh.cache"
 _MAGIC = b"meshops validated mesh 1 "
-# what validation depends on: a change to any of these files is a different validator
-_VALIDATOR_PACKAGES = ("model", "policy")
 _MODEL_MODULES = frozenset(
     {"meshops.model.mesh", "meshops.model.types", "meshops.model.durations", "meshops.model.port"}
 )
@@ -67,24 +67,21 @@ def validated(data: bytes, display: str, lib_dir: Path, *, keep: bool = True) ->
 
 
 def _key(data: bytes) -> bytes:
-    """sha256 of mesh.yaml's bytes and of what validated them."""
+    """sha256 of mesh.yaml's bytes and of what validated them (meshops' code and the
+    pydantic that built the models)."""
     import pydantic
 
+    from meshops.providers.cache import code_stamp
+
     digest = hashlib.sha256(data)
-    package = Path(__file__).resolve().parents[2]
-    validator = [f"{sys.version_info[:2]} pydantic {pydantic.VERSION}"]
-    for name in _VALIDATOR_PACKAGES:
-        for source in sorted((package / name).glob("*.py")):
-            info = source.stat()
-            validator.append(f"{source.name} {info.st_size} {info.st_mtime_ns}")
-    digest.update("\n".join(validator).encode())
+    digest.update(f"\n{code_stamp()} pydantic {pydantic.VERSION}".encode())
     return digest.hexdigest().encode()
 
 
 def _read(lib_dir: Path, key: bytes) -> Any:
     from meshops.model.mesh import Mesh
 
-    data = read_bytes(lib_dir / CACHE_FILE) if (lib_dir / CACHE_FILE).is_file() else None
+    data = read_private(lib_dir / CACHE_FILE)
     head = _MAGIC + key + b"\n"
     if data is None or not data.startswith(head):
         return None

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from meshops.errors import MeshError
-from meshops.providers.files import write_atomic
+from meshops.providers.files import read_private, write_atomic
 
 STATE_VERSION = 1
 HEADER = (
@@ -321,8 +321,10 @@ def save_state(layout: StateLayout, doc: StateDoc) -> None:
 #
 # Parsing YAML in Python dominates a no-op plan on a big mesh (about a second for
 # 1,000 nodes), so the parsed record is cached as JSON under .git/, keyed by the
-# sha256 of state.yaml's bytes: any edit, checkout or merge misses the cache. It holds
-# the same public facts as state.yaml; losing it only costs time.
+# sha256 of state.yaml's bytes and by meshops' code (`providers.cache.code_stamp`): any
+# edit, checkout, merge or upgrade misses the cache. It holds the same public facts as
+# state.yaml; losing it only costs time. A cache file someone else could have written
+# (`providers.files.read_private`) is not read: a host would take it as verified.
 
 CACHE_NAME = "meshops-state-cache.json"
 
@@ -362,20 +364,25 @@ def _read_cache(layout: StateLayout, digest: str, name: str = CACHE_NAME) -> Any
     path = _cache_path(layout, name)
     if path is None:
         return None
+    from meshops.providers.cache import code_stamp
+
+    data = read_private(path)
     try:
-        cached = json.loads(path.read_bytes())
-    except (OSError, ValueError):
+        cached = json.loads(data) if data is not None else None
+    except ValueError:
         return None
     if not isinstance(cached, dict) or cached.get("sha256") != digest:
         return None
-    return cached.get("data")
+    return cached.get("data") if cached.get("code") == code_stamp() else None
 
 
 def _write_cache(layout: StateLayout, digest: str, data: Any, name: str = CACHE_NAME) -> None:
     path = _cache_path(layout, name)
     if path is None:
         return
-    body = json.dumps({"sha256": digest, "data": data}, separators=(",", ":"))
+    from meshops.providers.cache import code_stamp
+
+    body = json.dumps({"sha256": digest, "code": code_stamp(), "data": data}, separators=(",", ":"))
     with contextlib.suppress(MeshError):  # a read-only checkout just goes uncached
         # only where the directory is: a host's plan before its first apply writes nothing
         write_atomic(path, body.encode(), mode=0o644, fsync=False, make_dirs=False)
