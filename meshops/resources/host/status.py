@@ -42,6 +42,7 @@ addresses the live sets hold (`addresses` as the kernel has them, `nodes` their 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -98,11 +99,36 @@ def _crls(scope: HostScope, now: datetime) -> list[dict[str, Any]]:
     """The root CRL(s) and every node CA's CRL, as this host hands them to proxies."""
     found = []
     layout = scope.layout
+    used: dict[bytes, list[CrlFacts]] = {}
     for path, kind in [(layout.crl, "root")] + [
         (layout.node_crl(n), "node CA") for n in sorted(scope.state.nodes)
     ]:
-        found += [_crl(crl, kind, now) for crl in _load_crls(scope.state_bytes(path))]
+        data = scope.state_bytes(path)
+        if not data:
+            continue
+        facts = _KNOWN_CRLS.get(data)
+        if facts is None:
+            facts = [_facts(crl) for crl in _load_crls(data)]
+        used[data] = facts
+        found += [_crl(fact, kind, now) for fact in facts]
+    _KNOWN_CRLS.clear()  # only the CRLs of this run: never more than state/ holds
+    _KNOWN_CRLS.update(used)
     return found
+
+
+@dataclass(frozen=True)
+class CrlFacts:
+    """What status tells of one CRL: a function of its bytes alone."""
+
+    issuer: str
+    number: int | None
+    this_update: datetime
+    next_update: datetime | None
+
+
+# `watch` records status after every run: each CRL's facts are read from its bytes once
+# (parsing and describing 1,000 CRLs costs about 18 ms), not again while they are the same
+_KNOWN_CRLS: dict[bytes, list[CrlFacts]] = {}
 
 
 def _load_crls(data: bytes | None) -> list[Any]:
@@ -116,22 +142,25 @@ def _load_crls(data: bytes | None) -> list[Any]:
         return []
 
 
-def _crl(crl: Any, kind: str, now: datetime) -> dict[str, Any]:
+def _facts(crl: Any) -> CrlFacts:
     from cryptography.x509.oid import NameOID
 
     from meshops.pki import crl_number
 
     names = crl.issuer.get_attributes_for_oid(NameOID.COMMON_NAME)
     issuer = str(names[0].value) if names else crl.issuer.rfc4514_string()
-    next_update = crl.next_update_utc
-    this_update = crl.last_update_utc
+    return CrlFacts(issuer, crl_number(crl), crl.last_update_utc, crl.next_update_utc)
+
+
+def _crl(facts: CrlFacts, kind: str, now: datetime) -> dict[str, Any]:
+    next_update = facts.next_update
     left = int((next_update - now).total_seconds()) if next_update else 0
-    validity = (next_update - this_update).total_seconds() if next_update else 0
+    validity = (next_update - facts.this_update).total_seconds() if next_update else 0
     status = "expired" if left <= 0 else "warning" if left < CRL_WARN_FRACTION * validity else "ok"
     return {
-        "issuer": issuer,
+        "issuer": facts.issuer,
         "kind": kind,
-        "number": crl_number(crl),
+        "number": facts.number,
         "next_update": next_update.isoformat(timespec="seconds") if next_update else None,
         "expires_in_seconds": left,
         "status": status,
