@@ -157,7 +157,7 @@ def crl_bundle(scope: HostScope) -> bytes:
     """
     parts = [scope.state_bytes(scope.layout.crl) or b""]
     for node in sorted(scope.mesh.nodes):
-        parts.append(scope.state_bytes(scope.layout.node_crl(node)) or b"")
+        parts.append(scope.state_bytes(scope.layout.node_crl_name(node)) or b"")
     return b"".join(p if p.endswith(b"\n") else p + b"\n" for p in parts if p)
 
 

@@ -65,8 +65,11 @@ class HostScope:
     def record(self) -> NodeRecord:
         return self.state.nodes[self.node]
 
-    def state_bytes(self, path: Path) -> bytes | None:
-        """A state/ file (a `layout` path) as it verified, or None when there is none."""
+    def state_bytes(self, path: Path | str) -> bytes | None:
+        """A state/ file (a `layout` path, or a path under state/) as it verified, or
+        None when there is none."""
+        if isinstance(path, str):
+            return self.files.read(path)
         return self.files.read(path.relative_to(self.layout.dir).as_posix())
 
     def host_path(self, path: str) -> Path:

@@ -44,6 +44,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from meshops.resources.host.scope import HostScope
@@ -100,9 +101,9 @@ def _crls(scope: HostScope, now: datetime) -> list[dict[str, Any]]:
     found = []
     layout = scope.layout
     used: dict[bytes, list[CrlFacts]] = {}
-    for path, kind in [(layout.crl, "root")] + [
-        (layout.node_crl(n), "node CA") for n in sorted(scope.state.nodes)
-    ]:
+    paths: list[tuple[Path | str, str]] = [(layout.crl, "root")]
+    paths += [(layout.node_crl_name(n), "node CA") for n in sorted(scope.state.nodes)]
+    for path, kind in paths:
         data = scope.state_bytes(path)
         if not data:
             continue

@@ -269,6 +269,11 @@ class StateLayout:
         check CRLs along the whole chain (nginx) need one from every CA in it."""
         return self.node_dir(node) / "crl.pem"
 
+    def node_crl_name(self, node: str) -> str:
+        """`node_crl(node)` as a path under state/, without building a Path (a host
+        reads a thousand of them on every run, from the verified files)."""
+        return f"nodes/{node}/crl.pem"
+
     @property
     def root_next_cert(self) -> Path:
         """A root staged by `meshops ca rotate|import`, rolled out by the next apply."""

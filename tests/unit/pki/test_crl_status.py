@@ -4,6 +4,7 @@ CRL's facts come from what an earlier run (watch) read of the same bytes."""
 
 from __future__ import annotations
 
+import functools
 from datetime import timedelta
 from pathlib import Path
 from types import SimpleNamespace
@@ -12,15 +13,23 @@ from pki_factories import DAY, NOW, Pki
 
 from meshops.pki import build_crl, crl_pem
 from meshops.resources.host import status
+from meshops.resources.host.scope import HostScope
+from meshops.resources.host.trust import StateFiles
 from meshops.resources.repo.state import NodeRecord, StateDoc, StateLayout
 
 
 def _scope(tmp_path: Path, files: dict[Path, bytes], nodes: list[str]) -> SimpleNamespace:
     """What `status._crls` reads of a host scope: the layout, state.yaml's nodes and
-    the verified bytes of state/ files."""
+    the verified bytes of state/ files (read as HostScope reads them)."""
     layout = StateLayout(tmp_path)
-    state = StateDoc(nodes={n: NodeRecord() for n in nodes})
-    return SimpleNamespace(layout=layout, state=state, state_bytes=files.get)
+    verified = {p.relative_to(layout.dir).as_posix(): d for p, d in files.items()}
+    scope = SimpleNamespace(
+        layout=layout,
+        state=StateDoc(nodes={n: NodeRecord() for n in nodes}),
+        files=StateFiles(verified, layout.dir),
+    )
+    scope.state_bytes = functools.partial(HostScope.state_bytes, scope)  # type: ignore[arg-type]
+    return scope
 
 
 def test_each_crl_is_reported_and_a_watch_run_reports_the_same(p256: Pki, tmp_path: Path) -> None:
