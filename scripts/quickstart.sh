@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
 # meshops working on this one machine, in under a minute (docs/quickstart.md):
+#   0. the example mesh, examples/mesh.yaml: validated (its policy tests run) and its
+#      access graph drawn;
 #   1. an operator key and a mesh repository of two nodes, web-1 and api-1, applied at
 #      repo scope (the root CA and a CA per node, sealed to their keys) and committed;
 #   2. both hosts applied under --root directories with WireGuard off (certificates
@@ -66,6 +68,11 @@ trap 'exit 130' INT TERM
 step() { printf '\n== %s\n' "$*"; }
 run() { printf '$ %s\n' "$*"; "$@"; }
 
+# -- 0. the example mesh -----------------------------------------------------------------
+step "0. the example mesh: examples/mesh.yaml"
+run meshops -f examples/mesh.yaml validate
+run meshops -f examples/mesh.yaml graph
+
 # -- 1. repository ----------------------------------------------------------------------
 step "1. an operator key and a mesh repository ($work)"
 age-keygen -o "$work/operator.key" 2>/dev/null
@@ -74,8 +81,10 @@ echo "operator recipient: $operator"
 run meshops init "$repo" --name quickstart --recipient "$operator"
 declare -A recipient=()
 for node in web-1 api-1; do
-  # each host makes its own identity and host.yaml (node, repository, identity)
-  recipient[$node]=$(meshops host init --node "$node" --repo "$repo" --root "$work/$node" 2>/dev/null |
+  # each host makes its own identity and host.yaml (node, repository, identity); this
+  # quick start seals node keys to it (docs/keys.md has the host-held way)
+  recipient[$node]=$(meshops host init --node "$node" --keys sealed --repo "$repo" \
+    --root "$work/$node" 2>/dev/null |
     sed -n 's/^recipient: //p')
   echo "$node recipient: ${recipient[$node]}"
 done

@@ -67,6 +67,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
             subprocess.run(["git", "-C", str(target), "symbolic-ref", "HEAD", "refs/heads/main"],
                            check=False)  # fmt: skip
     ctx.out(f"created {mesh_file}")
-    ctx.out("next: add nodes (`meshops host init` on each prints its recipient), then")
-    ctx.out("      `meshops validate` and `meshops plan`")
+    ctx.out("next: on each node, `meshops host init --node NAME --repo <checkout>` makes its")
+    ctx.out("      keys there and writes enroll/NAME.yaml; add the node under `nodes:`, commit")
+    ctx.out("      both in a pull request, then `meshops validate` and `meshops plan`")
     return 0

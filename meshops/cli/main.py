@@ -29,7 +29,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "review": ("meshops.cli.review", "review a mesh change between two git revisions"),
     "graph": ("meshops.cli.graph", "the access graph: who may call whom"),
     "watch": ("meshops.cli.watch", "reconcile this host continuously"),
-    "host": ("meshops.cli.host", "host setup: `host init --node NAME` creates its identity"),
+    "host": (
+        "meshops.cli.host",
+        "host setup: `host init --node NAME` (identity, keys: host enrolment), `host rotate-keys`",
+    ),
     "ca": ("meshops.cli.ca", "stage a new root CA: `ca rotate`, or `ca import` an existing one"),
 }
 

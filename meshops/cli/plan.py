@@ -27,7 +27,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     plan = make_plan(scope.name, scope.resources, rt, revision=scope.revision)
     emit_plan(ctx, plan, args.format)
     if args.format != "json":
-        for note in scope.notes(rt):
+        for note in scope.notes(plan, rt):
             ctx.out(f"\nNote: {note}")
     if scope.refused is not None:  # planned from the last good material: say why
         raise scope.refused

@@ -43,7 +43,12 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
         ancestor = revisions.is_ancestor(repo, args.base, args.head)
     from meshops.gitops.plan_section import repo_plan
 
-    review = build_review(base, head, base_is_ancestor=ancestor, plan_section=repo_plan)
+    review = build_review(
+        base,
+        head,
+        base_is_ancestor=ancestor,
+        plan_section=lambda loaded, state: repo_plan(loaded, state, head.enroll),
+    )
     if args.format == "json":
         from meshops.report.review_json import render_json
 

@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from meshops.cli.context import Context
+
+if TYPE_CHECKING:
+    from meshops.model import Loaded
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -17,6 +22,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
 
     try:
         loaded = ctx.load()
+        check_enrolments(loaded, ctx)
     except ValidationFailed as exc:
         if args.format == "json":
             ctx.out(json.dumps(_problems_json(exc), indent=2))
@@ -51,6 +57,22 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     ]
     ctx.out(f"{ctx.mesh_display}: valid: {', '.join(counts)}")
     return 0
+
+
+def check_enrolments(loaded: Loaded, ctx: Context) -> None:
+    """The enrolment requests under enroll/ beside mesh.yaml (docs/keys.md); raises
+    ValidationFailed with every problem located in its file."""
+    from meshops.engine import clock
+    from meshops.enroll import load_enrolments
+    from meshops.resources.repo.state import StateLayout, load_state
+
+    mesh_dir = ctx.mesh_file.parent
+    state = load_state(StateLayout(mesh_dir))
+    shown = str(Path(ctx.mesh_display).parent)
+    display_dir = "" if shown == "." else f"{shown}/"
+    enrolments = load_enrolments(loaded, mesh_dir, state, now=clock.now(),
+                                 display_dir=display_dir)  # fmt: skip
+    enrolments.raise_problems()
 
 
 def _problems_json(exc: object) -> dict[str, object]:

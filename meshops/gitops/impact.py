@@ -97,7 +97,14 @@ def _own_changes(before: Mesh, after: Mesh, node: str) -> list[str]:
             if after.wireguard_on(node)
             else "WireGuard turned off (certificates only): its peers go everywhere"
         )
-    if old.recipient != new.recipient:
+    if before.keys_of(node) != after.keys_of(node):
+        out.append(
+            "keys move to the host: the node CA and WireGuard key of its request replace "
+            "the sealed ones"
+            if after.host_held(node)
+            else "keys become sealed: new keys sealed to its recipient replace its own"
+        )
+    elif old.recipient != new.recipient and not after.host_held(node):
         out.append("recipient changed: its node CA and WireGuard keys are resealed")
     if old.dns != new.dns or old.ips != new.ips:
         out.append("extra names changed: node CA reissued")
@@ -326,7 +333,11 @@ def _added(after: Mesh, new_on: Placements, node: str, flows: Flows) -> NodeImpa
     return NodeImpact(
         node,
         "added",
-        own_changes=("new node: node CA issued, WireGuard key created",),
+        own_changes=(
+            "new node: node CA issued for the key it enrolled, WireGuard key enrolled"
+            if after.host_held(node)
+            else "new node: node CA issued, WireGuard key created",
+        ),
         certs_added=tuple(idents),
         peer_count=len(_peers(after, flows, node)),
         all_peers_added=True,

@@ -15,7 +15,9 @@ from meshops.model import Loaded
 _ACTIONS = {"create": "create", "update": "update", "replace": "replace", "delete": "destroy"}
 
 
-def repo_plan(loaded: Loaded, state: Mapping[str, bytes]) -> PlanSummary | None:
+def repo_plan(
+    loaded: Loaded, state: Mapping[str, bytes], enroll: Mapping[str, bytes] | None = None
+) -> PlanSummary | None:
     from meshops.engine.plan import Action
     from meshops.engine.run import make_plan
     from meshops.engine.runtime import Runtime
@@ -30,13 +32,19 @@ def repo_plan(loaded: Loaded, state: Mapping[str, bytes]) -> PlanSummary | None:
                 continue
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(data)
+        for name, data in (enroll or {}).items():
+            if "/" in name or name.startswith("."):
+                continue
+            (repo / "enroll").mkdir(exist_ok=True)
+            (repo / "enroll" / name).write_bytes(data)
         rt = Runtime(repo_dir=repo, now=clock.now())
         try:
             scope = open_repo_scope(loaded, repo, rt.now)
             scope.local_override = set()  # every file here came from a commit
             plan = make_plan("repo", compile_repo(scope), rt)
         except MeshError as exc:
-            return PlanSummary((), note=f"the repo-scope plan could not be made: {exc.message}")
+            first = exc.message.splitlines()[0]
+            return PlanSummary((), note=f"the repo-scope plan could not be made: {first}")
     lines = tuple(
         PlanLine(_ACTIONS[c.action.value], c.address, c.reason)  # type: ignore[arg-type]
         for c in plan.actionable

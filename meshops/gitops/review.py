@@ -20,6 +20,7 @@ from typing import Literal
 
 from meshops.errors import MeshError, Problem, ValidationFailed
 from meshops.gitops.changes import DesiredChange, desired_changes
+from meshops.gitops.enrolment_review import EnrolmentReview, review_enrolments
 from meshops.gitops.impact import NodeImpact, node_impacts
 from meshops.gitops.revisions import Snapshot
 from meshops.gitops.state_review import StateReview, review_state
@@ -94,6 +95,7 @@ class Review:
     impacts: tuple[NodeImpact, ...] = ()
     state_issues: tuple[str, ...] = ()
     state: StateReview = field(default_factory=StateReview)  # the change of state/
+    enrolments: EnrolmentReview = field(default_factory=EnrolmentReview)  # enroll/*.yaml
     plan: PlanSummary | None = None
     graph: Graph | None = None
     notes: tuple[str, ...] = ()  # facts about the comparison itself (base not an ancestor)
@@ -101,8 +103,13 @@ class Review:
     @property
     def ok(self) -> bool:
         """Head validates, every policy test passes, and state/ changed only as
-        `meshops apply` signed it."""
-        return self.head.valid and not self.tests.failures and not self.state.errors
+        `meshops apply` signed it, and every enrolment request holds."""
+        return (
+            self.head.valid
+            and not self.tests.failures
+            and not self.state.errors
+            and not self.enrolments.errors
+        )
 
     @property
     def exit_code(self) -> int:
@@ -110,8 +117,13 @@ class Review:
 
     @property
     def unchanged(self) -> bool:
-        """Neither mesh.yaml's desired state nor state/ changed."""
-        return not self.changes and self.access.empty and not self.state.changed
+        """Neither mesh.yaml's desired state, nor state/, nor a request changed."""
+        return (
+            not self.changes
+            and self.access.empty
+            and not self.state.changed
+            and not self.enrolments.changed
+        )
 
 
 def _load(snapshot: Snapshot) -> tuple[Loaded | None, tuple[Problem, ...]]:
@@ -180,6 +192,7 @@ def build_review(
     before_table = base_loaded.access if base_loaded else AccessTable(())
     after_table = head_loaded.access
     failures = test_problems(after, head_loaded.document, after_table)
+    enrolments = review_enrolments(base, head, head_loaded, when)
     return Review(
         base=base_info,
         head=head_info,
@@ -189,7 +202,8 @@ def build_review(
         warnings=tuple(review_warnings(before, after, many_nodes=many_nodes)),
         impacts=tuple(node_impacts(before, after, before_table, after_table)),
         state_issues=tuple(state_check(after, head.state)),
-        state=review_state(base, head, after, when),
+        state=review_state(base, head, after, when, enrolments.proven_by_node()),
+        enrolments=enrolments,
         plan=plan_section(head_loaded, head.state) if plan_section else None,
         graph=change_graph(
             _placements(before) if before else {}, before_table, _placements(after), after_table

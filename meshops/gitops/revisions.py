@@ -29,6 +29,9 @@ class Snapshot:
     # entries under state/ that are not regular files (never read): path -> what they
     # are ("a symlink", "a submodule")
     irregular: dict[str, str] = field(default_factory=dict)
+    # enrolment requests: the files directly under enroll/ beside mesh.yaml (name ->
+    # bytes; anything but a regular file is given as empty bytes, which no check passes)
+    enroll: dict[str, bytes] = field(default_factory=dict)
 
 
 def open_repo(repo_dir: Path) -> git.Repo:
@@ -86,7 +89,26 @@ def read_commit(repo: git.Repo, ref: str, mesh_path: str) -> Snapshot:
                 irregular[relative] = "a symlink" if item.mode == 0o120000 else (
                     "a submodule" if item.type == "commit" else "a special file"
                 )  # fmt: skip
-    return Snapshot(ref, commit.hexsha, mesh_path, mesh, state, irregular)
+    return Snapshot(ref, commit.hexsha, mesh_path, mesh, state, irregular,
+                    _enroll_blobs(tree, mesh_path))  # fmt: skip
+
+
+def _enroll_blobs(tree: Any, mesh_path: str) -> dict[str, bytes]:
+    from meshops.enroll import ENROLL_DIR
+
+    try:
+        folder = tree / _beside(mesh_path, ENROLL_DIR)
+    except KeyError:
+        return {}
+    if folder.type != "tree":
+        return {}
+    out = {}
+    for item in folder:
+        if item.type == "tree":
+            continue
+        regular = item.type == "blob" and item.mode in (0o100644, 0o100755)
+        out[item.name] = _read_blob(item) if regular else b""
+    return out
 
 
 def read_worktree(repo: git.Repo, mesh_path: str) -> Snapshot:
@@ -107,7 +129,10 @@ def read_worktree(repo: git.Repo, mesh_path: str) -> Snapshot:
                 state[path] = data
             else:
                 irregular[path] = data
-    return Snapshot(WORKTREE, None, mesh_path, mesh, state, irregular)
+    from meshops.enroll import read_request_files
+
+    enroll = read_request_files(top / _beside(mesh_path, "."))
+    return Snapshot(WORKTREE, None, mesh_path, mesh, state, irregular, enroll)
 
 
 def is_ancestor(repo: git.Repo, base: str, head: str) -> bool:
@@ -115,8 +140,13 @@ def is_ancestor(repo: git.Repo, base: str, head: str) -> bool:
 
 
 def _state_dir(mesh_path: str) -> str:
+    return _beside(mesh_path, STATE_DIR)
+
+
+def _beside(mesh_path: str, name: str) -> str:
+    """`name` in the directory of mesh.yaml, repository-relative."""
     parent = PurePosixPath(mesh_path).parent
-    return (parent / STATE_DIR).as_posix() if str(parent) != "." else STATE_DIR
+    return (parent / name).as_posix() if str(parent) != "." else name
 
 
 def _blob(tree: Any, path: str) -> bytes | None:

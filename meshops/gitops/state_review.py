@@ -33,6 +33,7 @@ from meshops.trust.verify import (
 )
 
 if TYPE_CHECKING:
+    from meshops.enroll.request import Proven
     from meshops.model.mesh import Mesh
     from meshops.resources.repo.state import StateDoc
 
@@ -60,8 +61,15 @@ class StateReview:
         return bool(self.changed) and not self.errors
 
 
-def review_state(base: Snapshot, head: Snapshot, mesh: Mesh | None, now: datetime) -> StateReview:
-    """Check and describe the change of state/ from `base` to `head`."""
+def review_state(
+    base: Snapshot,
+    head: Snapshot,
+    mesh: Mesh | None,
+    now: datetime,
+    enrolled: Mapping[str, Proven] | None = None,
+) -> StateReview:
+    """Check and describe the change of state/ from `base` to `head` (`enrolled`: the
+    requests at head that hold, by node: what host-held nodes' keys must be)."""
     changed = _changed(base, head)
     if not changed:
         return StateReview()
@@ -99,7 +107,7 @@ def review_state(base: Snapshot, head: Snapshot, mesh: Mesh | None, now: datetim
         errors.append(StateError(exc.file, exc.message))
     errors += _appended_only(base.state, head.state)
     if not errors and mesh is not None:
-        errors += _consistency(base, head, mesh, roots, now)
+        errors += _consistency(base, head, mesh, roots, now, enrolled or {})
     summary = () if errors else tuple(_summary(base, head, manifest, base_manifest, changed))
     return StateReview(
         changed, tuple(errors), summary, base_version, manifest.version, manifest.signer
@@ -184,7 +192,12 @@ def _state_doc(data: bytes | None) -> StateDoc | None:
 
 
 def _consistency(
-    base: Snapshot, head: Snapshot, mesh: Mesh, roots: tuple[str, ...], now: datetime
+    base: Snapshot,
+    head: Snapshot,
+    mesh: Mesh,
+    roots: tuple[str, ...],
+    now: datetime,
+    enrolled: Mapping[str, Proven],
 ) -> list[StateError]:
     from meshops.model.types import SEALED_SUFFIX
 
@@ -228,6 +241,8 @@ def _consistency(
     root_certs = _certs(head.state.get(ROOT_CRT))
     for node in sorted(wanted & complete):
         errors += _node_consistency(head, mesh, doc, node, suffix, root_certs)
+        if mesh.host_held(node) and not errors:
+            errors += _enrolled_keys(head, doc, node, suffix, enrolled.get(node))
     errors += _addresses(mesh, doc)
     errors += _revocations(base, head, mesh, doc, root_certs, now)
     return errors
@@ -255,6 +270,8 @@ def _node_consistency(
     assert record.ca is not None
     file = f"state/nodes/{node}/ca.crt"
     keys = [f"ca.key{suffix}"] + ([f"wg.key{suffix}"] if mesh.wireguard_on(node) else [])
+    if mesh.host_held(node):
+        keys = []  # its keys never enter state/ (see `_enrolled_keys`)
     for name in (*keys, "crl.pem", "ca.crt"):
         if f"nodes/{node}/{name}" not in head.state:
             return [
@@ -283,6 +300,47 @@ def _node_consistency(
                 file,
                 f"{file}: its name constraints are not node {node}'s names at "
                 f"head (not its own: {extra}; missing: {missing}) ({_APPLY})",
+            )
+        ]
+    return []
+
+
+def _enrolled_keys(
+    head: Snapshot, doc: StateDoc, node: str, suffix: str, proof: Proven | None
+) -> list[StateError]:
+    """A host-held node: no sealed key of it in state/, and its node CA and WireGuard key
+    are those of its request at head."""
+    from meshops.enroll.checks import request_path
+    from meshops.pki.keys import cert_public_key, public_fingerprint
+
+    for name in (f"ca.key{suffix}", f"wg.key{suffix}"):
+        path = f"nodes/{node}/{name}"
+        if path in head.state:
+            return [
+                StateError(
+                    f"state/{path}",
+                    f"state/{path}: node {node} holds its keys on the "
+                    f"host (keys: host), yet a sealed key of it is in state/ ({_APPLY})",
+                )
+            ]
+    if proof is None:
+        return []  # no request that holds: reported with the enrolments
+    record = doc.nodes[node]
+    request = request_path(node)
+    cert = _certs(head.state.get(f"nodes/{node}/ca.crt"))[0]
+    if public_fingerprint(cert_public_key(cert)) != proof.ca_key:
+        file = f"state/nodes/{node}/ca.crt"
+        return [
+            StateError(file, f"{file} does not certify the node CA key of {request} ({_APPLY})")
+        ]
+    want = proof.wireguard_key
+    have = record.wireguard.public_key if record.wireguard else None
+    if want is not None and have is not None and have != want:
+        return [
+            StateError(
+                "state/state.yaml",
+                f"state/state.yaml gives node {node} another "
+                f"WireGuard key than {request} ({_APPLY})",
             )
         ]
     return []
@@ -341,9 +399,9 @@ def _revocations(
             continue
         new = doc.nodes.get(node)
         gone = node not in mesh.nodes
-        rekeyed = new is not None and new.ca is not None and new.ca.recipients != old.ca.recipients
+        rekeyed = new is not None and new.ca is not None and _rekeyed(old.ca, new.ca)
         if (gone or rekeyed) and old.ca.serial.lstrip("0") not in {s.lstrip("0") for s in listed}:
-            why = "removed" if gone else "re-keyed (its recipient changed)"
+            why = "removed" if gone else "re-keyed (its recipient or enrolled key changed)"
             errors.append(
                 StateError(
                     file,
@@ -352,6 +410,15 @@ def _revocations(
                 )
             )
     return errors
+
+
+def _rekeyed(old: Any, new: Any) -> bool:
+    """A node CA for another key holder: a new recipient, or a new enrolled key (a
+    rotation, or a move between sealed and host-held keys)."""
+    if old.recipients != new.recipients:
+        return True
+    return bool(old.public_key and new.public_key and old.public_key != new.public_key and
+                not new.recipients)  # fmt: skip
 
 
 def _signed_by(crl: Any, key: Any) -> bool:
@@ -474,7 +541,11 @@ def _why_reissued(old: Any, new: Any) -> str:
     if old.issuer != new.issuer:
         return "under a new root"
     if old.recipients != new.recipients:
+        if not new.recipients:
+            return "for the key enrolled from the host; the sealed one is revoked"
         return "re-keyed: the node's recipient changed; the old one is revoked"
+    if old.public_key != new.public_key and old.public_key and not new.recipients:
+        return "for the host's new key (rotation); the old one is revoked"
     if old.names != new.names:
         return "its names changed"
     if old.key_type != new.key_type:

@@ -75,6 +75,8 @@ def _warnings(before: Mesh | None, after: Mesh, many_nodes: int) -> Iterator[Rev
             f"node {node!r} removed: its node CA is revoked and it leaves every peer list",
         )
     for node in sorted(set(before.nodes) & set(after.nodes)):
+        if after.host_held(node):
+            continue  # no recipient in use: its keys are its request's (see enrolments)
         if before.nodes[node].recipient != after.nodes[node].recipient:
             yield ReviewWarning(
                 "node-recipient-changed",

@@ -21,6 +21,7 @@ def semantic_problems(mesh: Mesh, doc: Document) -> list[Problem]:
         _addresses,
         _endpoints,
         _wireguard_modes,
+        _key_holders,
         _lifetimes,
         _proxies,
         _node_names,
@@ -164,6 +165,22 @@ def _wireguard_modes(mesh: Mesh) -> Found:
                     f"{field} is an overlay address, and node {name!r} has no WireGuard; "
                     "remove it, or set `wireguard: true`",
                 )
+
+
+def _key_holders(mesh: Mesh) -> Found:
+    """Sealed keys are sealed to the node's recipient: a sealed node needs one."""
+    for name, node in mesh.nodes.items():
+        if node.recipient is None and not mesh.host_held(name):
+            yield (
+                ("nodes", name),
+                f"node {name!r} holds sealed keys (keys: sealed{_default_note(mesh, name)}) "
+                "and needs a `recipient:` to seal them to (`meshops host init` prints one); "
+                "or set `keys: host` to enrol keys born on the node (docs/keys.md)",
+            )
+
+
+def _default_note(mesh: Mesh, node: str) -> str:
+    return ", the default of ca.node_keys" if mesh.nodes[node].keys is None else ""
 
 
 def _lifetimes(mesh: Mesh) -> Found:

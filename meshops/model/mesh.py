@@ -96,6 +96,11 @@ class Secrets(Strict):
 _KEY_TYPE = "key algorithm: ecdsa-p256, ecdsa-p384, ed25519 or rsa-3072"
 
 
+# host: born on the node (`meshops host init`), enrolled by a pull request; sealed: made
+# by repo scope and sealed to the node's recipient in state/
+KeysHeld = Literal["host", "sealed"]
+
+
 class CA(Strict):
     key_type: KeyType = Field(default="ecdsa-p256", description=f"the root's {_KEY_TYPE}")
     root_ttl: Duration = Field(
@@ -106,6 +111,11 @@ class CA(Strict):
     )
     recipients: list[Recipient] = Field(
         default_factory=_list, description="who may unseal the root key"
+    )
+    node_keys: KeysHeld = Field(
+        default="sealed",
+        description="where node private keys are born and live, for nodes without their "
+        "own `keys:` (docs/keys.md)",
     )
 
 
@@ -201,7 +211,17 @@ class Node(Strict):
     endpoint: Endpoint | None = Field(
         default=None, description="host:port where peers reach this node (WireGuard nodes)"
     )
-    recipient: Recipient = Field(description="the key this node's secrets are sealed to")
+    recipient: Recipient | None = Field(
+        default=None,
+        description="the key this node's sealed keys are sealed to (SSH or age X25519); "
+        "needed with `keys: sealed`",
+    )
+    keys: KeysHeld | None = Field(
+        default=None,
+        description="host: the node's keys are born on it and enrolled by a request in "
+        "enroll/<node>.yaml; sealed: repo scope makes them and seals them to `recipient` "
+        "(default: ca.node_keys)",
+    )
     wireguard: StrictBool | None = Field(
         default=None,
         description="false: certificates, proxies and hosts only, no tunnel "
@@ -466,6 +486,14 @@ class Mesh(Strict):
         """Whether `node` runs WireGuard: its own `wireguard:`, else `wireguard.enabled`."""
         own = self.nodes[node].wireguard
         return self.wireguard.enabled if own is None else own
+
+    def keys_of(self, node: str) -> KeysHeld:
+        """Where `node`'s private keys live: its own `keys:`, else `ca.node_keys`."""
+        own = self.nodes[node].keys
+        return self.ca.node_keys if own is None else own
+
+    def host_held(self, node: str) -> bool:
+        return self.keys_of(node) == "host"
 
     def underlay_ips(self, node: str) -> list[IPv4Address | IPv6Address]:
         """Where `node` is reached without the overlay (certificates-only nodes publish

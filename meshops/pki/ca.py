@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from collections.abc import Sequence
+from datetime import datetime, timedelta
 from ipaddress import ip_network
 
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
 from meshops.errors import MeshError
-from meshops.pki._build import aki_for, serial_or_random, sign, ski_of, validity
+from meshops.pki._build import aki_for, serial_or_random, sign, ski_digest, ski_of, validity
 from meshops.pki.keys import (
     PrivateKey,
     PublicKey,
@@ -17,8 +18,9 @@ from meshops.pki.keys import (
     key_type_of,
     keys_match,
     load_private_pem,
+    signature_hash,
 )
-from meshops.pki.specs import NodeCASpec, utc
+from meshops.pki.specs import IPAddress, NodeCASpec, node_ca_common_name, utc
 
 _CA_USAGE = x509.KeyUsage(
     digital_signature=False,
@@ -189,3 +191,41 @@ def _check_can_sign_intermediates(cert: x509.Certificate, subject: str) -> None:
             f"CA {subject} may not sign certificates (keyUsage lacks keyCertSign)",
             hint="import a CA whose key usage includes keyCertSign",
         )
+
+
+def node_ca_request(
+    *, key: PrivateKey, node: str, dns: Sequence[str], ips: Sequence[IPAddress]
+) -> x509.CertificateSigningRequest:
+    """The CSR a host sends for its node CA (docs/keys.md): subject `CN=<node> node CA`,
+    the names it knows it will be constrained to, self-signed (proof of possession).
+    Repo scope takes only the public key from it; the names are its own."""
+    names: list[x509.GeneralName] = [x509.DNSName(name) for name in dns]
+    names += [x509.IPAddress(ip) for ip in ips]
+    builder = x509.CertificateSigningRequestBuilder().subject_name(
+        x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, node_ca_common_name(node))])
+    )
+    if names:
+        builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
+    return builder.sign(key, signature_hash(key))
+
+
+def node_ca_empty_crl(
+    *, key: PrivateKey, node: str, now: datetime, ttl_seconds: float
+) -> x509.CertificateRevocationList:
+    """The empty CRL a node CA publishes (nginx checks a CRL for every CA of a chain),
+    signed on the host that holds the key: its issuer and key id are those repo scope
+    gives the node CA certificate, whichever root signs it and however often."""
+    this_update = utc(now).replace(microsecond=0)
+    return (
+        x509.CertificateRevocationListBuilder()
+        .issuer_name(
+            x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, node_ca_common_name(node))])
+        )
+        .last_update(this_update)
+        .next_update(this_update + timedelta(seconds=ttl_seconds))
+        .add_extension(x509.CRLNumber(1), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier(ski_digest(key.public_key()), None, None), critical=False
+        )
+        .sign(key, signature_hash(key))
+    )

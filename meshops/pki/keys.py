@@ -130,6 +130,18 @@ def cert_public_key(cert: x509.Certificate) -> PublicKey:
     )
 
 
+def csr_public_key(csr: x509.CertificateSigningRequest) -> PublicKey:
+    """A CSR's public key, narrowed to the types meshops supports (MeshError otherwise)."""
+    key = csr.public_key()
+    if isinstance(key, ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey | rsa.RSAPublicKey):
+        key_type_of(key)  # an unsupported curve or RSA size, in words
+        return key
+    raise MeshError(
+        f"the CSR holds an unsupported {type(key).__name__}",
+        hint="meshops supports ecdsa-p256, ecdsa-p384, ed25519 and rsa-3072",
+    )
+
+
 def keys_match(private_key: PrivateKey, certificate: x509.Certificate) -> bool:
     """Whether `private_key` is the key of `certificate`.
 

@@ -37,6 +37,10 @@ RECORD = "owned.json"
 OWN_DIR = "/etc/meshops"
 # the first comment of every proxy config meshops renders
 PROXY_MARKER = b"# meshops: mTLS sidecar for identity "
+REFUSAL_HINT = (
+    "choose a path of its own in mesh.yaml (e.g. a directory meshops creates), or move "
+    "that entry away if it is meant to be replaced"
+)
 
 
 class Owned:
@@ -87,6 +91,19 @@ class Owned:
             return True
         return PROXY_MARKER in current[:4096]
 
+    def refusal(self, path: Path, data: bytes | None = None) -> str | None:
+        """Why writing `path` (with `data`, when known) would be refused, or None."""
+        if self.key(path) in self.files or not os.path.lexists(path):
+            return None
+        if not os.path.isfile(path):
+            return (
+                f"{path} exists and is not a regular file; meshops writes only its own "
+                "files and leaves it alone"
+            )
+        if not self.adoptable(path, data):
+            return f"{path} already exists and meshops did not write it; refusing to replace it"
+        return None
+
     def claim(self, paths: Mapping[Path, bytes | None]) -> None:
         """Record `paths` as meshops' own before they are written (each with the bytes
         about to be written, or None); refuse, naming it, a file that is someone else's."""
@@ -95,18 +112,9 @@ class Owned:
             key = self.key(path)
             if key in self.files:
                 continue
-            if os.path.lexists(path) and not os.path.isfile(path):
-                raise MeshError(
-                    f"{path} exists and is not a regular file; meshops writes "
-                    "only its own files and leaves it alone",
-                    hint="choose another path in mesh.yaml, or move that entry away",
-                )
-            if os.path.lexists(path) and not self.adoptable(path, data):
-                raise MeshError(
-                    f"{path} already exists and meshops did not write it; refusing to replace it",
-                    hint="choose a path of its own in mesh.yaml (e.g. a directory meshops "
-                    "creates), or move that file away if it is meant to be replaced",
-                )
+            refusal = self.refusal(path, data)
+            if refusal is not None:
+                raise MeshError(refusal, hint=REFUSAL_HINT)
             new.append(key)
         created = self._missing_dirs(paths)
         if new or created:

@@ -118,6 +118,11 @@ def headline(review: Review) -> str:
         facts.append(f"access +{gained} / -{lost}")
     if review.state.changed:
         facts.append(state_fact(review))
+    enrolments = review.enrolments
+    if enrolments.errors:
+        facts.append(f"enrolment requests: {plural(len(enrolments.errors), 'error')}")
+    elif enrolments.summary:
+        facts.append(plural(len(enrolments.summary), "enrolment"))
     tests = review.tests
     facts.append(f"policy tests {tests.passed}/{tests.total} passed")
     if review.warnings:

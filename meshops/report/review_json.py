@@ -4,7 +4,8 @@ Schema (format_version 1); fields are only ever added:
 
     {
       "format_version": 1,
-      "ok": bool,                 # head validates, policy tests pass, state/ verifies (exit 0)
+      "ok": bool,                 # head validates, policy tests pass, state/ verifies,
+                                  # enrolment requests hold (exit 0)
       "base": Revision, "head": Revision,
       "notes": [str],             # facts about the comparison (base not an ancestor, ...)
       "summary": {"changes": int, "access_gained": int, "access_lost": int,
@@ -34,6 +35,9 @@ Schema (format_version 1); fields are only ever added:
                 "summary": [str],  # the verified change in words (roots, node CAs, ...)
                 "manifest": {"base_version": int | null, "head_version": int | null,
                              "signer": str | null}},
+      "enrolments": {"changed": [str],     # enroll/ files that differ (docs/keys.md)
+                     "summary": [str],     # each request added or replaced, in words
+                     "errors": [Problem]},  # requests refused (exit 1), located
       "plan": null | {"note": str, "changes": [{"action": "create" | "update" |
                  "replace" | "destroy", "symbol": str, "address": str, "reason": str}]}
     }
@@ -174,6 +178,11 @@ def review_to_dict(review: Review) -> dict[str, Any]:
                 "head_version": review.state.head_version,
                 "signer": review.state.signer,
             },
+        },
+        "enrolments": {
+            "changed": list(review.enrolments.changed),
+            "summary": list(review.enrolments.summary),
+            "errors": [_problem(p) for p in review.enrolments.errors],
         },
         "plan": plan,
     }

@@ -68,11 +68,13 @@ class _Renderer:
             out.append("")
         out += self.problems()
         out += self.state_errors()
+        out += self.enrolment_errors()
         out += self.warnings()
         out += self.access()
         out += self.changes()
         out += self.graph_section()
         out += self.impacts()
+        out += self.enrolments()
         out += self.state_changes()
         out += self.state()
         out += self.plan()
@@ -177,6 +179,24 @@ class _Renderer:
         out = [f"### ❌ state/ changed outside meshops apply ({len(errors)})", ""]
         out += [f"- {md_code(e)}" for e in shown]
         return [*out, *self.more(len(errors), len(shown)), ""]
+
+    def enrolment_errors(self) -> list[str]:
+        errors = [str(p) for p in self.review.enrolments.errors]
+        if not errors:
+            return []
+        shown = self.take(errors)
+        out = [f"### ❌ Enrolment requests refused ({len(errors)})", ""]
+        out += [f"- {md_code(e)}" for e in shown]
+        return [*out, *self.more(len(errors), len(shown)), ""]
+
+    def enrolments(self) -> list[str]:
+        summary = list(self.review.enrolments.summary)
+        if not summary:
+            return []
+        shown = self.take(summary)
+        body = [f"- {md_text(line)}" for line in shown] + self.more(len(summary), len(shown))
+        title = f"Enrolments: host-held keys, signatures verified ({len(summary)})"
+        return _details(title, body, open_=len(summary) <= 10)
 
     def state_changes(self) -> list[str]:
         summary = list(self.review.state.summary)

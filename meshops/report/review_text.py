@@ -35,6 +35,9 @@ def render_text(review: Review, *, color: bool = False) -> str:
     if review.state.errors:
         section("state/ changed outside meshops apply")
         out += [paint(f"  {e.message}", "red") for e in review.state.errors]
+    if review.enrolments.errors:
+        section("Enrolment requests refused")
+        out += [paint(f"  {p}", "red") for p in review.enrolments.errors]
     if review.tests.failures:
         section("Policy tests failed")
         out += [paint(f"  {p}", "red") for p in review.tests.failures]
@@ -55,6 +58,9 @@ def render_text(review: Review, *, color: bool = False) -> str:
         for nodes, status, parts in grouped_impacts(review.impacts):
             out.append(visible(f"  {names(nodes)} ({status})"))
             out += [visible(f"      {part}") for part in parts]
+    if review.enrolments.summary:
+        section("Enrolments (host-held keys, signatures verified)")
+        out += [visible(f"  {line}") for line in review.enrolments.summary]
     if review.state.summary:
         section("state/ changes (verified: repo apply's signed output)")
         out += [visible(f"  {line}") for line in review.state.summary]

@@ -34,7 +34,7 @@ class Scope:
         lambda plan, result, plan_id, rt: None
     )
     # what a reader of the plan should know that is not a change (a held rotation phase)
-    notes: Callable[[Runtime], list[str]] = lambda rt: []
+    notes: Callable[[Plan, Runtime], list[str]] = lambda plan, rt: []
     # apply every change whose dependencies succeeded (a host), or stop at the first
     # failure (the repository, whose steps build on each other)
     keep_going: bool = False
@@ -144,5 +144,5 @@ def open_repo(loaded: Loaded, mesh_file: Path, repo_dir: Path, rt: Runtime) -> S
         applied_ids=applied,
         preflight=preflight,
         record=record,
-        notes=lambda rt: [w for w in [repo_scope.rotation_step(rt.now).waiting] if w],
+        notes=lambda plan, rt: [w for w in [repo_scope.rotation_step(rt.now).waiting] if w],
     )

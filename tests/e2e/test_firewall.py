@@ -253,6 +253,52 @@ def test_ping_follows_the_icmp_setting(bed: Bed) -> None:
     assert bed.host("n2").ping(bed.mesh.overlay_ip("n1"), count=2)
 
 
+# UDP datagrams to one port, sent without waiting: what a scan looks like to the filter
+BURST = """
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+for _ in range(int(sys.argv[3])):
+    s.sendto(b"x", (sys.argv[1], int(sys.argv[2])))
+"""
+ALL_NETNS_LOG = Path("/proc/sys/net/netfilter/nf_log_all_netns")
+
+
+def kernel_log_lines(marker: str) -> list[str]:
+    out = subprocess.run(["dmesg"], capture_output=True, text=True, check=True).stdout
+    return [line for line in out.splitlines() if marker in line]
+
+
+def test_log_drops_writes_rate_limited_kernel_log_lines(bed: Bed) -> None:
+    """firewall.log: a scan of a closed port leaves at most the burst of 5 lines."""
+    if not ALL_NETNS_LOG.exists():
+        pytest.fail("the kernel has no nf_log_all_netns (netfilter logging from namespaces)")
+    was = ALL_NETNS_LOG.read_text()
+    ALL_NETNS_LOG.write_text("1\n")  # the kernel logs from network namespaces only so
+    try:
+        bed.mesh.repo.data["firewall"] = {"log": True}
+        bed.mesh.apply_repo("log drops")
+        assert '+ firewall.rule["log"]' in bed.mesh.plan("n1").stdout
+        bed.mesh.apply("n1")
+        port = 20000 + int(time.time() * 1000) % 40000  # this run's lines only
+        src, dst = bed.mesh.overlay_ip("n2"), bed.mesh.overlay_ip("n1")
+        bed.host("n2").run([sys.executable, "-c", BURST, dst, str(port), "40"])
+        marker = f"SRC={src} DST={dst} "
+        deadline = time.monotonic() + 10
+        while not (lines := [x for x in kernel_log_lines(f"DPT={port} ") if marker in x]):
+            assert time.monotonic() < deadline, "no kernel log line for the dropped datagrams"
+            time.sleep(0.2)
+        time.sleep(0.5)  # the rest of the burst, if any, is written by now
+        lines = [x for x in kernel_log_lines(f"DPT={port} ") if marker in x]
+        assert all("meshops drop: " in x and "PROTO=UDP" in x for x in lines), lines
+        assert 1 <= len(lines) <= 6, lines  # 40 dropped, at most the burst (+1 refill) logged
+    finally:
+        ALL_NETNS_LOG.write_text(was)
+        bed.mesh.repo.data.pop("firewall", None)
+        bed.mesh.apply_repo("no log")
+        bed.mesh.apply("n1")
+    assert "meshops drop" not in bed.nft("n1", "list", "table", "inet", "meshops")
+
+
 def test_adding_a_policy_opens_exactly_that_flow_without_disturbing_open_connections(
     bed: Bed,
 ) -> None:

@@ -145,6 +145,12 @@ def test_a_file_meshops_did_not_write_is_never_replaced(mesh: BedMesh) -> None:
     api["proxy"] = {"kind": "nginx", "listen": 7443, "upstream": "127.0.0.1:8080",
                     "config": "/etc/nginx/nginx.conf"}  # fmt: skip
     mesh.repo.write_mesh()
+    planned = mesh.meshops(NODE, "plan", check=False).stdout  # said before apply tries it
+    for path in (shared / "cert.pem", nginx):
+        assert (
+            f"Note: apply will stop at this: {path} already exists and meshops did not "
+            "write it" in planned
+        ), planned
     result = mesh.meshops(NODE, "apply", "--auto-approve", check=False)
     first = clean_failure(result)
     assert "did not write it; refusing to replace it" in result.stderr, first

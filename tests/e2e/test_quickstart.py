@@ -53,6 +53,9 @@ def test_the_quick_start_shows_certificates_wireguard_and_mtls_in_under_a_minute
     done = run_quickstart()
     out = done.stdout
     assert done.returncode == 0, out + done.stderr
+    # 0. the example mesh
+    assert "examples/mesh.yaml: valid: 5 nodes, 5 identities, 4 policies" in out
+    assert 'id_web -->|"GET,HEAD /v1/*"| id_api' in out  # its access graph
     # 1. the repository
     assert "valid: 2 nodes, 3 identities, 1 policy (1 grant), 2 policy tests passed" in out
     assert "committed mesh.yaml and state/ on branch main" in out

@@ -131,10 +131,19 @@ def compile_host(scope: HostScope, *, now: datetime) -> list[Resource[Any]]:
         if ident.on_renew:
             out.append(HookResource(f'hook.on_renew["{identity}"]', ident.on_renew,
                                     [leaf.address], env=hook_facts(scope, identity)))  # fmt: skip
-    if scope.tunnelled:  # certificates only: no overlay to tunnel or filter
+    if scope.tunnelled:
         out += _firewall(scope)  # before the tunnel: default deny from the first packet
         out += _wireguard(scope)
+    else:  # certificates only: a tunnel meshops made before goes, then its filter
+        from meshops.resources.host.wireguard import RetiredTunnelResource
+
+        out.append(RetiredTunnelResource(scope))
+        out += _firewall(scope)
     out.append(HostsResource(scope))
+    if scope.host_held:
+        from meshops.resources.host.local_keys import LocalKeysResource
+
+        out.append(LocalKeysResource(scope, after=[r.address for r in out]))
     out.append(StaleFilesResource(scope, [path for r in out for path in r.owns]))
     return out
 
@@ -288,7 +297,8 @@ def open_host(
             session.live = (scope.link(), scope.device())
 
     def preflight(plan: Plan, rt: Runtime) -> None:
-        from meshops.resources.host.scope import NODE_KEY_NEED, WIREGUARD_NEED
+        from meshops.engine.plan import Action
+        from meshops.resources.host.scope import WIREGUARD_NEED
 
         if WIREGUARD_NEED in plan.needs():
             from meshops.providers.wireguard import userspace
@@ -298,11 +308,22 @@ def open_host(
                 f"{userspace.support_problem() or 'no WireGuard implementation'}",
                 hint=userspace.INSTALL_HINT,
             )
-        if NODE_KEY_NEED in plan.needs():
+        if scope.key_need in plan.needs():
             if any(c.address.startswith("cert.leaf") for c in plan.actionable):
                 scope.node_ca(rt)
-            if any(c.address.startswith("wireguard.interface") for c in plan.actionable):
+            if any(c.address.startswith("wireguard.interface") and c.action is not Action.DELETE
+                   for c in plan.actionable):  # fmt: skip
                 scope.wg_private_key(rt)
+
+    def notes(plan: Plan, rt: Runtime) -> list[str]:
+        # what apply will refuse, said before it is tried: files in the way of a change
+        from meshops.engine.plan import Action
+        from meshops.providers.owned import REFUSAL_HINT
+
+        changing = {c.address for c in plan.actionable if c.action is not Action.DELETE}
+        paths = [p for r in resources if r.address in changing for p in r.owns]
+        refusals = [refusal for p in paths if (refusal := scope.owned.refusal(p)) is not None]
+        return [f"apply will stop at this: {refusal} ({REFUSAL_HINT})" for refusal in refusals]
 
     applied = {str(scope.last.get("plan_id"))} if scope.last.get("plan_id") else set()
     return Scope(
@@ -314,6 +335,7 @@ def open_host(
         applied_ids=applied,
         preflight=preflight,
         record=record,
+        notes=notes,
         keep_going=True,
         refused=scope.trust.error,
     )

@@ -81,7 +81,9 @@ class Firewall:
     def __init__(self, scope: HostScope) -> None:
         mesh = scope.mesh
         self.lib_dir = scope.lib_dir
-        self.enabled = mesh.firewall.enabled
+        self.enabled = mesh.firewall.enabled and scope.tunnelled  # no tunnel, no filter
+        self.why_off = "firewall.enabled is false" if scope.tunnelled else \
+            "WireGuard is off for this node (certificates only)"  # fmt: skip
         self.openings: dict[str, Opening] = {}
         self.owners: dict[str, str] = {}  # overlay address -> node
         addresses: dict[str, list[str]] = {}
@@ -184,7 +186,7 @@ class TableResource(Resource[Any]):
         if want is None:
             if live is None:
                 return Change(self.address, Action.NOOP)
-            return Change(self.address, Action.DELETE, "firewall.enabled is false: meshops' "
+            return Change(self.address, Action.DELETE, f"{self.firewall.why_off}: meshops' "
                           "table goes, the overlay is no longer filtered", before, None,
                           needs=(ROOT_NEED,), impact=Impact.IN_PLACE)  # fmt: skip
         if live is None:

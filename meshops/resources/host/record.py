@@ -49,6 +49,11 @@ def record_apply(
         else:
             endpoints[node] = endpoint
     last["peer_endpoints"] = {k: endpoints[k] for k in sorted(endpoints)}
+    if "interface_key" in rt.shared:  # the key meshops configured its interface with
+        if rt.shared["interface_key"] is None:
+            last.pop("interface_key", None)
+        else:
+            last["interface_key"] = rt.shared["interface_key"]
     if plan_id and result is not None and result.ok:
         last["plan_id"] = plan_id
     held = scope.trust.refused

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from meshops.errors import MeshError
 from meshops.model import Loaded
+from meshops.resources.host.local_keys import KeyStore
 from meshops.resources.host.trust import HostTrust, StateFiles
 from meshops.resources.repo.state import NodeRecord, StateDoc, StateLayout
 
@@ -22,6 +23,7 @@ if TYPE_CHECKING:
     from meshops.providers.wireguard import DeviceState, LinkState
 
 NODE_KEY_NEED = "this host's identity (to unseal its node CA and WireGuard keys)"
+HOST_KEYS_NEED = "this host's own keys (/etc/meshops/keys, made by `meshops host init`)"
 ROOT_NEED = "root privileges (network configuration)"
 # a need only when it is unmet: apply refuses to start without it
 WIREGUARD_NEED = "WireGuard: the kernel module or wireguard-go (neither is available here)"
@@ -146,7 +148,43 @@ class HostScope:
             ips.append(ip_address(rec.address6))
         return ips
 
-    # -- secrets of this node, unsealed in memory once per run ---------------------------
+    # -- secrets of this node: its own (keys: host), or unsealed in memory once per run ----
+
+    @property
+    def host_held(self) -> bool:
+        """Whether this node's keys were born here (`keys: host`), not sealed in state/."""
+        return self.mesh.host_held(self.node)
+
+    @property
+    def key_need(self) -> str:
+        """What using this node's keys needs, as plans say it."""
+        return HOST_KEYS_NEED if self.host_held else NODE_KEY_NEED
+
+    @cached_property
+    def keys(self) -> KeyStore:
+        from meshops.resources.host.local_keys import KEYS_DIR, KeyStore
+
+        return KeyStore(self.host_path(KEYS_DIR))
+
+    def _not_enrolled(self, what: str) -> MeshError:
+        """The error when state/ carries a key this host does not hold."""
+        from meshops.enroll.checks import request_path
+
+        if not self.keys.exists("ca") and not self.keys.exists("ca", "next"):
+            return MeshError(
+                f"node {self.node} holds its keys on the host (keys: host), and this host has "
+                f"none in {self.keys.dir}",
+                hint=f"run `meshops host init --node {self.node}` here, commit the request it "
+                "writes, and after the repo apply that enrols it, apply again",
+            )
+        return MeshError(
+            f"{what} in state/ is not one of this host's keys ({self.keys.dir}): the "
+            f"enrolment of this host's keys is not applied yet",
+            hint=f"commit {request_path(self.node)} as `meshops host init|rotate-keys` wrote "
+            "it, run `meshops apply` at repo scope (with the root identity), commit state/ "
+            "and pull; if this host's keys were lost, run `meshops host rotate-keys "
+            f"--node {self.node}` and enrol again",
+        )
 
     def _unseal(self, rt: Runtime, path: Path, what: str) -> bytes:
         from meshops.secrets import sealer_for
@@ -177,10 +215,17 @@ class HostScope:
         from meshops.pki.parse import load_certificates
 
         cert_path = self.layout.node_ca_cert(self.node)
-        cert_pem = self.state_bytes(cert_path)
+        cert_pem = self.state_bytes(cert_path)  # as it verified, not the checkout's
         if cert_pem is None:
             raise MeshError(f"{self.layout.relative(cert_path)} is missing")
         cert = load_certificates(cert_pem, what=str(cert_path))[0]
+        if self.host_held:
+            found = self.keys.node_ca_for(cert)
+            if found is None:
+                serial = format(cert.serial_number, "x")
+                raise self._not_enrolled(f"the node CA of {self.node} (serial {serial})")
+            rt.shared["node-ca"] = (cert, found[1])
+            return cert, found[1]
         key = load_private_pem(self._unseal(rt, self.layout.node_ca_key(self.node), "node CA key"))
         if not keys_match(key, cert):
             raise MeshError(
@@ -194,6 +239,13 @@ class HostScope:
     def wg_private_key(self, rt: Runtime) -> bytes:
         from meshops.providers.wireguard import b64_to_bytes, public_key_of
 
+        if self.host_held:
+            rec = self.record.wireguard
+            found = self.keys.wireguard_for(rec.public_key) if rec else None
+            if found is None:
+                shown = rec.public_key[:8] + "…" if rec else "(none)"
+                raise self._not_enrolled(f"the WireGuard key of {self.node} ({shown})")
+            return found[1]
         text = self._unseal(rt, self.layout.wg_key(self.node), "WireGuard key")
         key = b64_to_bytes(text.decode().strip(), what="WireGuard private key")
         rec = self.record.wireguard

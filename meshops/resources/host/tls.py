@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from meshops.engine.plan import Action, Change, Impact
 from meshops.engine.resource import Observed, Resource, fingerprint_of
 from meshops.providers.files import clear_leftovers, leftovers, read_bytes
-from meshops.resources.host.scope import NODE_KEY_NEED, HostScope
+from meshops.resources.host.scope import HostScope
 
 if TYPE_CHECKING:
     from meshops.engine.runtime import Runtime
@@ -85,7 +85,7 @@ class LeafResource(Resource[LeafLive]):
             action = Action.UPDATE  # the pair stays; the hooks run again
         return Change(
             self.address, action, reason, before, after,
-            sensitive=True, needs=(NODE_KEY_NEED,), impact=impact,
+            sensitive=True, needs=(self.scope.key_need,), impact=impact,
         )  # fmt: skip
 
     def _reason(self, live: LeafLive, rt: Runtime) -> tuple[str | None, dict[str, Any] | None]:

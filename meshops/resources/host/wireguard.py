@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from meshops.engine.plan import Action, Change, Impact
 from meshops.engine.resource import Observed, Resource, fingerprint_of
 from meshops.errors import MeshError
-from meshops.resources.host.scope import NODE_KEY_NEED, ROOT_NEED, WIREGUARD_NEED, HostScope
+from meshops.resources.host.scope import ROOT_NEED, WIREGUARD_NEED, HostScope
 
 if TYPE_CHECKING:
     from meshops.engine.runtime import Runtime
@@ -62,7 +62,7 @@ class InterfaceResource(Resource[InterfaceLive]):
             {"mtu": live.mtu, "listen_port": live.listen_port, "public_key": live.public_key,
              "up": live.up} if live.exists else None
         )  # fmt: skip
-        needs: tuple[str, ...] = (ROOT_NEED, NODE_KEY_NEED)
+        needs: tuple[str, ...] = (ROOT_NEED, self.scope.key_need)
         if not live.exists:
             from meshops.providers.wireguard.userspace import support_problem
 
@@ -104,6 +104,65 @@ class InterfaceResource(Resource[InterfaceLive]):
             self.peers.send(rt)
         wgp.set_up(self.name)
         self.scope.forget_wireguard()
+        rt.shared["interface_key"] = self.scope.record.wireguard.public_key \
+            if self.scope.record.wireguard else None  # fmt: skip
+
+
+@dataclass(frozen=True)
+class TunnelLive:
+    exists: bool
+    public_key: str | None
+    peers: frozenset[str]
+
+
+class RetiredTunnelResource(Resource[TunnelLive]):
+    """The tunnel of a node whose WireGuard was turned off (certificates only). meshops'
+    interface goes, with its peers and its wireguard-go: left up, it would keep the peer
+    of a node removed from the mesh later. An interface of that name that meshops did not
+    configure (another key, none of the peers it set) is someone else's: left alone."""
+
+    def __init__(self, scope: HostScope):
+        self.scope = scope
+        self.name = scope.mesh.wireguard.interface
+        self.address = f'wireguard.interface["{self.name}"]'
+
+    def read(self, rt: Runtime) -> Observed[TunnelLive]:
+        try:
+            link, device = self.scope.link(), self.scope.device()
+        except (MeshError, OSError):  # unreadable (no privileges): nothing we could remove
+            link, device = None, None
+        live = TunnelLive(
+            exists=link is not None,
+            public_key=device.public_key if device else None,
+            peers=frozenset(device.peers) if device else frozenset(),
+        )
+        return Observed(live, fingerprint_of({**vars(live), "peers": sorted(live.peers)}))
+
+    def ours(self, live: TunnelLive) -> bool:
+        last = self.scope.last
+        configured = set(last.get("peers", {}).values())
+        return (live.public_key is not None and live.public_key == last.get("interface_key")) \
+            or bool(live.peers & configured)  # fmt: skip
+
+    def plan(self, observed: Observed[TunnelLive], rt: Runtime) -> Change:
+        live = observed.value
+        assert live is not None
+        if not live.exists or not self.ours(live):
+            return Change(self.address, Action.NOOP)
+        before: dict[str, Any] = {"public_key": live.public_key, "peers": len(live.peers)}
+        reason = (f"WireGuard is off for this node (certificates only): the tunnel and "
+                  f"its {len(live.peers)} peer(s) go")  # fmt: skip
+        return Change(self.address, Action.DELETE, reason, before, None, needs=(ROOT_NEED,),
+                      impact=Impact.SESSION_RESET)  # fmt: skip
+
+    def apply(self, change: Change, rt: Runtime) -> None:
+        from meshops.providers import wireguard as wgp
+
+        wgp.delete_interface(self.name)
+        self.scope.forget_wireguard()
+        rt.shared["interface_key"] = None
+        rt.shared["peers"] = {node: None for node in self.scope.last.get("peers", {})}
+        rt.shared["peer_endpoints"] = {n: None for n in self.scope.last.get("peer_endpoints", {})}
 
 
 class AddressResource(Resource[tuple[str, ...]]):

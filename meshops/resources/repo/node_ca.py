@@ -23,6 +23,7 @@ from meshops.resources.repo.state import CertRecord, Revoked
 
 if TYPE_CHECKING:
     from meshops.engine.runtime import Runtime
+    from meshops.enroll.request import Proven
     from meshops.pki import NodeCASpec
 
 
@@ -61,8 +62,9 @@ def names_of(spec: NodeCASpec) -> list[str]:
 
 
 def superseded(scope: RepoScope) -> list[tuple[str, CertRecord]]:
-    """Recorded node CAs that apply revokes: those of removed nodes, and those sealed
-    to a node recipient that mesh.yaml no longer names (a re-keyed, maybe stolen host).
+    """Recorded node CAs that apply revokes: those of removed nodes, those sealed to a
+    node recipient that mesh.yaml no longer names (a re-keyed, maybe stolen host), and
+    those of a host-held node that enrolled another key (rotation, migration).
 
     A node CA replaced for any other reason (renewal, names, a new root) is not revoked:
     hosts that have not pulled the new one yet keep working until it expires.
@@ -81,8 +83,13 @@ def superseded_record(scope: RepoScope, name: str) -> CertRecord | None:
     if rec is None or rec.ca is None:
         return None
     node = scope.mesh.nodes.get(name)
-    if node is None or rec.ca.recipients != recipients_fingerprint([node.recipient]):
+    if node is None:
         return rec.ca
+    if scope.mesh.host_held(name):  # a new key enrolled: a rotation, or leaving sealed keys
+        proof = scope.enrolments.get(name)
+        return rec.ca if proof is not None and rec.ca.public_key != proof.ca_key else None
+    if rec.ca.recipients != recipients_fingerprint([node.recipient]):
+        return rec.ca  # re-keyed, or leaving host-held keys (no recipient recorded)
     return None
 
 
@@ -115,8 +122,11 @@ class NodeCAResource(Resource[NodeCALive]):
         )
         rec = self.scope.state.nodes.get(self.node)
         recorded = vars(rec.ca) if rec and rec.ca else None
+        proof = self.scope.enrolments.get(self.node)
+        enrolled = proof.ca_key if proof else None
         return Observed(
-            live, fingerprint_of(live.cert_sha256, live.key_sha256, live.crl_sha256, recorded)
+            live,
+            fingerprint_of(live.cert_sha256, live.key_sha256, live.crl_sha256, recorded, enrolled),
         )
 
     def plan(self, observed: Observed[NodeCALive], rt: Runtime) -> Change:
@@ -166,18 +176,11 @@ class NodeCAResource(Resource[NodeCALive]):
         self, live: NodeCALive, record: CertRecord | None, spec: NodeCASpec, now: datetime
     ) -> tuple[str, Action]:
         mesh = self.scope.mesh
-        if record is None or live.cert_sha256 is None or live.key_sha256 is None:
-            return ("new node" if record is None else "node CA files missing"), Action.CREATE
-        if record.key_sha256 != live.key_sha256 or record.fingerprint != live.cert_fingerprint:
-            return "files do not match state.yaml (interrupted apply or hand edit)", Action.REPLACE
-        if record.crl_sha256 != live.crl_sha256:
-            # only the node CA's key can sign its CRL, and repo scope holds it only
-            # while issuing: a missing or altered CRL means issuing afresh
-            what = "missing" if live.crl_sha256 is None else "does not match state.yaml"
-            return f"node CA's CRL {what}", Action.REPLACE
-        recipient = recipients_fingerprint([mesh.nodes[self.node].recipient])
-        if record.recipients != recipient:
-            return "node recipient changed: new key sealed to the new recipient", Action.REPLACE
+        holder = self._host_reason if mesh.host_held(self.node) else self._sealed_reason
+        why, action = holder(live, record)
+        if action is not Action.NOOP:
+            return why, action
+        assert record is not None
         if record.key_type != mesh.ca.key_type:
             return f"key type changed: {record.key_type} -> {mesh.ca.key_type}", Action.REPLACE
         roots = self.scope.state.roots
@@ -201,6 +204,46 @@ class NodeCAResource(Resource[NodeCALive]):
                 f"{format_duration(int(renew_before))}",
                 Action.REPLACE,
             )
+        return "", Action.NOOP
+
+    def _sealed_reason(self, live: NodeCALive, record: CertRecord | None) -> tuple[str, Action]:
+        if record is None or live.cert_sha256 is None or live.key_sha256 is None:
+            return ("new node" if record is None else "node CA files missing"), Action.CREATE
+        if record.key_sha256 != live.key_sha256 or record.fingerprint != live.cert_fingerprint:
+            return "files do not match state.yaml (interrupted apply or hand edit)", Action.REPLACE
+        if record.crl_sha256 != live.crl_sha256:
+            # only the node CA's key can sign its CRL, and repo scope holds it only
+            # while issuing: a missing or altered CRL means issuing afresh
+            what = "missing" if live.crl_sha256 is None else "does not match state.yaml"
+            return f"node CA's CRL {what}", Action.REPLACE
+        recipient = recipients_fingerprint([self.scope.mesh.nodes[self.node].recipient])
+        if record.recipients != recipient:
+            if not record.recipients:
+                return "keys: sealed: a new key sealed to the node's recipient", Action.REPLACE
+            return "node recipient changed: new key sealed to the new recipient", Action.REPLACE
+        return "", Action.NOOP
+
+    def _host_reason(self, live: NodeCALive, record: CertRecord | None) -> tuple[str, Action]:
+        """keys: host: the node CA certifies the key of the node's enrolment request."""
+        from meshops.enroll.checks import request_path
+
+        proof = self.scope.enrolments[self.node]
+        request = request_path(self.node)
+        if record is None or live.cert_sha256 is None:
+            why = f"enrols the key of {request}" if record is None else "node CA files missing"
+            return why, Action.CREATE
+        if record.public_key != proof.ca_key:
+            if record.recipients or live.key_sha256 is not None:
+                return (
+                    f"keys: host: enrols the key born on the node ({request}); the sealed "
+                    "key leaves state/ and the old node CA is revoked",
+                    Action.REPLACE,
+                )
+            return f"new key in {request} (rotation): the old node CA is revoked", Action.REPLACE
+        if record.fingerprint != live.cert_fingerprint or live.key_sha256 is not None:
+            return "files do not match state.yaml (interrupted apply or hand edit)", Action.REPLACE
+        if record.crl_sha256 != live.crl_sha256 or record.crl_sha256 != _request_crl_sha(proof):
+            return f"node CA's CRL differs from the one in {request}", Action.REPLACE
         return "", Action.NOOP
 
     def _names_reason(self, spec: NodeCASpec) -> str:
@@ -251,11 +294,14 @@ class NodeCAResource(Resource[NodeCALive]):
             private_pem,
         )
         from meshops.pki.crl import build_crl, crl_pem
-        from meshops.pki.parse import cert_fingerprint
+        from meshops.pki.keys import public_fingerprint
 
         mesh = scope.mesh
         root_cert, root_key = scope.root_material(rt)
         spec = self._spec()
+        if mesh.host_held(self.node):
+            self._issue_enrolled(root_cert, root_key, spec, rt)
+            return
         key = generate_key(mesh.ca.key_type)
         cert = issue_node_ca(
             root_cert=root_cert,
@@ -285,15 +331,73 @@ class NodeCAResource(Resource[NodeCALive]):
         )
         scope.write(self.crl_path, crl, mode=0o644)
         self._revoke_superseded(rt)
-        scope.state.node(self.node).ca = CertRecord(
+        self._record(cert, spec, root_cert, crl, public_fingerprint(key.public_key()),
+                     key_sha256=sha256_hex(sealed),
+                     recipients=recipients_fingerprint([recipient]))  # fmt: skip
+
+    def _issue_enrolled(self, root_cert: Any, root_key: Any, spec: NodeCASpec, rt: Runtime) -> None:
+        """Sign the node CA for the public key of the node's request: no private key of
+        the node is made, seen or sealed here; its CRL is the one the host signed."""
+        from meshops.pki import cert_pem, issue_node_ca
+
+        scope, mesh = self.scope, self.scope.mesh
+        proof = scope.enrolments[self.node]
+        cert = issue_node_ca(
+            root_cert=root_cert,
+            root_key=root_key,
+            public_key=proof.public_key,
+            spec=spec,
+            now=rt.now,
+            ttl_seconds=float(mesh.ca.node_ca_ttl),
+        )
+        crl = _request_crl(proof)
+        previous = scope.state.node(self.node).ca
+        if previous is not None and previous.public_key != proof.ca_key:
+            key = previous.public_key or _key_of(read_bytes(self.cert_path))
+            if key:
+                scope.state.node(self.node).retire(f"ca:{key}")
+        remove(self.key_path)  # a sealed key of the node's past (migration) leaves state/
+        scope.write(self.cert_path, cert_pem(cert), mode=0o644)
+        scope.write(self.crl_path, crl, mode=0o644)
+        self._revoke_superseded(rt)
+        self._record(cert, spec, root_cert, crl, proof.ca_key)
+
+    def _record(self, cert: Any, spec: NodeCASpec, root_cert: Any, crl: bytes, public_key: str,
+                *, key_sha256: str = "", recipients: str = "") -> None:  # fmt: skip
+        """Record the issued node CA in state.yaml (with its sealed key's facts, if any)."""
+        from meshops.pki.parse import cert_fingerprint
+
+        self.scope.state.node(self.node).ca = CertRecord(
             fingerprint=cert_fingerprint(cert),
             serial=format(cert.serial_number, "x"),
             not_after=cert.not_valid_after_utc.isoformat(timespec="seconds"),
-            key_type=mesh.ca.key_type,
-            key_sha256=sha256_hex(sealed),
-            recipients=recipients_fingerprint([recipient]),
+            key_type=self.scope.mesh.ca.key_type,
+            key_sha256=key_sha256,
+            recipients=recipients,
             names=names_fingerprint(spec),
             issuer=cert_fingerprint(root_cert),
             crl_sha256=sha256_hex(crl),
+            public_key=public_key,
         )
-        scope.save()
+        self.scope.save()
+
+
+def _key_of(cert: bytes | None) -> str:
+    """sha256 of the public key of a node CA certificate (PEM), "" when unreadable."""
+    from meshops.pki.keys import cert_public_key, public_fingerprint
+    from meshops.pki.parse import load_certificates
+
+    try:
+        return public_fingerprint(cert_public_key(load_certificates(cert or b"")[0]))
+    except MeshError:
+        return ""
+
+
+def _request_crl(proof: Proven) -> bytes:
+    from meshops.pki.crl import crl_pem
+
+    return crl_pem(proof.crl)
+
+
+def _request_crl_sha(proof: Proven) -> str:
+    return sha256_hex(_request_crl(proof))

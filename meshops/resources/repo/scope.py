@@ -21,6 +21,7 @@ from meshops.resources.repo.state import StateDoc, StateLayout, load_state, save
 if TYPE_CHECKING:
     from meshops.engine.resource import Resource
     from meshops.engine.runtime import Runtime
+    from meshops.enroll.request import Proven
     from meshops.resources.repo.rotation import RootStep
 
 # test-only fault injection: SIGKILL the apply after its files are renamed into place and
@@ -72,6 +73,8 @@ class RepoScope:
     sign_due: bool = field(default=False, repr=False)
     # state/ files known to be this machine's own uncommitted work; None: ask git
     local_override: set[str] | None = field(default=None, repr=False)
+    # the verified enrolment requests of host-held nodes (enroll/<node>.yaml), by node
+    enrolments: dict[str, Proven] = field(default_factory=dict, repr=False)
 
     @property
     def mesh(self) -> Any:
@@ -324,7 +327,20 @@ def open_repo_scope(loaded: Loaded, repo_dir: Path, now: datetime) -> RepoScope:
     addresses = allocate_all(mesh.wireguard.network, pinned, recorded, quarantined)
     addresses6 = _allocate6(mesh.wireguard.network6, mesh, addresses)
     removed = sorted((set(state.nodes) | _node_dirs(layout)) - set(mesh.nodes))
-    return RepoScope(loaded, layout, state, addresses, addresses6, removed)
+    scope = RepoScope(loaded, layout, state, addresses, addresses6, removed)
+    scope.enrolments = _enrolments(loaded, repo_dir, state, now)
+    return scope
+
+
+def _enrolments(loaded: Loaded, repo_dir: Path, state: StateDoc, now: datetime) -> dict[str, Any]:
+    """The requests of host-held nodes, each verified; ValidationFailed (located in the
+    request file or mesh.yaml) when one does not hold: nothing is signed from it."""
+    from meshops.enroll import load_enrolments
+
+    shown = "" if str(repo_dir) in ("", ".") else f"{repo_dir}/"
+    enrolments = load_enrolments(loaded, repo_dir, state, now=now, display_dir=shown)
+    enrolments.raise_problems()
+    return enrolments.proven
 
 
 def _file_sha256(path: Path) -> str | None:

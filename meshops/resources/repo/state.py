@@ -38,13 +38,14 @@ class CertRecord:
     names: str = ""  # fingerprint of the names a node CA is constrained to
     issuer: str = ""  # fingerprint of the issuing root
     crl_sha256: str = ""  # sha256 of the (empty) CRL a node CA publishes beside itself
+    public_key: str = ""  # sha256 of a node CA's SubjectPublicKeyInfo: the key it certifies
 
 
 @dataclass
 class WireGuardRecord:
     public_key: str
-    key_sha256: str
-    recipients: str
+    key_sha256: str = ""  # sha256 of the sealed key file ("" when the host holds the key)
+    recipients: str = ""
 
 
 @dataclass
@@ -53,6 +54,13 @@ class NodeRecord:
     address6: str | None = None
     wireguard: WireGuardRecord | None = None
     ca: CertRecord | None = None
+    # keys this node enrolled or held before a rotation or a move to host-held keys
+    # ("wg:<base64>", "ca:sha256:<hex>"): a retired key never enrols again
+    retired: list[str] = field(default_factory=list)
+
+    def retire(self, key: str) -> None:
+        if key not in self.retired:
+            self.retired.append(key)
 
 
 @dataclass
@@ -165,6 +173,7 @@ class StateDoc:
                     address6=raw.get("address6"),
                     wireguard=WireGuardRecord(**wg) if wg else None,
                     ca=CertRecord(**ca) if ca else None,
+                    retired=[str(k) for k in raw.get("retired") or []],
                 )
             crl = data.get("crl") or {}
             ca = data.get("ca") or {}
@@ -216,9 +225,11 @@ def _node_data(node: NodeRecord) -> dict[str, Any]:
     if node.address6:
         out["address6"] = node.address6
     if node.wireguard:
-        out["wireguard"] = vars(node.wireguard)
+        out["wireguard"] = _clean(vars(node.wireguard))
     if node.ca:
         out["ca"] = _clean(vars(node.ca))
+    if node.retired:
+        out["retired"] = list(node.retired)
     return out
 
 

@@ -126,8 +126,10 @@ def test_json_is_stable_and_complete() -> None:
         "warnings",
         "nodes",
         "state",
+        "enrolments",
         "plan",
     }
+    assert doc["enrolments"] == {"changed": [], "summary": [], "errors": []}
     assert doc["summary"]["access_lost"] == 1
     assert {"code": "node-removed", "message": doc["warnings"][0]["message"]} in doc["warnings"]
     removed = next(n for n in doc["nodes"] if n["node"] == "node-3")

@@ -73,8 +73,23 @@ def test_unknown_top_level_field_lists_the_allowed_ones() -> None:
 
 
 def test_missing_required_field_points_at_its_parent() -> None:
+    lines = problems_of(handwritten(**{"  trust_domain: demo.internal\n": ""}))
+    assert lines == ["mesh.yaml:2:1: mesh.trust_domain: missing required field 'trust_domain'"]
+
+
+def test_a_sealed_node_without_recipient_is_refused_at_the_node() -> None:
     lines = problems_of(handwritten(**{f"    recipient: {ssh_recipient(1)}\n": ""}))
-    assert lines == ["mesh.yaml:7:3: nodes.web-1.recipient: missing required field 'recipient'"]
+    assert lines == [
+        "mesh.yaml:7:3: nodes.web-1: node 'web-1' holds sealed keys (keys: sealed, the "
+        "default of ca.node_keys) and needs a `recipient:` to seal them to (`meshops host "
+        "init` prints one); or set `keys: host` to enrol keys born on the node (docs/keys.md)"
+    ]
+
+
+def test_a_host_held_node_needs_no_recipient() -> None:
+    text = handwritten(**{f"    recipient: {ssh_recipient(1)}\n": "    keys: host\n"})
+    loaded = load_text(text)
+    assert loaded.mesh.host_held("web-1") and loaded.mesh.nodes["web-1"].recipient is None
 
 
 def test_a_wireguard_node_without_endpoint_is_refused_at_the_node() -> None:
