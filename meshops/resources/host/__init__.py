@@ -42,7 +42,7 @@ def open_host_scope(
     """
     from meshops.engine import clock
     from meshops.resources.host.scope import LIB_DIR, HostScope, read_last_applied
-    from meshops.resources.host.trust import establish
+    from meshops.resources.host.trust import Kept, establish
     from meshops.resources.repo.scope import suffix_for
     from meshops.resources.repo.state import StateDoc, StateLayout, state_from
 
@@ -57,9 +57,10 @@ def open_host_scope(
     lib = inside_root(root / LIB_DIR.lstrip("/"), root)
     suffix = suffix_for(mesh.secrets.format)
     when = (now or clock.now()).isoformat(timespec="seconds")
+    kept = session.kept if session is not None else Kept()
     files, trust = establish(repo_dir=repo_dir, lib_dir=lib, node=node, suffix=suffix,
                              pins=pins, revision=revision, now=when, commit=commit,
-                             kept=session.kept if session is not None else None)  # fmt: skip
+                             kept=kept)  # fmt: skip
     # the parse cache of state.yaml lives with the trust material, not in the checkout
     layout = StateLayout(repo_dir, suffix, cache_dir=lib)
     text = files.read("state.yaml")
@@ -74,7 +75,8 @@ def open_host_scope(
             f"node {node!r} has no state yet in {layout.relative(layout.state_file)}",
             hint="run `meshops apply` at repo scope (without --node), commit state/, then pull",
         )
-    scope = HostScope(loaded, node, layout, state, root, read_last_applied(lib), files, trust)
+    scope = HostScope(loaded, node, layout, state, root, read_last_applied(lib), files, trust,
+                      kept)  # fmt: skip
     live = session.live_view() if session is not None else None
     if live is not None:
         scope.use_live_view(*live)
@@ -295,6 +297,12 @@ def open_host(
         record_apply(scope, plan, result, plan_id, rt, revision=revision)
         if session is not None:  # read again by the record, right after the apply
             session.live = (scope.link(), scope.device())
+        else:  # watch keeps its mesh in memory
+            from meshops.resources.host.mesh_cache import keep
+
+            keep(scope.lib_dir, loaded)
+        if commit and scope.kept.seen is not None:  # what this run read of the checkout
+            scope.kept.seen.save(scope.lib_dir)
 
     def preflight(plan: Plan, rt: Runtime) -> None:
         from meshops.engine.plan import Action

@@ -13,9 +13,9 @@ run code. A file that is not root's own, or that a group or others may write, is
 read at all. Anything that does not load is ignored, and mesh.yaml is validated again.
 The key also covers meshops' code (`providers.cache.code_stamp`) and pydantic's
 version: an upgrade never takes a mesh the old code validated.
-The cache is written (0600, like the rest of /var/lib/meshops only by root) where
-/var/lib/meshops exists, that is after a host's first apply; a plan on a host that
-never applied writes nothing.
+The cache is written (0600, like the rest of /var/lib/meshops only by root) when an
+apply records its run, where /var/lib/meshops exists: a plan, and an apply that is
+refused or fails before its record, write nothing.
 """
 
 from __future__ import annotations
@@ -41,29 +41,36 @@ _MODEL_MODULES = frozenset(
 _IP_TYPES = frozenset({"IPv4Address", "IPv6Address", "IPv4Network", "IPv6Network"})
 
 
-def load_validated(path: Path, display: str, lib_dir: Path, *, keep: bool = True) -> Loaded:
+def load_validated(path: Path, display: str, lib_dir: Path) -> Loaded:
     """mesh.yaml at `path`, validated (no policy tests), from the cache when its bytes
-    are the ones cached; else validated and (`keep`, where lib_dir exists) cached."""
+    are the ones cached; else validated (`keep` caches it once an apply used it)."""
     data = read_bytes(path) if path.is_file() else None
     if data is None:
         from meshops.model import load_file
 
         return load_file(path, display, run_tests=False)  # its error
-    return validated(data, display, lib_dir, keep=keep)
+    return validated(data, display, lib_dir)
 
 
-def validated(data: bytes, display: str, lib_dir: Path, *, keep: bool = True) -> Loaded:
+def validated(data: bytes, display: str, lib_dir: Path) -> Loaded:
     """mesh.yaml's bytes `data`, validated: `load_validated` once they are read."""
     from meshops.model import Loaded, load_text
 
-    key = _key(data)
-    cached = _read(lib_dir, key)
+    cached = _read(lib_dir, _key(data))
     if cached is not None:
         return Loaded.unparsed(cached, data, display)
     loaded = load_text(data, display, run_tests=False)
-    if keep and lib_dir.is_dir():
-        _write(lib_dir, key, loaded.mesh)
+    loaded.source = (data, display)  # for `keep`
     return loaded
+
+
+def keep(lib_dir: Path, loaded: Loaded) -> None:
+    """Cache the mesh an apply used (where lib_dir exists): a plan, or an apply that
+    is refused or fails before its record, writes nothing on the host."""
+    if loaded.source is None or loaded.parsed is None or not lib_dir.is_dir():
+        return  # nothing to keep, or taken from the cache (and never parsed since)
+    key = _key(loaded.source[0])
+    _write(lib_dir, key, loaded.mesh)
 
 
 def _key(data: bytes) -> bytes:

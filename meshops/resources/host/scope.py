@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from meshops.errors import MeshError
 from meshops.model import Loaded
 from meshops.resources.host.local_keys import KeyStore
-from meshops.resources.host.trust import HostTrust, StateFiles
+from meshops.resources.host.trust import HostTrust, Kept, StateFiles
 from meshops.resources.repo.state import NodeRecord, StateDoc, StateLayout
 
 if TYPE_CHECKING:
@@ -47,6 +47,8 @@ class HostScope:
     last: dict[str, Any]  # last-applied record
     files: StateFiles  # state/ as it verified (host/trust.py): read only through it
     trust: HostTrust = field(default_factory=lambda: HostTrust("unsigned"))
+    # the pack and the checkout's record this run checked against (saved by the record)
+    kept: Kept = field(default_factory=lambda: Kept())
     _device: Any = field(default=None, repr=False)
     _link: Any = field(default=None, repr=False)
     _read_done: bool = False

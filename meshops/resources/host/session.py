@@ -59,7 +59,7 @@ class HostSession:
         digest = hashlib.sha256(data).hexdigest()
         if digest != self.mesh_digest or self.loaded is None:
             edited = revalidate(self.loaded, self.mesh_text, data, display) if self.loaded else None
-            self.loaded = edited or validated(data, display, lib_dir, keep=False)  # in memory
+            self.loaded = edited or validated(data, display, lib_dir)  # kept in memory
             self.mesh_digest, self.mesh_text = digest, data
         return self.loaded
 

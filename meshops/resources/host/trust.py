@@ -228,8 +228,9 @@ def establish(
     files unchanged since they verified are not read again. With `commit` (apply) the
     verified files become the pack (host/pack.py) and trust.json records the pins and
     the version; without (plan, status) nothing is written. MeshError when the revision
-    is refused and there is no good material to keep. `kept` (watch) holds the pack
-    and the checkout's record between runs.
+    is refused and there is no good material to keep. `kept` holds the pack and the
+    checkout's record (watch: between runs); the apply's record writes the latter
+    (`kept.seen.save`), so an apply refused before its record leaves it as it was.
     """
     record = read_record(lib_dir)
     trust, source, pinned = starting_trust(pins, record)
@@ -267,8 +268,7 @@ def establish(
         digest = write_pack(lib_dir, pack)
         kept.pack = (digest, pack)
         _remove_legacy_snapshot(lib_dir)
-    reader.remember(files)
-    seen.save(lib_dir)
+    reader.remember(files)  # written by the apply's record (`Seen.save`), not before
     _write_record(lib_dir, {
         "format_version": FORMAT_VERSION, "node": node, "source": source,
         "pinned": list(held.pinned), "trusted": list(held.trusted),

@@ -11,8 +11,8 @@ import pytest
 from factories import identity, make_mesh, to_yaml
 
 from meshops.errors import ValidationFailed
-from meshops.model import load_file
-from meshops.resources.host.mesh_cache import CACHE_FILE, load_validated
+from meshops.model import Loaded, load_file
+from meshops.resources.host.mesh_cache import CACHE_FILE, keep, load_validated
 
 
 def _mesh_file(tmp_path: Path, **kw: object) -> Path:
@@ -22,10 +22,19 @@ def _mesh_file(tmp_path: Path, **kw: object) -> Path:
     return path
 
 
+def applied(path: Path, lib: Path) -> Loaded:
+    """mesh.yaml as a host apply loads it and, once it recorded its run, keeps it."""
+    loaded = load_validated(path, "mesh.yaml", lib)
+    keep(lib, loaded)
+    return loaded
+
+
 def test_a_cached_mesh_is_the_mesh_validation_gives(tmp_path: Path) -> None:
     path, lib = _mesh_file(tmp_path), tmp_path / "lib"
     lib.mkdir()
     first = load_validated(path, "mesh.yaml", lib)
+    assert not (lib / CACHE_FILE).exists()  # a plan writes nothing
+    keep(lib, first)
     assert (lib / CACHE_FILE).stat().st_mode & 0o777 == 0o600
     again = load_validated(path, "mesh.yaml", lib)
     assert again.parsed is None  # from the cache: not parsed
@@ -36,14 +45,14 @@ def test_a_cached_mesh_is_the_mesh_validation_gives(tmp_path: Path) -> None:
 def test_other_bytes_are_validated_again(tmp_path: Path) -> None:
     path, lib = _mesh_file(tmp_path), tmp_path / "lib"
     lib.mkdir()
-    load_validated(path, "mesh.yaml", lib)
+    applied(path, lib)
     path.write_text(path.read_text().replace("node-3", "node-9"))
-    assert "node-9" in load_validated(path, "mesh.yaml", lib).mesh.nodes
+    assert "node-9" in applied(path, lib).mesh.nodes
     path.write_text(path.read_text().replace("version: 1", "version: 7"))
     with pytest.raises(ValidationFailed):
         load_validated(path, "mesh.yaml", lib)
 
 
 def test_a_host_that_never_applied_gets_no_cache(tmp_path: Path) -> None:
-    load_validated(_mesh_file(tmp_path), "mesh.yaml", tmp_path / "lib")
+    applied(_mesh_file(tmp_path), tmp_path / "lib")
     assert not (tmp_path / "lib").exists()

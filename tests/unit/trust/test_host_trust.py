@@ -16,7 +16,7 @@ from meshops.providers.files import read_beneath
 from meshops.resources.host import checkout
 from meshops.resources.host.checkout import CheckoutReader, Seen
 from meshops.resources.host.pack import PACK_FILE, Pack, read_pack
-from meshops.resources.host.trust import establish, parse_pins, starting_trust
+from meshops.resources.host.trust import Kept, establish, parse_pins, starting_trust
 from meshops.trust.verify import StateRefused, Trust
 
 NOW = "2030-01-15T12:00:00+00:00"
@@ -38,7 +38,11 @@ def _establish(tmp_path: Path, **kw: object) -> tuple[Path, object]:
         pins=None, revision="r1", now=NOW, commit=True,
     )  # fmt: skip
     args.update(kw)
-    return establish(**args)  # type: ignore[arg-type]
+    kept = Kept()
+    got = establish(**args, kept=kept)  # type: ignore[arg-type]
+    if args["commit"] and kept.seen is not None:  # as the apply's record does
+        kept.seen.save(args["lib_dir"])  # type: ignore[arg-type]
+    return got
 
 
 def test_openssl_style_pins_are_accepted_and_junk_is_refused() -> None:
