@@ -352,8 +352,10 @@ def _git(repo: Path, *args: str) -> str:
     proc = subprocess.run(
         ["git", "-C", str(repo), "-c", "user.name=bench", "-c", "user.email=bench@invalid",
          *args],
-        check=True, capture_output=True, text=True,
+        check=False, capture_output=True, text=True,
     )  # fmt: skip
+    if proc.returncode != 0:  # say why: a bare CalledProcessError loses git's message
+        raise SystemExit(f"git {' '.join(args)} exited {proc.returncode}:\n{proc.stderr[-3000:]}")
     return proc.stdout
 
 

@@ -23,16 +23,14 @@ def open_scope(ctx: Context, rt: Runtime, *, commit: bool = False) -> Scope:
     """The scope this command acts on; `commit` (apply): a host takes the revision's
     verified state/ as its new material (see resources/host/trust.py)."""
     node = ctx.resolve_node()
-    if node is not None:
-        use_host_config(ctx, rt)
-    loaded = ctx.load(run_tests=False)
     if node is None:
         from meshops.resources import open_repo
 
-        return open_repo(loaded, ctx.mesh_file, ctx.repo_dir, rt)
+        return open_repo(ctx.load(run_tests=False), ctx.mesh_file, ctx.repo_dir, rt)
     from meshops.resources.host import open_host
 
-    return open_host(loaded, ctx, node, rt, commit=commit)
+    use_host_config(ctx, rt)
+    return open_host(ctx.load_on_host(), ctx, node, rt, commit=commit)
 
 
 def lock_path(ctx: Context) -> Path:

@@ -89,6 +89,16 @@ class Context:
             return self.session.load(self.mesh_file, self.mesh_display)  # type: ignore[no-any-return]
         return load_file(self.mesh_file, self.mesh_display, run_tests=run_tests)
 
+    def load_on_host(self) -> Loaded:
+        """The validated mesh (no policy tests) for host scope, through the host's
+        cache of validated meshes (resources/host/mesh_cache.py)."""
+        from meshops.resources.host.mesh_cache import load_validated
+        from meshops.resources.host.scope import LIB_DIR
+
+        if self.session is not None:
+            return self.session.load(self.mesh_file, self.mesh_display, self.host_path(LIB_DIR))  # type: ignore[no-any-return]
+        return load_validated(self.mesh_file, self.mesh_display, self.host_path(LIB_DIR))
+
     @property
     def is_tty(self) -> bool:
         return sys.stdout.isatty()

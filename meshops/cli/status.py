@@ -43,7 +43,7 @@ def _host(ctx: Context, node: str) -> dict[str, Any]:
     now = clock.now()
     pins = parse_pins((ctx.host_config() or {}).get("trust"))
     scope = open_host_scope(
-        ctx.load(run_tests=False), ctx.repo_dir, node, ctx.root,
+        ctx.load_on_host(), ctx.repo_dir, node, ctx.root,
         pins=pins, revision=git_revision(ctx.repo_dir), now=now,
     )  # fmt: skip
     return collect(scope, now)

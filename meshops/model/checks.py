@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from ipaddress import IPv4Address, IPv6Address
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from meshops.errors import Problem
-from meshops.model.loader import Document
 from meshops.model.mesh import Mesh
 from meshops.policy import MAX_GRANTS, AccessTable, compile_policies, grant_count
+
+if TYPE_CHECKING:
+    from meshops.model.loader import Document
 
 
 def semantic_problems(mesh: Mesh, doc: Document) -> list[Problem]:

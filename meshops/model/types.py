@@ -495,8 +495,43 @@ def _bech32_valid(text: str) -> bool:
         tail = [_BECH32_VALUES[c] for c in data]
     except KeyError:
         return False
-    values = [ord(c) >> 5 for c in hrp] + [0] + [ord(c) & 31 for c in hrp]
-    return _bech32_polymod(values + tail) == 1
+    return _bech32_polymod(_hrp_values(hrp) + tail) == 1
+
+
+def _hrp_values(hrp: str) -> list[int]:
+    return [ord(c) >> 5 for c in hrp] + [0] + [ord(c) & 31 for c in hrp]
+
+
+def bech32_encode(hrp: str, data: bytes) -> str:
+    """`data` as bech32 (lower case) with the human-readable part `hrp`: age's spelling
+    of keys (`age1...`, `AGE-SECRET-KEY-1...` in upper case)."""
+    values, acc, bits = [], 0, 0
+    for byte in data:
+        acc, bits = acc << 8 | byte, bits + 8
+        while bits >= 5:
+            bits -= 5
+            values.append(acc >> bits & 31)
+    if bits:
+        values.append(acc << (5 - bits) & 31)
+    check = _bech32_polymod(_hrp_values(hrp) + values + [0] * 6) ^ 1
+    values += [check >> 5 * (5 - i) & 31 for i in range(6)]
+    return hrp + "1" + "".join(_BECH32[v] for v in values)
+
+
+def bech32_decode(text: str) -> tuple[str, bytes] | None:
+    """(hrp, data) of a valid bech32 string, or None."""
+    if not _bech32_valid(text):
+        return None
+    hrp, _, symbols = text.lower().rpartition("1")
+    out, acc, bits = bytearray(), 0, 0
+    for c in symbols[:-6]:
+        acc, bits = acc << 5 | _BECH32_VALUES[c], bits + 5
+        if bits >= 8:
+            bits -= 8
+            out.append(acc >> bits & 0xFF)
+    if bits >= 5 or acc & ((1 << bits) - 1):
+        return None  # padding that is not zero bits
+    return hrp, bytes(out)
 
 
 # the suffix of a sealed file, per `secrets.format` (`ca/root.key.age`, `wg.key.sops`)

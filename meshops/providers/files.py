@@ -352,6 +352,28 @@ def read_bytes(path: Path) -> bytes | None:
         return None
 
 
+def read_private(path: Path) -> bytes | None:
+    """A cache file's content, or None when it is absent or anyone but the user meshops
+    runs as (root on a host) could have written it: another owner, a group or others
+    with write permission, not a regular file, or a symlink (not followed).
+
+    Caches decide what meshops believes without checking it again (a validated mesh,
+    a parsed state.yaml, the live firewall), so one that someone else could plant is no
+    cache: the caller reads and validates from scratch.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return None
+    with os.fdopen(fd, "rb") as f:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or info.st_uid != os.geteuid():
+            return None
+        if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+            return None
+        return f.read()
+
+
 MAX_READ = 64 * 1024 * 1024  # no file meshops reads back from a repository is near this
 
 
@@ -361,6 +383,7 @@ def read_beneath(
     *,
     sizes: Mapping[str, int] | None = None,
     max_size: int = MAX_READ,
+    stats: dict[str, os.stat_result] | None = None,
 ) -> dict[str, bytes | str]:
     """Read `paths` (relative, POSIX) under `base` without following a symlink anywhere
     on the way: every component is opened with O_NOFOLLOW relative to its parent.
@@ -370,18 +393,14 @@ def read_beneath(
     does not exist is left out. A file is read up to its expected size (`sizes`) plus
     one byte, else `max_size`: a swollen file then fails its hash check instead of
     filling memory. `base` itself is trusted (the checkout named in host.yaml).
+    `stats`, when given, receives each regular file's fstat, taken before the read.
     """
     flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
     out: dict[str, bytes | str] = {}
-    dirs: dict[str, int | str] = {}  # directory path -> fd, or why it cannot be entered
-    try:
-        dirs[""] = os.open(base, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    except FileNotFoundError:
-        return out
-    try:
+    with _Directories(base) as dirs:
         for path in paths:
             parent, _, name = path.rpartition("/")
-            where = _enter(parent, dirs)
+            where = dirs.enter(parent)
             if isinstance(where, str):
                 if where:
                     out[path] = where
@@ -400,6 +419,8 @@ def read_beneath(
                 if not stat.S_ISREG(info.st_mode):
                     out[path] = "a directory" if stat.S_ISDIR(info.st_mode) else "a special file"
                     continue
+                if stats is not None:
+                    stats[path] = info
                 limit = (sizes or {}).get(path, max_size - 1) + 1
                 chunks, left = [], limit
                 while left > 0:
@@ -411,11 +432,55 @@ def read_beneath(
                 out[path] = b"".join(chunks)
             finally:
                 os.close(fd)
-    finally:
-        for opened in dirs.values():
+    return out
+
+
+def lstat_beneath(base: Path, paths: Iterable[str]) -> dict[str, os.stat_result | str]:
+    """The lstat of each of `paths` (relative, POSIX) under `base`, every directory on
+    the way entered as `read_beneath` enters it (O_NOFOLLOW): path -> its lstat, or
+    the phrase `read_beneath` gives for a path reached through a symlink; a path that
+    does not exist is left out. Cheaper than reading: for telling whether files
+    changed since they were last read."""
+    out: dict[str, os.stat_result | str] = {}
+    with _Directories(base) as dirs:
+        for path in paths:
+            parent, _, name = path.rpartition("/")
+            where = dirs.enter(parent)
+            if isinstance(where, str):
+                if where:
+                    out[path] = where
+                continue
+            try:
+                out[path] = os.stat(name, dir_fd=where, follow_symlinks=False)
+            except FileNotFoundError:
+                continue
+            except OSError as exc:
+                raise MeshError(f"cannot read {base / path}: {_reason(exc)}") from None
+    return out
+
+
+class _Directories:
+    """Directories under a trusted `base`, each opened once, component by component,
+    without following a symlink; closed on exit."""
+
+    def __init__(self, base: Path) -> None:
+        self.base = base
+        self.dirs: dict[str, int | str] = {}  # relative path -> fd, or why not entered
+
+    def __enter__(self) -> _Directories:
+        try:
+            self.dirs[""] = os.open(self.base, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            self.dirs[""] = ""
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for opened in self.dirs.values():
             if isinstance(opened, int):
                 os.close(opened)
-    return out
+
+    def enter(self, directory: str) -> int | str:
+        return _enter(directory, self.dirs)
 
 
 def _enter(directory: str, dirs: dict[str, int | str]) -> int | str:

@@ -412,6 +412,24 @@ def test_a_hand_edited_table_is_planned_back_and_a_second_plan_is_empty(bed: Bed
         assert result.returncode == 0 and "No changes." in result.stdout, result.stdout
 
 
+def test_a_plan_sees_a_hand_edit_made_after_the_view_it_kept(bed: Bed) -> None:
+    """Plans keep the table's text by the ruleset's generation (not running nft while
+    nothing changed): any change, a set element deleted or a rule added in another
+    table, advances the generation, and the next plan reads the table again."""
+    n1 = bed.host("n1")
+    kept = bed.mesh.host_path("n1", "/var/lib/meshops/firewall.json")
+    assert "No changes." in bed.mesh.plan("n1").stdout
+    generation = json.loads(kept.read_text())["generation"]
+    assert "No changes." in bed.mesh.plan("n1").stdout  # from the kept view
+    n1.run(["nft", "delete", "element", "inet", "meshops", f"allow_db_{DB_PORT}_tcp",
+            f"{{ {bed.mesh.overlay_ip('n2')} }}"])  # fmt: skip
+    plan = bed.mesh.plan("n1").stdout
+    assert f'~ firewall.set["allow_db_{DB_PORT}_tcp"]' in plan and "+n2" in plan, plan
+    assert json.loads(kept.read_text())["generation"] != generation
+    bed.mesh.apply("n1")
+    assert "No changes." in bed.mesh.plan("n1").stdout
+
+
 def test_tables_that_are_not_meshops_are_left_byte_for_byte(bed: Bed) -> None:
     time.sleep(0.1)
     assert foreign_tables(bed.host("n1")) == bed.foreign_before

@@ -30,15 +30,19 @@ from test_host_proxies import CADDY_PORT, NGINX_PORT, Proxies, proxies_bed
 from test_repo_support import KeyRing, keyring, make_age_key
 from testbed import unavailable_reason
 
+from meshops.resources.host.pack import read_pack
+
 pytestmark = [pytest.mark.e2e, pytest.mark.netns]
 __all__ = ["keyring"]  # the session fixture, imported for pytest
 
 HOSTS = ("n1", "n2")  # n3 is in mesh.yaml only (see test_host_proxies.py)
 # what meshops manages on a host; the tree comparisons leave out what every apply
-# rewrites, refused or not (the proxies' own state directories are not meshops')
+# rewrites, refused or not (the proxies' own state directories are not meshops'), and
+# checkout.json, the record of what the last apply read of the checkout (a cache)
 MANAGED = ("etc/", "var/lib/meshops/")
 VOLATILE = ("var/lib/meshops/status.json", "var/lib/meshops/metrics.prom",
-            "var/lib/meshops/last-applied.json", "var/lib/meshops/lock")  # fmt: skip
+            "var/lib/meshops/last-applied.json", "var/lib/meshops/lock",
+            "var/lib/meshops/checkout.json")  # fmt: skip
 
 
 @dataclass
@@ -278,7 +282,10 @@ def test_a_host_refusing_a_revision_keeps_renewing_its_leaves(
     """Two days later on the host's clock the leaves are due: they are renewed by the
     node CA of the last good state/, while the new revision stays refused."""
     bed, mesh = fresh, fresh.mesh
-    node_ca = mesh.host_path("n2", "/var/lib/meshops/trusted/state/nodes/n2/ca.crt")
+    found = read_pack(mesh.host_path("n2", "/var/lib/meshops"))
+    assert found is not None, "n2 keeps its verified material"
+    node_ca = bed.directory / "n2-node-ca.pem"  # the node CA of the last good state/
+    node_ca.write_bytes(found[1].files["nodes/n2/ca.crt"])
     old_leaf = (mesh.tls_dir("n2", "web") / "cert.pem").read_bytes()
     wireguard_key_swapped(bed, mesh.repo.path / "state")
     bed.commit("tampered")

@@ -33,12 +33,24 @@ def clamp(raw: bytes) -> bytes:
 
 
 def public_key_of(private_key: bytes) -> str:
-    """The base64 public key that belongs to a raw 32-byte private key."""
-    from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+    """The base64 public key that belongs to a raw 32-byte private key.
+
+    Derived by pyrage (rage's constant-time X25519): an age X25519 identity is a
+    Curve25519 scalar, and its recipient that scalar times the base point, clamped as
+    WireGuard clamps. Every host plan on wireguard-go derives its device's key, and
+    pyrage loads in about a millisecond where cryptography takes over ten.
+    """
+    import pyrage
+
+    from meshops.model.types import bech32_decode, bech32_encode
 
     check_key_bytes(private_key, what="private key")
-    public = X25519PrivateKey.from_private_bytes(private_key).public_key().public_bytes_raw()
-    return base64.b64encode(public).decode("ascii")
+    secret = bech32_encode("age-secret-key-", private_key).upper()
+    identity = pyrage.x25519.Identity.from_str(secret)
+    decoded = bech32_decode(str(identity.to_public()))
+    if decoded is None or decoded[0] != "age" or len(decoded[1]) != KEY_LEN:
+        raise MeshError("internal: pyrage gave no X25519 public key")
+    return base64.b64encode(decoded[1]).decode("ascii")
 
 
 def check_key_bytes(key: bytes, *, what: str = "key") -> bytes:

@@ -35,15 +35,16 @@ def open_host_scope(
 ) -> HostScope:
     """This host's view of the mesh, from state/ as the pinned roots signed it.
 
-    `commit` (apply): the verified files become the snapshot host scope reads, and
-    trust.json records the pins and the version (see `host/trust.py`). `session`
+    Host scope reads state/ only as it verified, from memory. `commit` (apply): the
+    verified files become the last good material (the pack), and trust.json records
+    the pins and the version (see `host/trust.py`). `session`
     (`watch`) keeps the parsed state.yaml and the live view between runs.
     """
     from meshops.engine import clock
     from meshops.resources.host.scope import LIB_DIR, HostScope, read_last_applied
-    from meshops.resources.host.trust import establish
+    from meshops.resources.host.trust import Kept, establish
     from meshops.resources.repo.scope import suffix_for
-    from meshops.resources.repo.state import StateLayout, load_state
+    from meshops.resources.repo.state import StateDoc, StateLayout, state_from
 
     mesh = loaded.mesh
     if node not in mesh.nodes:
@@ -56,13 +57,17 @@ def open_host_scope(
     lib = inside_root(root / LIB_DIR.lstrip("/"), root)
     suffix = suffix_for(mesh.secrets.format)
     when = (now or clock.now()).isoformat(timespec="seconds")
-    source, trust = establish(repo_dir=repo_dir, lib_dir=lib, node=node, suffix=suffix,
-                              pins=pins, revision=revision, now=when, commit=commit)  # fmt: skip
-    # parse caches are keyed by the content's sha256: the checkout's .git/ serves the
-    # snapshot too (the same state.yaml was parsed there), else they live in lib/
-    git_dir = repo_dir / ".git"
-    layout = StateLayout(source, suffix, cache_dir=git_dir if git_dir.is_dir() else lib)
-    state = session.state_of(layout) if session is not None else load_state(layout)
+    kept = session.kept if session is not None else Kept()
+    files, trust = establish(repo_dir=repo_dir, lib_dir=lib, node=node, suffix=suffix,
+                             pins=pins, revision=revision, now=when, commit=commit,
+                             kept=kept)  # fmt: skip
+    # the parse cache of state.yaml lives with the trust material, not in the checkout
+    layout = StateLayout(repo_dir, suffix, cache_dir=lib)
+    text = files.read("state.yaml")
+    if session is not None:
+        state = session.state_of(layout, text)
+    else:
+        state = state_from(layout, text) if text is not None else StateDoc()
     rec = state.nodes.get(node)
     tunnel_ready = rec is not None and rec.wireguard is not None and bool(rec.address)
     if rec is None or rec.ca is None or (mesh.wireguard_on(node) and not tunnel_ready):
@@ -70,7 +75,8 @@ def open_host_scope(
             f"node {node!r} has no state yet in {layout.relative(layout.state_file)}",
             hint="run `meshops apply` at repo scope (without --node), commit state/, then pull",
         )
-    scope = HostScope(loaded, node, layout, state, root, read_last_applied(lib), trust=trust)
+    scope = HostScope(loaded, node, layout, state, root, read_last_applied(lib), files, trust,
+                      kept)  # fmt: skip
     live = session.live_view() if session is not None else None
     if live is not None:
         scope.use_live_view(*live)
@@ -79,19 +85,19 @@ def open_host_scope(
 
 def compile_host(scope: HostScope, *, now: datetime) -> list[Resource[Any]]:
     """Desired resources for one host, in a readable order."""
-    from meshops.engine.plan import Impact
-    from meshops.providers.files import read_bytes
-    from meshops.render.spec import NODE_CA_POOL
     from meshops.resources.host.files import StaleFilesResource
-    from meshops.resources.host.hooks import HookResource
     from meshops.resources.host.hosts import HostsResource
-    from meshops.resources.host.tls import FileResource, LeafResource, OutputsResource
 
     mesh = scope.mesh
     out: list[Resource[Any]] = []
     identities = mesh.identities_on(scope.node)
+    if identities:  # certificates, proxies and hooks: their modules only when needed
+        from meshops.engine.plan import Impact
+        from meshops.render.spec import NODE_CA_POOL
+        from meshops.resources.host.hooks import HookResource
+        from meshops.resources.host.tls import FileResource, LeafResource, OutputsResource
     # read only when a leaf needs them: the CRL bundle reads one file per node
-    bundle = (read_bytes(scope.layout.root_cert) or b"") if identities else b""
+    bundle = (scope.state_bytes(scope.layout.root_cert) or b"") if identities else b""
     crl = crl_bundle(scope) if identities else b""
     for identity in identities:
         ident = mesh.identities[identity]
@@ -160,11 +166,9 @@ def crl_bundle(scope: HostScope) -> bytes:
     OpenSSL's CRL_CHECK_ALL) refuses a leaf whose issuing node CA has published no CRL
     ("unable to get certificate CRL"), so the node CAs' CRLs travel with the root's.
     """
-    from meshops.providers.files import read_bytes
-
-    parts = [read_bytes(scope.layout.crl) or b""]
+    parts = [scope.state_bytes(scope.layout.crl) or b""]
     for node in sorted(scope.mesh.nodes):
-        parts.append(read_bytes(scope.layout.node_crl(node)) or b"")
+        parts.append(scope.state_bytes(scope.layout.node_crl_name(node)) or b"")
     return b"".join(p if p.endswith(b"\n") else p + b"\n" for p in parts if p)
 
 
@@ -293,6 +297,12 @@ def open_host(
         record_apply(scope, plan, result, plan_id, rt, revision=revision)
         if session is not None:  # read again by the record, right after the apply
             session.live = (scope.link(), scope.device())
+        else:  # watch keeps its mesh in memory
+            from meshops.resources.host.mesh_cache import keep
+
+            keep(scope.lib_dir, loaded)
+        if commit and scope.kept.seen is not None:  # what this run read of the checkout
+            scope.kept.seen.save(scope.lib_dir)
 
     def preflight(plan: Plan, rt: Runtime) -> None:
         from meshops.engine.plan import Action

@@ -10,6 +10,9 @@ replaced atomically with its counters carried over.
 
 from __future__ import annotations
 
+import contextlib
+import json
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from meshops.engine.plan import Action, Change, Impact
@@ -23,15 +26,52 @@ if TYPE_CHECKING:
     from meshops.policy.flows import Opening
 
 TABLE_ADDRESS = f'firewall.table["{nft.FAMILY} {nft.TABLE}"]'
+VIEW_FILE = "firewall.json"  # under /var/lib/meshops: the last read, by generation
 
 
-def read_live() -> nft.Table | None:
-    """meshops' table as the kernel has it now (None: absent)."""
-    from meshops.providers.nftables import read_table
+def read_live(lib_dir: Path | None = None, *, planning: bool = False) -> nft.Table | None:
+    """meshops' table as the kernel has it now (None: absent).
+
+    With `lib_dir`, each read is kept there with the ruleset's generation, taken before
+    it (`providers.nftables.generation`: every committed change to any table advances
+    it), and `planning` takes the kept text instead of running nft while the generation
+    has not moved: the same chains, rules and set elements. Only counters move without
+    a new generation, and planning ignores them; writing (which carries them over) and
+    status (which reports them) read afresh.
+    """
+    from meshops.providers.nftables import generation, read_table
     from meshops.render.nftables_json import parse_table
 
-    text = read_table(nft.FAMILY, nft.TABLE)
+    now = generation() if lib_dir is not None else None
+    kept = _kept_view(lib_dir) if lib_dir is not None and planning and now else None
+    if kept is not None and kept.get("generation") == now:
+        text = kept.get("table")
+    else:
+        text = read_table(nft.FAMILY, nft.TABLE)
+        if lib_dir is not None and now is not None and lib_dir.is_dir():
+            _keep_view(lib_dir, now, text)
     return None if text is None else parse_table(text, family=nft.FAMILY, name=nft.TABLE)
+
+
+def _kept_view(lib_dir: Path) -> dict[str, Any] | None:
+    from meshops.providers.files import read_private
+
+    data = read_private(lib_dir / VIEW_FILE)  # one someone else could write is no view
+    try:
+        kept = json.loads(data) if data is not None else None
+    except ValueError:
+        return None
+    if not isinstance(kept, dict) or not isinstance(kept.get("table"), str | None):
+        return None
+    return kept
+
+
+def _keep_view(lib_dir: Path, generation: str, text: str | None) -> None:
+    from meshops.providers.files import write_atomic
+
+    body = json.dumps({"generation": generation, "table": text}).encode()
+    with contextlib.suppress(MeshError):  # a cache: the next plan runs nft
+        write_atomic(lib_dir / VIEW_FILE, body, mode=0o600, fsync=False, make_dirs=False)
 
 
 class Firewall:
@@ -40,6 +80,7 @@ class Firewall:
 
     def __init__(self, scope: HostScope) -> None:
         mesh = scope.mesh
+        self.lib_dir = scope.lib_dir
         self.enabled = mesh.firewall.enabled and scope.tunnelled  # no tunnel, no filter
         self.why_off = "firewall.enabled is false" if scope.tunnelled else \
             "WireGuard is off for this node (certificates only)"  # fmt: skip
@@ -74,7 +115,7 @@ class Firewall:
     def live(self) -> nft.Table | None:
         if not self._read:
             try:
-                self._live = read_live()
+                self._live = read_live(self.lib_dir, planning=True)
             except MeshError:
                 if self.enabled:
                     raise

@@ -177,9 +177,8 @@ class LocalKeysResource(Resource[KeysLive]):
             found = store.wireguard_for(rec.public_key) if rec else None
             return found is not None and found[0] == "next"
         from meshops.pki.parse import load_certificates
-        from meshops.providers.files import read_bytes
 
-        data = read_bytes(scope.layout.node_ca_cert(scope.node))
+        data = scope.state_bytes(scope.layout.node_ca_cert(scope.node))  # as it verified
         if data is None:
             return False
         found_ca = store.node_ca_for(load_certificates(data)[0])

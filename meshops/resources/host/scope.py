@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from meshops.errors import MeshError
 from meshops.model import Loaded
 from meshops.resources.host.local_keys import KeyStore
-from meshops.resources.host.trust import HostTrust
+from meshops.resources.host.trust import HostTrust, Kept, StateFiles
 from meshops.resources.repo.state import NodeRecord, StateDoc, StateLayout
 
 if TYPE_CHECKING:
@@ -45,7 +45,10 @@ class HostScope:
     state: StateDoc
     root: Path
     last: dict[str, Any]  # last-applied record
+    files: StateFiles  # state/ as it verified (host/trust.py): read only through it
     trust: HostTrust = field(default_factory=lambda: HostTrust("unsigned"))
+    # the pack and the checkout's record this run checked against (saved by the record)
+    kept: Kept = field(default_factory=lambda: Kept())
     _device: Any = field(default=None, repr=False)
     _link: Any = field(default=None, repr=False)
     _read_done: bool = False
@@ -65,6 +68,13 @@ class HostScope:
     @property
     def record(self) -> NodeRecord:
         return self.state.nodes[self.node]
+
+    def state_bytes(self, path: Path | str) -> bytes | None:
+        """A state/ file (a `layout` path, or a path under state/) as it verified, or
+        None when there is none."""
+        if isinstance(path, str):
+            return self.files.read(path)
+        return self.files.read(path.relative_to(self.layout.dir).as_posix())
 
     def host_path(self, path: str) -> Path:
         """`path` under `--root`; refused (MeshError naming the symlink) when a symlink
@@ -110,15 +120,14 @@ class HostScope:
         """The current node CAs and the roots from state/, parsed once per run."""
         if self._pool_base is None:
             from meshops.pki.parse import load_certificates
-            from meshops.providers.files import read_bytes
 
             current = []
             for node in sorted(self.mesh.nodes):
                 path = self.layout.node_ca_cert(node)
-                data = read_bytes(path)
+                data = self.state_bytes(path)
                 if data is not None:
                     current.append(load_certificates(data, what=str(path))[0])
-            root = read_bytes(self.layout.root_cert)
+            root = self.state_bytes(self.layout.root_cert)
             roots = load_certificates(root, what=str(self.layout.root_cert)) if root else []
             self._pool_base = PoolBase(tuple(current), tuple(roots))
         return self._pool_base
@@ -183,13 +192,12 @@ class HostScope:
         from meshops.secrets import sealer_for
 
         def load() -> bytes:
-            try:
-                sealed = path.read_bytes()
-            except FileNotFoundError:
+            sealed = self.state_bytes(path)
+            if sealed is None:
                 raise MeshError(
                     f"{self.layout.relative(path)} is missing",
                     hint="run `meshops apply` at repo scope, commit state/, and pull",
-                ) from None
+                )
             sealer = sealer_for(self.mesh.secrets.format, self.layout.repo_dir)
             return bytes(sealer.unseal(sealed, rt.identities(), self.layout.relative(path)))
 
@@ -209,10 +217,10 @@ class HostScope:
         from meshops.pki.parse import load_certificates
 
         cert_path = self.layout.node_ca_cert(self.node)
-        try:
-            cert = load_certificates(cert_path.read_bytes(), what=str(cert_path))[0]
-        except FileNotFoundError:
-            raise MeshError(f"{self.layout.relative(cert_path)} is missing") from None
+        cert_pem = self.state_bytes(cert_path)  # as it verified, not the checkout's
+        if cert_pem is None:
+            raise MeshError(f"{self.layout.relative(cert_path)} is missing")
+        cert = load_certificates(cert_pem, what=str(cert_path))[0]
         if self.host_held:
             found = self.keys.node_ca_for(cert)
             if found is None:

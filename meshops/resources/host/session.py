@@ -4,7 +4,9 @@ A one-shot `apply` pays for everything each time: parsing and validating mesh.ya
 reading state/, reading the live WireGuard device (a 1,000-peer dump). `watch` runs
 the same pipeline again and again on mostly the same inputs, so it keeps:
 
-- the validated mesh, reused while mesh.yaml's bytes are the same (sha256);
+- the validated mesh, reused while mesh.yaml's bytes are the same (sha256), and
+  revalidated only where a change touched it when it edits node entries
+  (`model/reload.py`);
 - the parsed state.yaml, likewise;
 - the live view (link and device) read at the end of the last run, right after its
   apply: a run woken by a change in the checkout plans from it instead of dumping the
@@ -18,9 +20,11 @@ interval, as in cron mode.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from meshops.resources.host.trust import Kept
 
 if TYPE_CHECKING:
     from meshops.model import Loaded
@@ -31,17 +35,22 @@ if TYPE_CHECKING:
 @dataclass
 class HostSession:
     mesh_digest: str | None = None
+    mesh_text: bytes = b""
     loaded: Loaded | None = None
     state_digest: str | None = None
     state: StateDoc | None = None
     live: tuple[LinkState | None, DeviceState | None] | None = None
+    kept: Kept = field(default_factory=Kept)  # the pack and the checkout's record
     # set by watch for one run: plan from `live` instead of reading the device again
     trust_live: bool = False
 
-    def load(self, path: Path, display: str) -> Loaded:
-        """The validated mesh in `path`, parsed again only when its bytes changed."""
+    def load(self, path: Path, display: str, lib_dir: Path) -> Loaded:
+        """The validated mesh in `path`, parsed again only when its bytes changed (the
+        host's cache of validated meshes serves the first run)."""
         from meshops.model import from_document
-        from meshops.model.loader import parse_yaml, read_document
+        from meshops.model.loader import read_document
+        from meshops.model.reload import revalidate
+        from meshops.resources.host.mesh_cache import validated
 
         try:
             data = path.read_bytes()
@@ -49,20 +58,20 @@ class HostSession:
             return from_document(read_document(path, display), run_tests=False)  # its error
         digest = hashlib.sha256(data).hexdigest()
         if digest != self.mesh_digest or self.loaded is None:
-            self.loaded = from_document(parse_yaml(data, display), run_tests=False)
-            self.mesh_digest = digest
+            edited = revalidate(self.loaded, self.mesh_text, data, display) if self.loaded else None
+            self.loaded = edited or validated(data, display, lib_dir)  # kept in memory
+            self.mesh_digest, self.mesh_text = digest, data
         return self.loaded
 
-    def state_of(self, layout: StateLayout) -> StateDoc:
-        """state.yaml's record, parsed again only when its bytes changed."""
-        from meshops.resources.repo.state import StateDoc, load_state
+    def state_of(self, layout: StateLayout, text: bytes | None) -> StateDoc:
+        """state.yaml's record from its bytes, parsed again only when they changed."""
+        from meshops.resources.repo.state import StateDoc, state_from
 
-        try:
-            digest = hashlib.sha256(layout.state_file.read_bytes()).hexdigest()
-        except FileNotFoundError:
+        if text is None:
             return StateDoc()
+        digest = hashlib.sha256(text).hexdigest()
         if digest != self.state_digest or self.state is None:
-            self.state = load_state(layout)
+            self.state = state_from(layout, text)
             self.state_digest = digest
         return self.state
 

@@ -65,7 +65,7 @@ class LeafResource(Resource[LeafLive]):
         info = os.stat(self.key_path) if key is not None else None
         mode = stat.S_IMODE(info.st_mode) if info else None
         gid = info.st_gid if info else None
-        node_ca = read_bytes(self.scope.layout.node_ca_cert(self.scope.node)) or b""
+        node_ca = self.scope.state_bytes(self.scope.layout.node_ca_cert(self.scope.node)) or b""
         live = LeafLive(cert, key, mode, gid)
         return Observed(live, fingerprint_of(cert or b"", key or b"", node_ca, mode, gid))
 
@@ -107,7 +107,7 @@ class LeafResource(Resource[LeafLive]):
         if not keys_match(key, leaf):
             return "key does not match certificate (interrupted write?)", before
         node_ca_path = self.scope.layout.node_ca_cert(self.scope.node)
-        node_ca_pem = read_bytes(node_ca_path)
+        node_ca_pem = self.scope.state_bytes(node_ca_path)
         if node_ca_pem is None:
             return None, before  # nothing to compare against; the apply will say why
         node_ca = load_certificates(node_ca_pem, what=str(node_ca_path))[0]

@@ -32,14 +32,9 @@ from pathlib import Path
 from typing import Any
 
 from meshops.errors import MeshError
-from meshops.providers.files import (
-    list_beneath,
-    prune_empty_dirs,
-    read_beneath,
-    remove,
-    sync_filesystem,
-    write_atomic,
-)
+from meshops.providers.files import read_beneath, read_bytes, write_atomic
+from meshops.resources.host.checkout import CheckoutReader, Seen
+from meshops.resources.host.pack import PACK_FILE, Pack, read_pack, write_pack
 from meshops.trust.manifest import MANIFEST, SIGNATURE, Manifest
 from meshops.trust.transitions import TRANSITIONS
 from meshops.trust.verify import (
@@ -55,7 +50,7 @@ from meshops.trust.verify import (
 )
 
 TRUST_FILE = "trust.json"
-SNAPSHOT_DIR = "trusted"  # /var/lib/meshops/trusted/state/...
+LEGACY_SNAPSHOT = "trusted"  # an earlier meshops' verified files, one by one
 FORMAT_VERSION = 1
 SIGNATURE_FILES = (MANIFEST, SIGNATURE, ROOT_CRT, TRANSITIONS)
 _PIN = re.compile(r"^sha256:[0-9a-f]{64}$")
@@ -126,11 +121,16 @@ def starting_trust(
     return Trust(None), "first apply", ()
 
 
+def fixed_host_files(node: str, suffix: str) -> tuple[str, ...]:
+    """The state/ files a host reads whatever the manifest lists (some may be absent)."""
+    return ("state.yaml", ROOT_CRT, "ca/crl.pem", TRANSITIONS,
+            f"nodes/{node}/ca.key{suffix}", f"nodes/{node}/wg.key{suffix}")  # fmt: skip
+
+
 def host_files(manifest: Manifest, node: str, suffix: str) -> list[str]:
     """The state/ files a host reads: state.yaml, roots, CRLs, every node CA (proxies
     trust the current ones) and its own sealed keys."""
-    wanted = {"state.yaml", ROOT_CRT, "ca/crl.pem", TRANSITIONS}
-    wanted |= {f"nodes/{node}/ca.key{suffix}", f"nodes/{node}/wg.key{suffix}"}
+    wanted = set(fixed_host_files(node, suffix))
     for path in manifest.files:
         parts = path.split("/")
         if len(parts) == 3 and parts[0] == "nodes" and parts[2] in ("ca.crt", "crl.pem"):
@@ -183,6 +183,31 @@ def checkout_reader(repo_dir: Path) -> Reader:
     return read
 
 
+@dataclass(frozen=True)
+class StateFiles:
+    """The state/ files host scope reads: bytes that verified, held in memory from the
+    check to the use; or, for a repository no meshops has signed yet on a host that
+    pinned nothing (`source` "unsigned"), the checkout's state/ as it is."""
+
+    verified: Mapping[str, bytes] | None
+    checkout: Path  # the checkout's state/
+
+    def read(self, path: str) -> bytes | None:
+        """A file by its path under state/, or None when there is none."""
+        if self.verified is not None:
+            return self.verified.get(path)
+        return read_bytes(self.checkout / path)
+
+
+@dataclass
+class Kept:
+    """What `watch` keeps of its last check between runs: the pack it read or wrote
+    (with its digest) and the record of the checkout, instead of reading both again."""
+
+    pack: tuple[str, Pack] | None = None
+    seen: Seen | None = None
+
+
 def establish(
     *,
     repo_dir: Path,
@@ -193,40 +218,98 @@ def establish(
     revision: str | None,
     now: str,
     commit: bool,
-) -> tuple[Path, HostTrust]:
-    """Verify the checkout's state/; the directory whose state/ host scope reads (the
-    snapshot of verified files, or on refusal the last good one) and what was trusted.
+    kept: Kept | None = None,
+) -> tuple[StateFiles, HostTrust]:
+    """Verify the checkout's state/; the files host scope reads (those that verified,
+    or on refusal the last good ones) and what was trusted.
 
-    With `commit` (apply) the snapshot and trust.json are updated; without (plan,
-    status) nothing is written, and a newly verified revision is read from the checkout
-    it was just checked in. MeshError when the revision is refused and there is no
-    good material to keep.
+    A checkout whose manifest and signature are the ones verified last, read under the
+    same trust, is checked only for files that changed since (see `host/checkout.py`);
+    files unchanged since they verified are not read again. With `commit` (apply) the
+    verified files become the pack (host/pack.py) and trust.json records the pins and
+    the version; without (plan, status) nothing is written. MeshError when the revision
+    is refused and there is no good material to keep. `kept` holds the pack and the
+    checkout's record (watch: between runs); the apply's record writes the latter
+    (`kept.seen.save`), so an apply refused before its record leaves it as it was.
     """
     record = read_record(lib_dir)
     trust, source, pinned = starting_trust(pins, record)
-    snapshot = lib_dir / SNAPSHOT_DIR
+    state_dir = repo_dir / "state"
+    kept = kept if kept is not None else Kept()
+    held_pack = _recorded_pack(lib_dir, record, node, kept)
+    if kept.seen is None or kept.seen.checkout != str(state_dir):
+        kept.seen = Seen.load(lib_dir, state_dir)
+    seen = kept.seen
+    known = {held_pack.digests[p]: d for p, d in held_pack.files.items()} if held_pack else {}
+    reader = CheckoutReader(state_dir, seen, known)
     try:
-        verified, files = verify_host_view(checkout_reader(repo_dir), trust, node, suffix)
+        files = _unchanged(reader, held_pack, record, trust, node, suffix)
+        if files is not None:
+            held = HostTrust(
+                source, pinned or tuple(record["trusted"]), tuple(record["trusted"]),
+                int(record["manifest_version"]), str(record["signer"]), revision,
+            )  # fmt: skip
+        else:
+            verified, files = verify_host_view(reader, trust, node, suffix)
+            held = HostTrust(
+                source, pinned or verified.roots, verified.roots, verified.version,
+                verified.signer, revision,
+            )  # fmt: skip
     except StateRefused as exc:
         if _unsigned_legacy(repo_dir, pins, record):
-            return repo_dir, HostTrust("unsigned", revision=revision)
-        return _keep_last_good(exc, record, snapshot, node, suffix, source=source,
+            return StateFiles(None, state_dir), HostTrust("unsigned", revision=revision)
+        return _keep_last_good(exc, record, lib_dir, node, suffix, source=source,
                                pinned=pinned, revision=revision, now=now)  # fmt: skip
-    held = HostTrust(
-        source, pinned or verified.roots, verified.roots, verified.version, verified.signer,
-        revision,
-    )  # fmt: skip
-    fresh = _snapshot_matches(snapshot, files, record, node)
     if not commit:
-        return (snapshot if fresh else repo_dir), held
-    if not fresh:
-        _write_snapshot(lib_dir, files)
+        return StateFiles(files, state_dir), held
+    digest = record.get("pack") if held_pack is not None and files == held_pack.files else None
+    if digest is None:
+        pack = Pack.of(files)
+        digest = write_pack(lib_dir, pack)
+        kept.pack = (digest, pack)
+        _remove_legacy_snapshot(lib_dir)
+    reader.remember(files)  # written by the apply's record (`Seen.save`), not before
     _write_record(lib_dir, {
         "format_version": FORMAT_VERSION, "node": node, "source": source,
         "pinned": list(held.pinned), "trusted": list(held.trusted),
         "manifest_version": held.version, "signer": held.signer, "revision": revision,
+        "pack": digest,
     })  # fmt: skip
-    return snapshot, held
+    return StateFiles(files, state_dir), held
+
+
+def _recorded_pack(lib_dir: Path, record: Mapping[str, Any], node: str, kept: Kept) -> Pack | None:
+    """The pack, when it is the one trust.json records as verified for this node."""
+    if record.get("node") != node or not record.get("pack"):
+        return None
+    if kept.pack is None or kept.pack[0] != record["pack"]:
+        kept.pack = read_pack(lib_dir)
+    if kept.pack is None or kept.pack[0] != record["pack"]:
+        return None
+    return kept.pack[1]
+
+
+def _unchanged(
+    reader: CheckoutReader,
+    pack: Pack | None,
+    record: Mapping[str, Any],
+    trust: Trust,
+    node: str,
+    suffix: str,
+) -> dict[str, bytes] | None:
+    """The pack's files, when the checkout holds exactly what they were verified from
+    under the trust verification starts from now: the same manifest and signature
+    (byte for byte), every file the host reads the same, nothing added; else None."""
+    if pack is None or not record.get("trusted") or record.get("manifest_version") is None:
+        return None
+    if trust != Trust(frozenset(record["trusted"]), int(record["manifest_version"])):
+        return None  # re-pinned: verify afresh
+    wanted = sorted(set(pack.files) | set(fixed_host_files(node, suffix)))
+    sizes = {p: len(d) for p, d in pack.files.items()}
+    entries = reader(wanted, sizes)
+    if any(entries.get(p) != pack.files.get(p) for p in wanted):
+        return None
+    return dict(pack.files)
 
 
 def check_revision(
@@ -261,7 +344,7 @@ def check_revision(
 def _keep_last_good(
     exc: StateRefused,
     record: Mapping[str, Any],
-    snapshot: Path,
+    lib_dir: Path,
     node: str,
     suffix: str,
     *,
@@ -269,34 +352,37 @@ def _keep_last_good(
     pinned: tuple[str, ...],
     revision: str | None,
     now: str,
-) -> tuple[Path, HostTrust]:
+) -> tuple[StateFiles, HostTrust]:
     refusal = {"reason": exc.message, "file": exc.file, "revision": revision, "at": now}
-    kept = _verified_snapshot(snapshot, record, node, suffix)
+    kept = _last_good(lib_dir, record, node, suffix)
     if kept is None:
         raise StateRefused(
             f"{exc.message}; this host has no verified state/ to keep using",
             file=exc.file,
             hint=exc.hint,
         ) from None
+    verified, files = kept
     held = HostTrust(
-        source, pinned, tuple(record.get("trusted") or ()), kept.version, kept.signer,
-        record.get("revision"), refusal, exc,
+        source, pinned, tuple(record.get("trusted") or ()), verified.version,
+        verified.signer, record.get("revision"), refusal, exc,
     )  # fmt: skip
-    return snapshot, held
+    return StateFiles(files, lib_dir / PACK_FILE), held
 
 
-def _verified_snapshot(
-    snapshot: Path, record: Mapping[str, Any], node: str, suffix: str
-) -> Verified | None:
-    """The last good material, checked again (a torn or edited snapshot is not used)."""
+def _last_good(
+    lib_dir: Path, record: Mapping[str, Any], node: str, suffix: str
+) -> tuple[Verified, dict[str, bytes]] | None:
+    """The last good material, verified again (a torn or edited pack is not used): the
+    pack, or the snapshot directory an earlier meshops kept."""
     trusted = frozenset(record.get("trusted") or ())
     if not trusted or record.get("node") != node:
         return None
+    found = read_pack(lib_dir)
+    read = _files_reader(found[1].files) if found else checkout_reader(lib_dir / LEGACY_SNAPSHOT)
     try:
-        verified, _ = verify_host_view(checkout_reader(snapshot), Trust(trusted), node, suffix)
+        return verify_host_view(read, Trust(trusted), node, suffix)
     except MeshError:
         return None
-    return verified
 
 
 def _unsigned_legacy(
@@ -311,58 +397,21 @@ def _unsigned_legacy(
     return not present
 
 
-def _snapshot_matches(
-    snapshot: Path, files: Mapping[str, bytes], record: Mapping[str, Any], node: str
-) -> bool:
-    """Whether the snapshot holds this very signed revision: it was written whole from
-    files verified against its manifest, so the same manifest and signature suffice."""
-    if record.get("node") != node:
-        return False
-    names = [f"state/{MANIFEST}", f"state/{SIGNATURE}"]
-    held = read_beneath(snapshot, names)
-    return all(held.get(f"state/{p}") == files[p] for p in (MANIFEST, SIGNATURE))
+def _files_reader(files: Mapping[str, bytes]) -> Reader:
+    def read(paths: list[str], sizes: Mapping[str, int]) -> dict[str, StateEntry]:
+        return {p: files[p] for p in paths if p in files}
+
+    return read
 
 
-def _write_snapshot(lib_dir: Path, files: Mapping[str, bytes]) -> None:
-    """Bring the snapshot to the verified `files`, writing only what changed.
+def _remove_legacy_snapshot(lib_dir: Path) -> None:
+    """An earlier meshops kept the verified files one by one under trusted/: the pack
+    replaces them."""
+    import shutil
 
-    Each file is replaced atomically; the data is flushed (one syncfs) before the
-    manifest and its signature are written, last, and files no longer listed are
-    removed after. A run killed half-way leaves the old manifest, so the next run finds
-    the snapshot stale and finishes the job; a snapshot whose files do not match its
-    own manifest is never used as the last good material (`_verified_snapshot`).
-    """
-    snap = lib_dir / SNAPSHOT_DIR / "state"
-    old = _manifest_at(snap)
-    new = Manifest.parse(files[MANIFEST])
-    changed = [
-        path
-        for path in sorted(files)
-        if path not in (MANIFEST, SIGNATURE)
-        and (
-            old is None or old.files.get(path) != new.files.get(path) or not (snap / path).exists()
-        )
-    ]
-    for path in changed:
-        private = path.endswith((".age", ".sops"))
-        write_atomic(snap / path, files[path], mode=0o600 if private else 0o644, fsync=False)
-    if changed:
-        sync_filesystem(snap)
-    write_atomic(snap / SIGNATURE, files[SIGNATURE], mode=0o644)
-    write_atomic(snap / MANIFEST, files[MANIFEST], mode=0o644)
-    for path in sorted(set(list_beneath(snap)) - set(files)):
-        remove(snap / path)
-        prune_empty_dirs((snap / path).parent, stop=snap)
-
-
-def _manifest_at(snap: Path) -> Manifest | None:
-    data = read_beneath(snap, [MANIFEST]).get(MANIFEST)
-    if not isinstance(data, bytes):
-        return None
-    try:
-        return Manifest.parse(data)
-    except MeshError:
-        return None
+    legacy = lib_dir / LEGACY_SNAPSHOT
+    if legacy.is_dir() and not legacy.is_symlink():
+        shutil.rmtree(legacy, ignore_errors=True)
 
 
 def _write_record(lib_dir: Path, record: Mapping[str, Any]) -> None:

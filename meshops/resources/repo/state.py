@@ -17,10 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from meshops.errors import MeshError
-from meshops.providers.files import write_atomic
+from meshops.providers.files import read_private, write_atomic
 
 STATE_VERSION = 1
 HEADER = (
@@ -198,11 +196,21 @@ class StateDoc:
 
     @classmethod
     def parse(cls, text: bytes | str, where: str) -> StateDoc:
-        loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+        from meshops.resources.repo.state_text import read
+
         try:
-            data = yaml.load(text, Loader=loader)
-        except yaml.YAMLError as exc:
-            raise MeshError(f"{where}: cannot parse state file: {exc}") from None
+            decoded = text.decode("utf-8") if isinstance(text, bytes) else text
+        except UnicodeDecodeError:
+            decoded = None
+        data = read(decoded) if decoded is not None else None
+        if data is None:  # not as meshops writes it: what a YAML loader makes of it
+            import yaml
+
+            loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+            try:
+                data = yaml.load(text, Loader=loader)
+            except yaml.YAMLError as exc:
+                raise MeshError(f"{where}: cannot parse state file: {exc}") from None
         return cls.from_data(data, where)
 
 
@@ -272,6 +280,11 @@ class StateLayout:
         check CRLs along the whole chain (nginx) need one from every CA in it."""
         return self.node_dir(node) / "crl.pem"
 
+    def node_crl_name(self, node: str) -> str:
+        """`node_crl(node)` as a path under state/, without building a Path (a host
+        reads a thousand of them on every run, from the verified files)."""
+        return f"nodes/{node}/crl.pem"
+
     @property
     def root_next_cert(self) -> Path:
         """A root staged by `meshops ca rotate|import`, rolled out by the next apply."""
@@ -298,6 +311,12 @@ def load_state(layout: StateLayout) -> StateDoc:
         text = layout.state_file.read_bytes()
     except FileNotFoundError:
         return StateDoc()
+    return state_from(layout, text)
+
+
+def state_from(layout: StateLayout, text: bytes) -> StateDoc:
+    """state.yaml's record from its bytes (read and checked by the caller), through the
+    parse cache."""
     where = layout.relative(layout.state_file)
     digest = hashlib.sha256(text).hexdigest()
     cached = _read_cache(layout, digest)
@@ -318,8 +337,10 @@ def save_state(layout: StateLayout, doc: StateDoc) -> None:
 #
 # Parsing YAML in Python dominates a no-op plan on a big mesh (about a second for
 # 1,000 nodes), so the parsed record is cached as JSON under .git/, keyed by the
-# sha256 of state.yaml's bytes: any edit, checkout or merge misses the cache. It holds
-# the same public facts as state.yaml; losing it only costs time.
+# sha256 of state.yaml's bytes and by meshops' code (`providers.cache.code_stamp`): any
+# edit, checkout, merge or upgrade misses the cache. It holds the same public facts as
+# state.yaml; losing it only costs time. A cache file someone else could have written
+# (`providers.files.read_private`) is not read: a host would take it as verified.
 
 CACHE_NAME = "meshops-state-cache.json"
 
@@ -359,19 +380,25 @@ def _read_cache(layout: StateLayout, digest: str, name: str = CACHE_NAME) -> Any
     path = _cache_path(layout, name)
     if path is None:
         return None
+    from meshops.providers.cache import code_stamp
+
+    data = read_private(path)
     try:
-        cached = json.loads(path.read_bytes())
-    except (OSError, ValueError):
+        cached = json.loads(data) if data is not None else None
+    except ValueError:
         return None
     if not isinstance(cached, dict) or cached.get("sha256") != digest:
         return None
-    return cached.get("data")
+    return cached.get("data") if cached.get("code") == code_stamp() else None
 
 
 def _write_cache(layout: StateLayout, digest: str, data: Any, name: str = CACHE_NAME) -> None:
     path = _cache_path(layout, name)
     if path is None:
         return
-    body = json.dumps({"sha256": digest, "data": data}, separators=(",", ":"))
+    from meshops.providers.cache import code_stamp
+
+    body = json.dumps({"sha256": digest, "code": code_stamp(), "data": data}, separators=(",", ":"))
     with contextlib.suppress(MeshError):  # a read-only checkout just goes uncached
-        write_atomic(path, body.encode(), mode=0o644, fsync=False)
+        # only where the directory is: a host's plan before its first apply writes nothing
+        write_atomic(path, body.encode(), mode=0o644, fsync=False, make_dirs=False)

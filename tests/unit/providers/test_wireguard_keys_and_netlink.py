@@ -49,6 +49,28 @@ def test_public_key_matches_wg_pubkey() -> None:
 
 
 @given(st.binary(min_size=32, max_size=32))
+def test_public_key_derivation_agrees_with_cryptography_for_any_scalar(raw: bytes) -> None:
+    """pyrage derives the public key; cryptography is the referee (both clamp)."""
+    from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+
+    public = X25519PrivateKey.from_private_bytes(raw).public_key().public_bytes_raw()
+    assert public_key_of(raw) == base64.b64encode(public).decode()
+
+
+@given(st.binary(max_size=64), st.sampled_from(["age", "age-secret-key-", "x"]))
+def test_bech32_round_trips_and_speaks_ages_spelling(data: bytes, hrp: str) -> None:
+    import pyrage
+
+    from meshops.model.types import bech32_decode, bech32_encode
+
+    assert bech32_decode(bech32_encode(hrp, data)) == (hrp, data)
+    identity = pyrage.x25519.Identity.generate()
+    hrp_, secret = bech32_decode(str(identity)) or ("", b"")
+    assert hrp_ == "age-secret-key-" and len(secret) == 32
+    assert bech32_encode(hrp_, secret).upper() == str(identity)
+
+
+@given(st.binary(min_size=32, max_size=32))
 def test_base64_and_hex_spellings_round_trip(raw: bytes) -> None:
     text = base64.b64encode(raw).decode()
     assert b64_to_hex(text) == raw.hex()

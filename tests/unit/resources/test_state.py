@@ -124,3 +124,10 @@ def test_the_parse_cache_is_used_only_for_the_same_bytes(tmp_path: Path) -> None
     cache.write_text("{not json")
     assert load_state(layout).nodes["a"].address == "10.42.0.2"
     assert load_state(layout).nodes["a"].address == "10.42.0.2"
+
+
+def test_a_node_crl_is_named_under_state_as_its_path_says(tmp_path: Path) -> None:
+    layout = StateLayout(tmp_path)
+    for node in ("web-1", "db.eu-2", "a"):
+        path = layout.node_crl(node)
+        assert layout.node_crl_name(node) == path.relative_to(layout.dir).as_posix()
