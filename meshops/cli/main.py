@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 from meshops import __version__
+from meshops.cli.exitcodes import ExitCode
 
 # name -> (module, one-line help). Order is the order of `meshops --help`.
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -46,7 +47,7 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         self.print_usage(sys.stderr)
-        self.exit(1, f"{self.prog}: error: {message}\n")
+        self.exit(ExitCode.ERROR, f"{self.prog}: error: {message}\n")
 
 
 # Global options that take a value: their value is never the command name.
@@ -80,7 +81,8 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         prog="meshops",
         description="Run a WireGuard + mTLS service mesh from one reviewed mesh.yaml.",
         epilog="Exit codes: 0 success (no changes with --detailed-exitcode), 1 error, "
-        "2 changes present (--detailed-exitcode).",
+        "2 changes present (--detailed-exitcode), 130 interrupted. Documentation: "
+        "docs/commands.md in meshops' repository.",
     )
     parser.add_argument("--version", action="version", version=f"meshops {__version__}")
     _add_globals(parser, top=True)
@@ -167,17 +169,21 @@ def _main(argv: Sequence[str] | None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     if args_list in (["--version"], ["-V"]):  # the fast path: no parser at all
         print(f"meshops {__version__}")
-        return 0
+        return ExitCode.OK
     parser = build_parser(only=command_in(args_list))
     args = parser.parse_args(args_list)
     if not getattr(args, "command", None):
         parser.print_help()
-        return 1
+        return ExitCode.ERROR
     _skip_pydantic_plugins()
     from meshops.cli.context import Context
     from meshops.errors import MeshError
 
     ctx = Context.from_args(args)
+    if args.debug:  # what meshops runs and finds, on stderr (never a secret: see run.py)
+        import logging
+
+        logging.basicConfig(level=logging.DEBUG, format="debug: %(name)s: %(message)s")
     if args.command in LONG_RUNNING:
         gc.enable()
     try:
@@ -189,14 +195,14 @@ def _main(argv: Sequence[str] | None) -> int:
 
             traceback.print_exc()
         ctx.error(str(exc))
-        return 1
+        return ExitCode.ERROR
     except KeyboardInterrupt:
         ctx.error("interrupted")
-        return 130
+        return ExitCode.INTERRUPTED
     except BrokenPipeError:
         # a closed pipe (`meshops plan | head`) is not an error worth a traceback
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 1
+        return ExitCode.ERROR
     except Exception as exc:
         if args.debug:
             raise
@@ -204,7 +210,7 @@ def _main(argv: Sequence[str] | None) -> int:
             f"internal error: {type(exc).__name__}: {exc}\n"
             "This is a bug in meshops; rerun with --debug for the traceback and report it."
         )
-        return 1
+        return ExitCode.ERROR
 
 
 def _skip_pydantic_plugins() -> None:

@@ -39,9 +39,11 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
         planfile.save(Path(args.out), plan, mesh_sha256=scope.mesh_sha256, now=rt.now)
         if args.format == "text":
             ctx.out(f"Saved the plan to {args.out}; apply it with `meshops apply {args.out}`.")
+    from meshops.cli.exitcodes import ExitCode
+
     if args.detailed_exitcode and plan.has_changes:
-        return 2
-    return 0
+        return ExitCode.CHANGES
+    return ExitCode.OK
 
 
 def emit_plan(ctx: Context, plan: object, fmt: str) -> None:

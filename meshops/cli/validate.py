@@ -12,6 +12,8 @@ from meshops.cli.context import Context
 if TYPE_CHECKING:
     from meshops.model import Loaded
 
+FORMAT_VERSION = "1.0"  # docs/json.md: a new minor version only adds fields
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--format", choices=["text", "json"], default="text")
@@ -31,6 +33,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     mesh = loaded.mesh
     if args.format == "json":
         summary = {
+            "format_version": FORMAT_VERSION,
             "valid": True,
             "file": ctx.mesh_display,
             "nodes": len(mesh.nodes),
@@ -80,6 +83,7 @@ def _problems_json(exc: object) -> dict[str, object]:
 
     assert isinstance(exc, ValidationFailed)
     return {
+        "format_version": FORMAT_VERSION,
         "valid": False,
         "problems": [
             {

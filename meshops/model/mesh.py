@@ -1,4 +1,4 @@
-"""mesh.yaml version 1 as pydantic models (CONTRACT.md section 2).
+"""mesh.yaml version 1 as pydantic models (docs/mesh-yaml.md).
 
 Shapes and field-level checks live here; checks that relate fields to each other
 (references, overlaps, lifetimes) live in `checks.py` so they can report every problem

@@ -53,7 +53,7 @@ def node_ca_subject(node: str) -> str:
 class NodeCASpec:
     """A node's intermediate CA: which names its leaves may carry (name constraints).
 
-    Only this node's own names (CONTRACT.md section 5), so a stolen node CA cannot
+    Only this node's own names (docs/security.md), so a stolen node CA cannot
     vouch for another node: DNS `<node>.<domain>`, `<identity>.<domain>` of each
     identity placed on it (`identities`), and the extra `dns` of the node and of those
     identities (`dns_names`); IP the node's overlay address(es) and the `ips` of the
@@ -111,7 +111,7 @@ class NodeCASpec:
 
 @dataclass(frozen=True)
 class LeafSpec:
-    """A workload's X.509-SVID on one node (CONTRACT.md section 5).
+    """A workload's X.509-SVID on one node (docs/layout.md).
 
     `dns` are the identity's extra names; `ips` are the node's overlay address(es) and
     the identity's `ips`.

@@ -39,7 +39,7 @@ class ClientCert:
 
 
 def mesh_leaf(trust_domain: str, domain: str, identity: str, node: str) -> ClientCert:
-    """The certificate a node's CA issues to `identity` (CONTRACT section 5)."""
+    """The certificate a node's CA issues to `identity` (docs/layout.md)."""
     from meshops.pki.specs import node_ca_subject
 
     return ClientCert(

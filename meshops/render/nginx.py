@@ -8,7 +8,7 @@ Two shapes (`spec.run`):
   of its own), for one nginx master per sidecar.
 
 nginx cannot see a certificate's URI SAN, so callers are identified by the subject CN,
-which meshops leaf certificates set to the identity name (CONTRACT section 5). Only a
+which meshops leaf certificates set to the identity name (docs/layout.md). Only a
 subject whose first RDN is `CN=<name>` counts: names are `[a-z0-9-]`, so no escaped
 comma can fake the boundary. The caller is bound to its nodes by the issuer of its leaf
 (`$ssl_client_i_dn`, RFC 2253 text): it must be the CA of a node where the caller runs.

@@ -32,7 +32,7 @@ CADDY_LATEST: CaddyVersion = (2, 11, 0)
 
 
 def spiffe_id(trust_domain: str, identity: str) -> str:
-    """`spiffe://<trust_domain>/<identity>`: what every proxy authorizes on (CONTRACT 5)."""
+    """`spiffe://<trust_domain>/<identity>`: what every proxy authorizes on (docs/layout.md)."""
     return f"spiffe://{trust_domain}/{identity}"
 
 
@@ -135,7 +135,7 @@ def proxy_spec(
 ) -> ProxySpec:
     """The spec for `identity`'s `proxy:` from the mesh and its access table.
 
-    `tls_dir` is the identity's root-prefixed TLS directory (CONTRACT section 4:
+    `tls_dir` is the identity's root-prefixed TLS directory (docs/layout.md:
     cert.pem, key.pem, ca.pem, crl.pem, and node-cas.pem for Caddy), which the host
     scope writes before rendering.
     """

@@ -72,6 +72,7 @@ def test_valid_json_summary_is_stable(tmp_path: Path) -> None:
     result = meshops("validate", "--format", "json", cwd=repo)
     assert result.returncode == 0
     assert json.loads(result.stdout) == {
+        "format_version": "1.0",
         "valid": True,
         "file": "mesh.yaml",
         "nodes": 3,

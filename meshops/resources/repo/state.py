@@ -235,7 +235,7 @@ def _node_data(node: NodeRecord) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class StateLayout:
-    """Where repo-scope state lives (CONTRACT.md section 1)."""
+    """Where repo-scope state lives (docs/layout.md)."""
 
     repo_dir: Path
     suffix: str = ".age"  # sealed file suffix: ".age" or the sops one

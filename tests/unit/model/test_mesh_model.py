@@ -1,4 +1,4 @@
-"""mesh.yaml v1 fields as CONTRACT.md section 2: typed, defaults documented, unknowns refused."""
+"""mesh.yaml v1 fields as docs/mesh-yaml.md lists them: typed, defaults given, unknowns refused."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Certificate files for proxy tests, from the test PKI that `meshops.pki` issues.
 
-Shaped like CONTRACT.md section 5 (one URI SAN, CN = identity, serverAuth+clientAuth,
+Shaped like a meshops leaf (docs/layout.md) (one URI SAN, CN = identity, serverAuth+clientAuth,
 cert.pem = leaf + node CA, ca.pem = root, crl.pem = a CRL from every CA in the chain,
 because nginx and Envoy check CRLs for the whole chain, node-cas.pem = every node CA,
 Caddy's trust pool). The mesh PKI (nodes web-1 and web-2) and a foreign one
