@@ -401,4 +401,4 @@ def _write_cache(layout: StateLayout, digest: str, data: Any, name: str = CACHE_
     body = json.dumps({"sha256": digest, "code": code_stamp(), "data": data}, separators=(",", ":"))
     with contextlib.suppress(MeshError):  # a read-only checkout just goes uncached
         # only where the directory is: a host's plan before its first apply writes nothing
-        write_atomic(path, body.encode(), mode=0o644, fsync=False, make_dirs=False)
+        write_atomic(path, body.encode(), mode=0o600, fsync=False, make_dirs=False)
