@@ -305,6 +305,30 @@ def test_a_host_refusing_a_revision_keeps_renewing_its_leaves(
         shutil.rmtree(mesh.tls_dir("n2", identity))
 
 
+def test_the_refused_revisions_mesh_yaml_is_held_back_with_its_state(fresh: Bed) -> None:
+    """Outside pull mode the checkout moves anyway: a revision that tampers with state/
+    and also grants batch a call in mesh.yaml changes no proxy config on any host."""
+    bed, mesh = fresh, fresh.mesh
+    before = {node: bed.host_tree(node) for node in HOSTS}
+    mesh.repo.data["policies"].append(
+        {"name": "mallory", "from": "batch", "to": "api", "allow": [{"methods": ["GET"]}]}
+    )
+    mesh.repo.write_mesh()
+    mesh.repo.data["policies"].pop()  # the fixture's mesh stays as reviewed
+    wireguard_key_swapped(bed, mesh.repo.path / "state")
+    bed.commit("tampered, and batch may read api")
+    for node in HOSTS:
+        planned = mesh.meshops(node, "plan", check=False)
+        assert planned.returncode == 1, str(planned)
+        assert "the refused revision's mesh.yaml is not used either" in planned.stdout, str(planned)
+        assert "mallory" not in planned.stdout
+        refused = mesh.meshops(node, "apply", "--auto-approve", check=False)
+        assert refused.returncode == 1 and "state/state.yaml" in refused.stderr, str(refused)
+        assert bed.host_tree(node) == before[node], f"[{node}] host files changed"
+    git(mesh.repo.path, "checkout", bed.good, "--", "state")
+    assert bed.calls() == ["200", "403", "200", "403"], "batch still refused"
+
+
 def test_a_pulling_host_refuses_the_revision_before_checking_it_out(fresh: Bed) -> None:
     bed, mesh = fresh, fresh.mesh
     puller = pull_host(mesh, "n2")

@@ -276,17 +276,26 @@ def open_host(
     loaded: Loaded, ctx: Context, node: str, rt: Runtime, *, commit: bool = False
 ) -> Scope:
     from meshops.resources import Scope, git_revision, mesh_digest
+    from meshops.resources.host.accepted_mesh import read_accepted, read_checkout_mesh
     from meshops.resources.host.record import record_apply
     from meshops.resources.host.trust import parse_pins
 
     config = ctx.host_config() or {}
     session = ctx.session
     revision = git_revision(ctx.repo_dir)
-    scope = open_host_scope(
-        loaded, ctx.repo_dir, node, ctx.root, session,
-        pins=parse_pins(config.get("trust"), str(ctx.host_path("/etc/meshops/host.yaml"))),
-        revision=revision, now=rt.now, commit=commit,
-    )  # fmt: skip
+    pins = parse_pins(config.get("trust"), str(ctx.host_path("/etc/meshops/host.yaml")))
+    scope = open_host_scope(loaded, ctx.repo_dir, node, ctx.root, session, pins=pins,
+                            revision=revision, now=rt.now, commit=commit)  # fmt: skip
+    checkout_mesh = read_checkout_mesh(ctx.mesh_file)
+    accepted = read_accepted(scope.lib_dir) if scope.trust.error is not None else None
+    held_mesh = accepted is not None and accepted.data != checkout_mesh
+    if held_mesh:
+        # the refused revision's mesh.yaml is no more trusted than its state/: plan from
+        # the mesh.yaml of the last revision this host accepted, with the state/ kept
+        assert accepted is not None
+        loaded = accepted.load()
+        scope = open_host_scope(loaded, ctx.repo_dir, node, ctx.root, session, pins=pins,
+                                revision=revision, now=rt.now, commit=commit)  # fmt: skip
     resources = compile_host(scope, now=rt.now)
 
     def record(plan: Plan, result: ApplyResult | None, plan_id: str | None, rt: Runtime) -> None:
@@ -303,6 +312,10 @@ def open_host(
             keep(scope.lib_dir, loaded)
         if commit and scope.kept.seen is not None:  # what this run read of the checkout
             scope.kept.seen.save(scope.lib_dir)
+        if scope.trust.error is None and checkout_mesh is not None:
+            from meshops.resources.host.accepted_mesh import keep_accepted
+
+            keep_accepted(scope.lib_dir, checkout_mesh)
 
     def preflight(plan: Plan, rt: Runtime) -> None:
         from meshops.engine.plan import Action
@@ -331,7 +344,11 @@ def open_host(
         changing = {c.address for c in plan.actionable if c.action is not Action.DELETE}
         paths = [p for r in resources if r.address in changing for p in r.owns]
         refusals = [refusal for p in paths if (refusal := scope.owned.refusal(p)) is not None]
-        return [f"apply will stop at this: {refusal} ({REFUSAL_HINT})" for refusal in refusals]
+        said = [f"apply will stop at this: {refusal} ({REFUSAL_HINT})" for refusal in refusals]
+        if held_mesh:
+            said.append("the refused revision's mesh.yaml is not used either: this host "
+                        "keeps the mesh.yaml of the last revision it accepted")  # fmt: skip
+        return said
 
     applied = {str(scope.last.get("plan_id"))} if scope.last.get("plan_id") else set()
     return Scope(
