@@ -7,8 +7,9 @@ import contextlib
 import errno
 import os
 import stat
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping, MutableMapping
 from pathlib import Path
+from typing import Any
 
 from meshops.errors import MeshError
 
@@ -398,13 +399,7 @@ def read_beneath(
     flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
     out: dict[str, bytes | str] = {}
     with _Directories(base) as dirs:
-        for path in paths:
-            parent, _, name = path.rpartition("/")
-            where = dirs.enter(parent)
-            if isinstance(where, str):
-                if where:
-                    out[path] = where
-                continue
+        for path, name, where in _entered(dirs, paths, out):
             try:
                 fd = os.open(name, flags | os.O_NONBLOCK, dir_fd=where)
             except FileNotFoundError:
@@ -435,6 +430,22 @@ def read_beneath(
     return out
 
 
+def _entered(
+    dirs: _Directories, paths: Iterable[str], out: MutableMapping[str, Any]
+) -> Iterator[tuple[str, str, int]]:
+    """Each of `paths` as (path, file name, its directory's fd), the directory entered
+    without following a symlink; a path reached through one gets its phrase in `out`
+    instead (and one under a missing directory nothing)."""
+    for path in paths:
+        parent, _, name = path.rpartition("/")
+        where = dirs.enter(parent)
+        if isinstance(where, str):
+            if where:
+                out[path] = where
+            continue
+        yield path, name, where
+
+
 def lstat_beneath(base: Path, paths: Iterable[str]) -> dict[str, os.stat_result | str]:
     """The lstat of each of `paths` (relative, POSIX) under `base`, every directory on
     the way entered as `read_beneath` enters it (O_NOFOLLOW): path -> its lstat, or
@@ -443,13 +454,7 @@ def lstat_beneath(base: Path, paths: Iterable[str]) -> dict[str, os.stat_result 
     changed since they were last read."""
     out: dict[str, os.stat_result | str] = {}
     with _Directories(base) as dirs:
-        for path in paths:
-            parent, _, name = path.rpartition("/")
-            where = dirs.enter(parent)
-            if isinstance(where, str):
-                if where:
-                    out[path] = where
-                continue
+        for path, name, where in _entered(dirs, paths, out):
             try:
                 out[path] = os.stat(name, dir_fd=where, follow_symlinks=False)
             except FileNotFoundError:
