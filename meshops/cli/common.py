@@ -49,10 +49,14 @@ def use_host_config(ctx: Context, rt: Runtime) -> None:
     SSH host key (all under --root)."""
     from pathlib import Path
 
+    from meshops.gitops.clone import CLONE_DIR, ensure_clone, is_git_url
+
     config = ctx.host_config() or {}
     repo = config.get("repo")
-    if isinstance(repo, str) and str(ctx.repo_dir) == "." and not repo.startswith("git"):
-        ctx.repo_dir = Path(repo)
+    if isinstance(repo, str) and str(ctx.repo_dir) == ".":
+        # a URL: meshops keeps the checkout itself, cloned on first use
+        ctx.repo_dir = ensure_clone(repo, ctx.host_path(CLONE_DIR)) if is_git_url(repo) \
+            else Path(repo)  # fmt: skip
         if ctx.mesh_display == "mesh.yaml":
             ctx.mesh_file = ctx.repo_dir / "mesh.yaml"
             ctx.mesh_display = str(ctx.mesh_file)

@@ -17,7 +17,8 @@ from meshops.providers.files import MAX_READ
 from meshops.providers.run import run
 
 # never wait for a password prompt on a host; never let a user's pager or editor in
-_GIT_ENV = {"GIT_TERMINAL_PROMPT": "0", "GIT_PAGER": "cat", "GIT_ASKPASS": "true"}
+GIT_ENV = {"GIT_TERMINAL_PROMPT": "0", "GIT_PAGER": "cat", "GIT_ASKPASS": "true"}
+_GIT_ENV = GIT_ENV
 
 
 def _git(
