@@ -11,7 +11,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from meshops.errors import MeshError
+from meshops.errors import CommandFailed, MeshError
 
 CLONE_DIR = "/var/lib/meshops/repo"
 _SCP_LIKE = re.compile(r"[A-Za-z0-9._-]+@[A-Za-z0-9._-]+:\S+")  # git@host:org/mesh.git
@@ -29,11 +29,14 @@ def ensure_clone(url: str, directory: Path) -> Path:
     """The checkout of `url` at `directory`, cloned there first if missing (into a
     temporary directory beside it, then renamed: a killed clone leaves no half
     checkout). One cloned from another URL is refused, not silently used."""
+    from meshops.gitops.pull import git_reason, remote_url, run_git
+
     if (directory / ".git").exists():
-        origin = _git(["-C", str(directory), "remote", "get-url", "origin"], url).strip()
+        origin = remote_url(directory)
         if origin != url:
+            what = f"a clone of {origin}" if origin else "a checkout without an origin remote"
             raise MeshError(
-                f"{directory} is a clone of {origin}, but host.yaml names {url} as the repository",
+                f"{directory} is {what}, but host.yaml names {url} as the repository",
                 hint=f"remove {directory} to clone {url} again, or fix `repo:` in host.yaml",
             )
         return directory
@@ -45,22 +48,15 @@ def ensure_clone(url: str, directory: Path) -> Path:
     directory.parent.mkdir(parents=True, exist_ok=True, mode=0o755)
     staging = Path(tempfile.mkdtemp(prefix=".repo-clone-", dir=directory.parent))
     try:
-        _git(["clone", "--quiet", "--no-recurse-submodules", "--", url, str(staging / "r")], url)
+        run_git(staging, "clone", "--quiet", "--no-recurse-submodules", "--", url, "r",
+                what="git clone", timeout=GIT_TIMEOUT)  # fmt: skip
         (staging / "r").rename(directory)
+    except CommandFailed as exc:
+        raise MeshError(
+            f"cannot clone {url}: {git_reason(exc)}",
+            hint="check the URL in host.yaml `repo:` and this host's access to it (a deploy key)",
+            detail=exc.detail,
+        ) from None
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return directory
-
-
-def _git(args: list[str], url: str) -> str:
-    from meshops.gitops.pull import GIT_ENV
-    from meshops.providers.run import run
-
-    try:
-        proc = run(["git", *args], env=GIT_ENV, timeout=GIT_TIMEOUT, what="git")
-    except MeshError as exc:
-        raise MeshError(
-            f"cannot clone {url}: {exc}",
-            hint="check the URL in host.yaml `repo:` and this host's access to it (a deploy key)",
-        ) from None
-    return proc.stdout.decode(errors="replace")

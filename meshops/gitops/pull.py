@@ -21,7 +21,7 @@ GIT_ENV = {"GIT_TERMINAL_PROMPT": "0", "GIT_PAGER": "cat", "GIT_ASKPASS": "true"
 _GIT_ENV = GIT_ENV
 
 
-def _git(
+def run_git(
     repo_dir: Path,
     *args: str,
     what: str,
@@ -107,7 +107,7 @@ class TreeAt:
 
     def __init__(self, repo_dir: Path, revision: str, directory: str):
         self.repo_dir = repo_dir
-        prefix = _git(repo_dir, "rev-parse", "--show-prefix", what="git rev-parse")
+        prefix = run_git(repo_dir, "rev-parse", "--show-prefix", what="git rev-parse")
         self.prefix = f"{prefix}{directory.strip('/')}/"
         listed = run(
             ["git", "-C", str(repo_dir), "ls-tree", "-r", "-l", "-z", "--full-tree",
@@ -177,7 +177,7 @@ class TreeAt:
 
 def checkout(repo_dir: Path, revision: str) -> None:
     """Detach the checkout at `revision` (a host's checkout follows, it never commits)."""
-    _git(repo_dir, "checkout", "-q", "--detach", revision, what="git checkout")
+    run_git(repo_dir, "checkout", "-q", "--detach", revision, what="git checkout")
 
 
 def fetch(
@@ -190,7 +190,7 @@ def fetch(
     branch = branch or tracked_branch(repo_dir, remote)
     tracking = f"refs/remotes/{remote}/{branch}"
     try:
-        _git(
+        run_git(
             repo_dir,
             "fetch",
             "--quiet",
@@ -202,24 +202,35 @@ def fetch(
             timeout=timeout,
         )
     except CommandFailed as exc:
-        url = _git(repo_dir, "remote", "get-url", remote, what="git remote", check=False)
+        url = remote_url(repo_dir, remote)
         where = f"{remote} ({url})" if url else remote
-        lines = [ln.strip() for ln in (exc.detail or "").splitlines() if ln.strip()]
-        # git's first `fatal:` line says why; its last is often advice ("and the
-        # repository exists.")
-        at = next((i for i, ln in enumerate(lines) if ln.startswith("fatal: ")), None)
-        reason = lines[-1] if lines else exc.message
-        if at is not None:
-            reason = lines[at].removeprefix("fatal: ")
-            if reason.endswith(":") and at + 1 < len(lines):  # "unable to connect to X:"
-                reason += " " + lines[at + 1]
         raise MeshError(
-            f"cannot fetch branch {branch!r} from {where}: {reason}",
+            f"cannot fetch branch {branch!r} from {where}: {git_reason(exc)}",
             hint="check the network and the remote's URL and credentials; this host keeps "
             "running the revision it applied last",
             detail=exc.detail,
         ) from None
-    return _git(repo_dir, "rev-parse", "--verify", f"{tracking}^{{commit}}", what="git rev-parse")
+    return run_git(
+        repo_dir, "rev-parse", "--verify", f"{tracking}^{{commit}}", what="git rev-parse"
+    )
+
+
+def remote_url(repo_dir: Path, remote: str = "origin") -> str:
+    """The URL `remote` names in the checkout ("" when it has none)."""
+    return run_git(repo_dir, "remote", "get-url", remote, what="git remote", check=False)
+
+
+def git_reason(exc: CommandFailed) -> str:
+    """Why a git command failed, in git's words: its first `fatal:` line (its last is
+    often advice, "and the repository exists.")."""
+    lines = [ln.strip() for ln in (exc.detail or "").splitlines() if ln.strip()]
+    at = next((i for i, ln in enumerate(lines) if ln.startswith("fatal: ")), None)
+    if at is None:
+        return lines[-1] if lines else exc.message
+    reason = lines[at].removeprefix("fatal: ")
+    if reason.endswith(":") and at + 1 < len(lines):  # "unable to connect to X:"
+        reason += " " + lines[at + 1]
+    return reason
 
 
 def check_descends(
@@ -284,7 +295,7 @@ def verify_range(
     if gnupg_home is not None:
         env["GNUPGHOME"] = str(gnupg_home.resolve())
     span = new if old is None else f"{old}..{new}"
-    listed = _git(repo_dir, "rev-list", "--reverse", span, what="git rev-list")
+    listed = run_git(repo_dir, "rev-list", "--reverse", span, what="git rev-list")
     commits = listed.split()
     for index, commit in enumerate(commits):
         proc = run(
@@ -299,8 +310,8 @@ def verify_range(
 
 
 def _refuse(repo_dir: Path, commit: str, new: str, stderr: str, index: int) -> None:
-    subject = _git(repo_dir, "log", "-1", "--format=%s", commit, what="git log", check=False)
-    raw = _git(repo_dir, "cat-file", "commit", commit, what="git cat-file", check=False)
+    subject = run_git(repo_dir, "log", "-1", "--format=%s", commit, what="git log", check=False)
+    raw = run_git(repo_dir, "cat-file", "commit", commit, what="git cat-file", check=False)
     header = raw.split("\n\n", 1)[0]
     where = f"commit {_short(commit)} ({subject!r})"
     context = f"refusing to apply {_short(new)}"
