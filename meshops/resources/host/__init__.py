@@ -276,7 +276,7 @@ def open_host(
     loaded: Loaded, ctx: Context, node: str, rt: Runtime, *, commit: bool = False
 ) -> Scope:
     from meshops.resources import Scope, git_revision, mesh_digest
-    from meshops.resources.host.accepted_mesh import read_accepted, read_checkout_mesh
+    from meshops.resources.host.accepted_mesh import checkout_mesh, read_accepted
     from meshops.resources.host.record import record_apply
     from meshops.resources.host.trust import parse_pins
 
@@ -286,9 +286,9 @@ def open_host(
     pins = parse_pins(config.get("trust"), str(ctx.host_path("/etc/meshops/host.yaml")))
     scope = open_host_scope(loaded, ctx.repo_dir, node, ctx.root, session, pins=pins,
                             revision=revision, now=rt.now, commit=commit)  # fmt: skip
-    checkout_mesh = read_checkout_mesh(ctx.mesh_file)
+    checked_out = checkout_mesh(loaded, ctx.mesh_file)
     accepted = read_accepted(scope.lib_dir) if scope.trust.error is not None else None
-    held_mesh = accepted is not None and accepted.data != checkout_mesh
+    held_mesh = accepted is not None and accepted.data != checked_out
     if held_mesh:
         # the refused revision's mesh.yaml is no more trusted than its state/: plan from
         # the mesh.yaml of the last revision this host accepted, with the state/ kept
@@ -312,10 +312,10 @@ def open_host(
             keep(scope.lib_dir, loaded)
         if commit and scope.kept.seen is not None:  # what this run read of the checkout
             scope.kept.seen.save(scope.lib_dir)
-        if scope.trust.error is None and checkout_mesh is not None:
+        if scope.trust.error is None and checked_out is not None:
             from meshops.resources.host.accepted_mesh import keep_accepted
 
-            keep_accepted(scope.lib_dir, checkout_mesh)
+            keep_accepted(scope.lib_dir, checked_out)
 
     def preflight(plan: Plan, rt: Runtime) -> None:
         from meshops.engine.plan import Action

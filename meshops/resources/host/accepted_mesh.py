@@ -35,7 +35,10 @@ class Accepted:
         return load_text(self.data, DISPLAY, run_tests=False)
 
 
-def read_checkout_mesh(path: Path) -> bytes | None:
+def checkout_mesh(loaded: Loaded, path: Path) -> bytes | None:
+    """The bytes `loaded` was validated from: kept by the loader, else read from `path`."""
+    if loaded.source is not None:
+        return loaded.source[0]
     return read_bytes(path) if path.is_file() else None
 
 
