@@ -31,10 +31,10 @@ import hashlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from meshops.errors import Problem, ValidationFailed
-from meshops.model.loader import Document, parse_yaml, pydantic_problems
+from meshops.model.loader import Document, parse_yaml, validate_document
 from meshops.model.types import KeyType, Name
 
 if TYPE_CHECKING:
@@ -129,12 +129,7 @@ def parse_request(data: bytes, name: str) -> tuple[Request, Document]:
             [Problem(None, "", f"{name}: {len(data):,} bytes; a request is at most {MAX_BYTES:,}")]
         )
     doc = parse_yaml(data, name)
-    if not isinstance(doc.data, dict):
-        raise ValidationFailed([doc.problem((), "an enrolment request is a mapping")])
-    try:
-        model = RequestModel.model_validate(doc.data)
-    except ValidationError as exc:
-        raise ValidationFailed(pydantic_problems(doc, exc, RequestModel)) from None
+    model = validate_document(doc, RequestModel, "an enrolment request is a mapping")
     if model.format != FORMAT:
         raise ValidationFailed(
             [doc.problem(("format",), f"this meshops reads request format {FORMAT}")]

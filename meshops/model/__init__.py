@@ -47,18 +47,11 @@ class Loaded:
 
 def from_document(doc: Document, *, run_tests: bool = True) -> Loaded:
     """Validate a parsed document: schema, semantic checks, then policy tests."""
-    from pydantic import ValidationError
-
     from meshops.model.checks import access_table, semantic_problems, test_problems
-    from meshops.model.loader import pydantic_problems
+    from meshops.model.loader import validate_document
     from meshops.model.mesh import Mesh
 
-    if not isinstance(doc.data, dict):
-        raise ValidationFailed([doc.problem((), "the top level must be a mapping")])
-    try:
-        mesh = Mesh.model_validate(doc.data)
-    except ValidationError as exc:
-        raise ValidationFailed(pydantic_problems(doc, exc, Mesh)) from None
+    mesh = validate_document(doc, Mesh, "the top level must be a mapping")
     problems = semantic_problems(mesh, doc)
     if problems:
         raise ValidationFailed(problems)

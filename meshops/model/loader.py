@@ -17,11 +17,16 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import yaml
 
 from meshops.errors import Location, MeshError, Problem, ValidationFailed
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
+
+M = TypeVar("M", bound="BaseModel")
 
 PathKey = tuple[str | int, ...]
 
@@ -417,6 +422,19 @@ def read_document(path: Path, display: str | None = None) -> Document:
 
 
 # -- pydantic errors, located ---------------------------------------------------
+
+
+def validate_document(doc: Document, model: type[M], top_level: str) -> M:
+    """`doc` as an instance of the pydantic `model`; ValidationFailed with located
+    problems otherwise (`top_level`: what to say when the document is no mapping)."""
+    from pydantic import ValidationError
+
+    if not isinstance(doc.data, dict):
+        raise ValidationFailed([doc.problem((), top_level)])
+    try:
+        return model.model_validate(doc.data)
+    except ValidationError as exc:
+        raise ValidationFailed(pydantic_problems(doc, exc, model)) from None
 
 
 def pydantic_problems(doc: Document, error: Any, model: type[Any]) -> list[Problem]:
