@@ -238,6 +238,20 @@ def wait_for_port(host: Host, port: int, *, timeout: float = 20.0, proc: Any = N
     raise AssertionError(f"nothing listens on port {port} in {host.name} after {timeout}s")
 
 
+def start_caddy(host: Host, config: Path, directory: Path, port: int) -> subprocess.Popen[bytes]:
+    """`caddy run` of a rendered Caddyfile inside `host`, its state under
+    `directory`/caddy-home and its log in `directory`/caddy.log; returns once it listens
+    on `port` (the test bed kills it with the host)."""
+    home = directory / "caddy-home"
+    env = {"HOME": str(home), "XDG_DATA_HOME": str(home / "data"),
+           "XDG_CONFIG_HOME": str(home / "config")}  # fmt: skip
+    with open(directory / "caddy.log", "wb") as log:
+        caddy = host.popen(["caddy", "run", "--config", str(config), "--adapter", "caddyfile"],
+                           env=env, stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
+    wait_for_port(host, port, proc=caddy)
+    return caddy
+
+
 def openssl(*args: str, input: str | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(["openssl", *args], capture_output=True, text=True, input=input)
 

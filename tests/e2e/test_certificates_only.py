@@ -12,13 +12,12 @@ block, with the node's underlay addresses, and never touch the network.
 from __future__ import annotations
 
 import json
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from cryptography import x509
-from mesh_fixtures import CLEAN_ENV, BedMesh, bed_mesh, openssl, wait_for_port
+from mesh_fixtures import CLEAN_ENV, BedMesh, bed_mesh, openssl, start_caddy, wait_for_port
 from test_host_proxies import UPSTREAM
 from test_repo_support import MESHOPS, KeyRing, MeshRepo, keyring, new_repo
 from testbed import unavailable_reason
@@ -171,14 +170,8 @@ def mixed(tmp_path_factory: pytest.TempPathFactory, keyring: KeyRing) -> Iterato
         upstream = n1.popen(["python3", "-c", UPSTREAM, str(directory / "upstream.log"),
                              str(UPSTREAM_PORT)])  # fmt: skip
         wait_for_port(n1, UPSTREAM_PORT, proc=upstream)
-        home = directory / "caddy-home"
-        env = {"HOME": str(home), "XDG_DATA_HOME": str(home / "data"),
-               "XDG_CONFIG_HOME": str(home / "config")}  # fmt: skip
-        config = mesh.host_path("n1", "/etc/meshops/proxy/api.caddy")
-        with open(directory / "caddy.log", "wb") as log:
-            caddy = n1.popen(["caddy", "run", "--config", str(config), "--adapter", "caddyfile"],
-                             env=env, stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
-        wait_for_port(n1, CADDY_PORT, proc=caddy)
+        start_caddy(n1, mesh.host_path("n1", "/etc/meshops/proxy/api.caddy"), directory,
+                    CADDY_PORT)  # fmt: skip
         yield mesh
 
 

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from mesh_fixtures import BedMesh, bed_mesh, converged, wait_for_port
+from mesh_fixtures import BedMesh, bed_mesh, converged, start_caddy, wait_for_port
 from test_repo_support import KeyRing, keyring
 from testbed import Host, unavailable_reason
 
@@ -200,14 +200,8 @@ def bed(tmp_path_factory: pytest.TempPathFactory, keyring: KeyRing) -> Iterator[
                              str(UPSTREAM_PORT)], stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, cwd=str(directory))  # fmt: skip
         wait_for_port(n1, UPSTREAM_PORT, proc=upstream)
-        caddy_file = mesh.host_path("n1", "/etc/meshops/proxy/api.caddy")
-        home = directory / "caddy-home"
-        env = {"HOME": str(home), "XDG_DATA_HOME": str(home / "data"),
-               "XDG_CONFIG_HOME": str(home / "config")}  # fmt: skip
-        with open(directory / "caddy.log", "wb") as log:
-            caddy_run = ["caddy", "run", "--config", str(caddy_file), "--adapter", "caddyfile"]
-            caddy = n1.popen(caddy_run, env=env, stdout=log, stderr=subprocess.STDOUT)
-        wait_for_port(n1, CADDY_PORT, proc=caddy)
+        start_caddy(n1, mesh.host_path("n1", "/etc/meshops/proxy/api.caddy"), directory,
+                    CADDY_PORT)  # fmt: skip
         yield Bed(mesh, before, directory)
 
 
